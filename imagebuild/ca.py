@@ -1,0 +1,68 @@
+"""The build's CA bundle: found on the host, served on loopback for one build, never
+copied into an image unless the recipe keeps it."""
+
+import contextlib
+import http.server
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from imagebuild.errors import RecipeError
+
+CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
+
+
+def find_ca_bundle(explicit: Path | None = None) -> Path | None:
+    """`--ca-cert`, else the first of SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE that is set."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise RecipeError("CA bundle not found", path=explicit, hint="pass an existing PEM file to --ca-cert")
+        return explicit
+    for variable in CA_VARIABLES:
+        value = os.environ.get(variable)
+        if value and Path(value).is_file():
+            return Path(value)
+    return None
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def serve_ca(bundle: bytes, preferred_port: int) -> Iterator[str]:
+    """Serve `bundle` at http://127.0.0.1:PORT/ca.pem while the build runs.
+
+    The port is fixed by default so that the build argument, and so the layer cache, stays
+    the same from build to build.
+    """
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path != "/ca.pem":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(bundle)))
+            self.end_headers()
+            self.wfile.write(bundle)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            """Builds print their own progress; stay quiet."""
+
+    port = preferred_port if _free(preferred_port) else 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/ca.pem"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,233 @@
+"""The `imagebuild` command. Commands are thin: parse, call the pipeline, print.
+
+Only `main` turns errors into messages and exit codes (see errors.py for the codes).
+"""
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagebuild import engine as engine_module
+from imagebuild import pipeline
+from imagebuild.ca import find_ca_bundle
+from imagebuild.context import HASH_LABEL, IMAGE_LABEL
+from imagebuild.errors import EngineError, ImagebuildError, RecipeError
+from imagebuild.plan import load_project, plan
+
+app = typer.Typer(
+    help="Build, smoke-test and publish JupyterHub single-user images.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+engine_app = typer.Typer(help="Report on or start the Docker engine.", no_args_is_help=True)
+app.add_typer(engine_app, name="engine")
+
+out = Console()
+err = Console(stderr=True)
+
+Names = Annotated[list[str] | None, typer.Argument(help="image names (folders under images/)", show_default=False)]
+AllOption = Annotated[bool, typer.Option("--all", help="every image of the project")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+CaOption = Annotated[
+    Path | None,
+    typer.Option("--ca-cert", help="CA bundle to trust during builds (default: SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE)"),
+]
+
+
+class StatusLine:
+    """A rich spinner with the current build step; events print above it."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.status = console.status("starting")
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[bold blue]>[/] {message}")
+        self.status.update(message)
+
+    def step(self, message: str) -> None:
+        self.status.update(message[:120])
+
+    def reporter(self) -> pipeline.Reporter:
+        return pipeline.Reporter(say=self.say, step=self.step)
+
+
+def _ca_bytes(ca_cert: Path | None) -> bytes | None:
+    bundle = find_ca_bundle(ca_cert)
+    return bundle.read_bytes() if bundle else None
+
+
+@app.command()
+def build(
+    names: Names = None,
+    everything: AllOption = False,
+    no_smoke: Annotated[bool, typer.Option("--no-smoke", help="skip smoke notebooks (latest is not moved)")] = False,
+    as_json: JsonOption = False,
+    ca_cert: CaOption = None,
+) -> None:
+    """Build images and their parents in order, then run their smoke notebooks."""
+    project = load_project()
+    line = StatusLine(err)
+    with line.status:
+        outcomes = pipeline.build(
+            project,
+            names or [],
+            everything=everything,
+            smoke=not no_smoke,
+            ca_bundle=_ca_bytes(ca_cert),
+            reporter=line.reporter(),
+        )
+    if as_json:
+        print(json.dumps([asdict(outcome) for outcome in outcomes], indent=2))
+        return
+    table = Table("image", "action", "content tag", "seconds", "smoke")
+    for outcome in outcomes:
+        smoke = "skipped" if no_smoke else (f"{len(outcome.smoke.notebooks)} passed" if outcome.smoke else "passed before")
+        table.add_row(outcome.name, outcome.action, outcome.ref, f"{outcome.seconds:.1f}", smoke)
+    out.print(table)
+
+
+@app.command()
+def render(name: Annotated[str, typer.Argument(help="image name")], ca_cert: CaOption = None) -> None:
+    """Print the composed Dockerfile(s) of an image and its parents, without building."""
+    project = load_project()
+    for context in pipeline.prepare(project, plan(project, [name]), _ca_bytes(ca_cert)):
+        print(f"# ---- {context.rendered.plan.name} (content hash {context.content_hash})")
+        print(context.rendered.dockerfile)
+
+
+@app.command("plan")
+def plan_command(names: Names = None, everything: AllOption = False, as_json: JsonOption = False) -> None:
+    """Show what would be built or reused, and why (content hash per image)."""
+    project = load_project()
+    contexts = pipeline.prepare(project, plan(project, names or [], everything=everything), None)
+    try:
+        engine = engine_module.Engine()
+    except EngineError:
+        engine = None
+    rows = []
+    for context in contexts:
+        name = context.rendered.plan.name
+        ref = pipeline.content_ref(project, name, context.content_hash)
+        if engine is None:
+            action, why = "unknown", "no engine answers; run 'imagebuild engine up'"
+        elif engine.image(ref) is None:
+            action, why = "build", f"no image with content hash {context.short_hash}"
+        else:
+            latest = engine.image(pipeline.latest_ref(project, name))
+            smoked = latest is not None and latest.id == engine.image(ref).id  # type: ignore[union-attr]
+            action = "reuse" if smoked else "smoke"
+            why = "image present, smoke passed" if smoked else "image present, not yet smoke-tested"
+        rows.append({"image": name, "content_hash": context.content_hash, "ref": ref, "action": action, "why": why})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("image", "content hash", "action", "why")
+    for row in rows:
+        table.add_row(row["image"], row["content_hash"][:12], row["action"], row["why"])
+    out.print(table)
+
+
+@app.command()
+def smoke(
+    name: Annotated[str, typer.Argument(help="image name")],
+    notebook: Annotated[
+        list[Path] | None, typer.Option("--notebook", help="an extra notebook to run (repeatable)")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the smoke notebooks (and any --notebook) against the image's latest build."""
+    project = load_project()
+    extra = notebook or []
+    for path in extra:
+        if not path.is_file():
+            raise RecipeError("notebook not found", path=path, hint="pass the path of an .ipynb file")
+    contexts = pipeline.prepare(project, plan(project, [name]), None)
+    context = contexts[-1]
+    engine = engine_module.Engine()
+    ref = pipeline.content_ref(project, name, context.content_hash)
+    if engine.image(ref) is None:
+        fallback = pipeline.latest_ref(project, name)
+        if engine.image(fallback) is None:
+            raise EngineError(f"no image of '{name}' in the engine", hint=f"run 'imagebuild build {name}' first")
+        ref = fallback
+    line = StatusLine(err)
+    with line.status:
+        result = pipeline.smoke_image(project, engine, context.rendered.plan, ref, extra, line.reporter())
+    if as_json:
+        print(json.dumps(asdict(result), indent=2))
+        return
+    for item in result.notebooks:
+        out.print(f"[green]passed[/] {item.owner}/{item.notebook} ({item.seconds:.1f} s)")
+
+
+@app.command()
+def images(as_json: JsonOption = False) -> None:
+    """List the project's images and the builds present in the engine."""
+    project = load_project()
+    try:
+        engine = engine_module.Engine()
+        built = engine.images_with_label(IMAGE_LABEL)
+    except EngineError:
+        built = []
+    rows = []
+    for name, recipe in sorted(project.recipes.items()):
+        base = recipe.spec.parent or recipe.spec.root
+        builds = [image for image in built if (image.labels or {}).get(IMAGE_LABEL) == name]
+        for image in builds or [None]:
+            rows.append(
+                {
+                    "image": name,
+                    "base": base,
+                    "tags": sorted(image.tags) if image else [],
+                    "size_bytes": image.attrs.get("Size") if image else None,
+                    "content_hash": (image.labels or {}).get(HASH_LABEL) if image else None,
+                    "created": (image.labels or {}).get("org.opencontainers.image.created") if image else None,
+                }
+            )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("image", "base", "tags", "size", "content hash", "created")
+    for row in rows:
+        size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["size_bytes"] else "-"
+        table.add_row(
+            row["image"], row["base"], ", ".join(row["tags"]) or "(not built)", size,
+            (row["content_hash"] or "-")[:12], row["created"] or "-",
+        )
+    out.print(table)
+
+
+@engine_app.command("status")
+def engine_status(as_json: JsonOption = False) -> None:
+    """Say whether a Docker engine answers (exit code 3 when none does)."""
+    current = engine_module.status()
+    if as_json:
+        print(json.dumps(asdict(current)))
+    else:
+        out.print(f"{'[green]up[/]' if current.reachable else '[red]down[/]'}: {current.detail} {current.version or ''}")
+    if not current.reachable:
+        raise typer.Exit(EngineError.exit_code)
+
+
+@engine_app.command("up")
+def engine_up() -> None:
+    """Use the running engine, or install (Debian/Ubuntu, root) and start one."""
+    engine_module.up(lambda message: err.print(f"[bold blue]>[/] {message}"))
+
+
+def main() -> None:
+    try:
+        app()
+    except ImagebuildError as exc:
+        sys.stderr.write(f"error: {exc.render()}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,166 @@
+"""The Docker engine: the only module that imports `docker` (smoke.py borrows the client).
+
+It finds or starts an engine, imports bootstrapped root file systems, builds contexts
+through the SDK's classic builder and reads images back by their content-hash label.
+"""
+
+import io
+import shutil
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.models.images import Image
+
+from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext
+from imagebuild.errors import BuildError, EngineError
+from imagebuild.system import apt_install, cache_dir
+
+ENGINE_PACKAGES = ["docker.io"]
+START_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    reachable: bool
+    detail: str
+    version: str | None = None
+
+
+def _client(timeout: int = 600) -> docker.DockerClient:
+    return docker.from_env(timeout=timeout)
+
+
+def status() -> EngineStatus:
+    try:
+        client = _client(timeout=5)
+        version = client.version()
+        return EngineStatus(True, f"engine at {client.api.base_url}", f"{version['Version']} (API {version['ApiVersion']})")
+    except docker.errors.DockerException as exc:
+        return EngineStatus(False, str(exc))
+
+
+def up(say: Callable[[str], None]) -> EngineStatus:
+    """Make an engine answer: use a running one, or install and start Debian's docker.io."""
+    current = status()
+    if current.reachable:
+        say(f"using the running {current.detail}, Docker {current.version}")
+        return current
+    log = cache_dir() / "engine.log"
+    if shutil.which("dockerd") is None:
+        say(f"no Docker engine found; installing {', '.join(ENGINE_PACKAGES)} (log: {log})")
+        apt_install(ENGINE_PACKAGES, log=log)
+    say(f"starting dockerd (log: {log})")
+    with log.open("ab") as sink:
+        subprocess.Popen(["dockerd"], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        current = status()
+        if current.reachable:
+            say(f"started Docker {current.version}")
+            return current
+        time.sleep(0.5)
+    raise EngineError(f"dockerd did not answer within {START_TIMEOUT} s", path=log, hint="read the engine log above")
+
+
+class Engine:
+    """A connected engine. Build, import and look up images by content hash."""
+
+    def __init__(self) -> None:
+        try:
+            self.client = _client()
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"no Docker engine answers ({exc})", hint="run 'imagebuild engine up'") from None
+
+    def image(self, ref: str) -> Image | None:
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def try_pull(self, ref: str) -> bool:
+        try:
+            self.client.images.pull(ref)
+        except docker.errors.APIError:
+            return False
+        return True
+
+    def import_rootfs(self, tarball: Path, ref: str, changes: list[str]) -> Image:
+        repository, tag = ref.rsplit(":", 1)
+        self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
+        imported = self.image(ref)
+        if imported is None:
+            raise EngineError(f"importing {tarball} as {ref} left no image", path=tarball)
+        return imported
+
+    def images_with_label(self, key: str, value: str | None = None) -> list[Image]:
+        selector = f"{key}={value}" if value is not None else key
+        return self.client.images.list(filters={"label": selector})
+
+    def tag(self, image: Image, ref: str) -> None:
+        repository, tag = ref.rsplit(":", 1)
+        image.tag(repository, tag)
+
+    def build(
+        self,
+        context: BuildContext,
+        *,
+        tag: str,
+        labels: dict[str, str],
+        buildargs: dict[str, str],
+        log_path: Path,
+        on_step: Callable[[str], None],
+    ) -> Image:
+        """Build through the classic builder on host networking (loopback mirrors and CA server)."""
+        tail: deque[str] = deque(maxlen=25)
+        step = "(before the first step)"
+        image_id = None
+        stream = self.client.api.build(
+            fileobj=io.BytesIO(context.tar),
+            custom_context=True,
+            tag=tag,
+            labels=labels,
+            buildargs=buildargs,
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+        with log_path.open("w", encoding="utf-8") as log:
+            for chunk in stream:
+                if "stream" in chunk:
+                    text = chunk["stream"]
+                    log.write(text)
+                    for line in text.splitlines():
+                        if line.startswith("Step "):
+                            step = line
+                            on_step(line)
+                        if line.strip():
+                            tail.append(line)
+                elif "aux" in chunk:
+                    image_id = chunk["aux"].get("ID", image_id)
+                elif "error" in chunk:
+                    log.write(f"ERROR: {chunk['error']}\n")
+                    raise BuildError(
+                        f"build of {context.rendered.plan.name} failed at {step}\n"
+                        + "\n".join(f"    {line}" for line in tail)
+                        + f"\n  error: {chunk['error'].strip()}",
+                        path=log_path,
+                        hint="the full log is in the file named above",
+                    )
+        built = self.image(image_id or tag)
+        if built is None:
+            raise BuildError(f"the engine reported no image for {tag}", path=log_path)
+        return built
+
+
+def content_labels(image: Image) -> tuple[str, str]:
+    labels = image.labels or {}
+    return labels.get(IMAGE_LABEL, ""), labels.get(HASH_LABEL, "")

@@ -1,0 +1,44 @@
+"""One small family of errors; only the CLI turns them into messages and exit codes."""
+
+from pathlib import Path
+
+
+class ImagebuildError(Exception):
+    """An error the user can act on: where it happened, what is wrong, what to try."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        tail = f"\n  hint: {self.hint}" if self.hint else ""
+        return f"{where}{self.message}{tail}"
+
+
+class RecipeError(ImagebuildError):
+    """A recipe or project file is malformed or refers to something missing."""
+
+    exit_code = 2
+
+
+class EngineError(ImagebuildError):
+    """No usable Docker engine, or the engine refused an operation."""
+
+    exit_code = 3
+
+
+class BuildError(ImagebuildError):
+    """The image build failed; carries the failing step and the last log lines."""
+
+    exit_code = 4
+
+
+class SmokeError(ImagebuildError):
+    """A smoke notebook failed inside the built image."""
+
+    exit_code = 5

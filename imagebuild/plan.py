@@ -1,0 +1,101 @@
+"""Step 2, plan: find the project, resolve parents and order the images to build."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagebuild.errors import RecipeError
+from imagebuild.recipes import PROJECT_FILE, ProjectConfig, Recipe, load_recipes, parse_toml
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: ProjectConfig
+    recipes: dict[str, Recipe]
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / self.config.build.output
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """One image to produce, with its ancestors (nearest first) for inherited smoke notebooks."""
+
+    recipe: Recipe
+    ancestors: tuple[Recipe, ...]
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    @property
+    def root_image(self) -> str:
+        """The root reference at the bottom of this image's chain, e.g. 'debian:bookworm'."""
+        bottom = self.ancestors[-1] if self.ancestors else self.recipe
+        assert bottom.spec.root is not None  # guaranteed by RecipeFile's validator
+        return bottom.spec.root
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` holding imagebuild.toml or an images/ folder."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file() or (folder / "images").is_dir():
+            return folder
+    raise RecipeError(
+        "no imagebuild project here", path=here, hint=f"run from a folder with {PROJECT_FILE} or images/"
+    )
+
+
+def load_project(root: Path | None = None) -> Project:
+    root = root or find_project()
+    config_path = root / PROJECT_FILE
+    config = parse_toml(config_path, ProjectConfig) if config_path.is_file() else ProjectConfig()
+    return Project(root=root, config=config, recipes=load_recipes(root / config.images))
+
+
+def _ancestors(project: Project, name: str) -> tuple[Recipe, ...]:
+    chain = [name]
+    found: list[Recipe] = []
+    recipe = project.recipes[name]
+    while recipe.spec.parent is not None:
+        parent = recipe.spec.parent
+        if parent in chain:
+            raise RecipeError(
+                f"parent: cycle {' -> '.join([*chain, parent])}",
+                path=recipe.path,
+                hint="one image in the chain must name a 'root' instead of a 'parent'",
+            )
+        if parent not in project.recipes:
+            raise RecipeError(
+                f"parent: no recipe named '{parent}' (chain {' -> '.join([*chain, parent])})",
+                path=recipe.path,
+                hint=f"known images: {', '.join(sorted(project.recipes))}",
+            )
+        chain.append(parent)
+        recipe = project.recipes[parent]
+        found.append(recipe)
+    return tuple(found)
+
+
+def plan(project: Project, names: list[str], *, everything: bool = False) -> list[BuildPlan]:
+    """Plans for `names` and all their parents, parents first, each image once."""
+    wanted = sorted(project.recipes) if everything else names
+    if not wanted:
+        raise RecipeError("no image named", hint="name one or more images, or pass --all")
+    ordered: list[BuildPlan] = []
+    seen: set[str] = set()
+    for name in wanted:
+        if name not in project.recipes:
+            raise RecipeError(
+                f"no image named '{name}'",
+                path=project.root / project.config.images,
+                hint=f"known images: {', '.join(sorted(project.recipes))}",
+            )
+        ancestors = _ancestors(project, name)
+        for recipe in (*reversed(ancestors), project.recipes[name]):
+            if recipe.name not in seen:
+                seen.add(recipe.name)
+                ordered.append(BuildPlan(recipe=recipe, ancestors=_ancestors(project, recipe.name)))
+    return ordered

@@ -1,0 +1,239 @@
+"""Step 1, load: the typed files a user writes (image recipes, project config).
+
+Every model forbids unknown keys, so a typo is an error that names the file and the
+key instead of a setting that silently does nothing.
+"""
+
+import difflib
+import glob
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from imagebuild.errors import RecipeError
+
+RECIPE_FILE = "image.toml"
+PROJECT_FILE = "imagebuild.toml"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OsSection(StrictModel):
+    packages: list[str] = Field(default=[], description="Debian packages installed with apt-get")
+    packages_file: str | None = Field(default=None, description="an apt.txt beside the recipe, one package a line")
+
+
+class PythonSection(StrictModel):
+    requirements: str | None = Field(default=None, description="a requirements.txt beside the recipe")
+    venv: str = Field(default="/opt/venv", description="virtual environment created by root images")
+
+
+class FileCopy(StrictModel):
+    src: str
+    dest: str
+    mode: str = "0644"
+
+    @field_validator("dest")
+    @classmethod
+    def _absolute(cls, dest: str) -> str:
+        if not dest.startswith("/"):
+            raise ValueError(f"must be an absolute path in the image, got {dest!r}")
+        return dest
+
+    @field_validator("mode")
+    @classmethod
+    def _octal(cls, mode: str) -> str:
+        try:
+            int(mode, 8)
+        except ValueError:
+            raise ValueError(f"must be an octal file mode such as '0755', got {mode!r}") from None
+        return mode
+
+
+class HooksSection(StrictModel):
+    before_notebook: list[str] = Field(
+        default=["before-notebook.d/*.sh"], description="start hooks run before the single-user server"
+    )
+
+
+class SmokeSection(StrictModel):
+    notebooks: list[str] = Field(default=["smoke/*.ipynb"], description="notebooks executed inside the image")
+    cell_timeout: int = Field(default=600, gt=0, description="seconds one cell may run")
+
+
+class CaSection(StrictModel):
+    keep: bool = Field(default=False, description="leave the build's CA bundle in the image for runtime use")
+
+
+class RecipeFile(StrictModel):
+    """The schema of images/<name>/image.toml."""
+
+    description: str = ""
+    parent: str | None = Field(default=None, description="another recipe this image builds on")
+    root: str | None = Field(default=None, description="a root image reference such as 'debian:bookworm'")
+    post_build: str | None = Field(default=None, description="a postBuild script run as the user")
+    os: OsSection = OsSection()
+    python: PythonSection = PythonSection()
+    env: dict[str, str] = {}
+    files: list[FileCopy] = []
+    hooks: HooksSection = HooksSection()
+    smoke: SmokeSection = SmokeSection()
+    labels: dict[str, str] = {}
+    ca: CaSection = CaSection()
+
+    @model_validator(mode="after")
+    def _one_base(self) -> "RecipeFile":
+        if (self.parent is None) == (self.root is None):
+            raise ValueError("set exactly one of 'parent' (another recipe) or 'root' (e.g. 'debian:bookworm')")
+        return self
+
+
+class BootstrapSection(StrictModel):
+    archive: str | None = Field(default=None, description="Debian archive URL; default: the host's apt sources")
+
+
+class BuildSection(StrictModel):
+    output: str = Field(default="build", description="folder for Dockerfiles, logs and smoke results")
+    ca_port: int = Field(default=47471, gt=0, lt=65536, description="loopback port serving the CA to builds")
+    repository: str = Field(default="imagebuild", description="local repository prefix of built images")
+
+
+class ProjectConfig(StrictModel):
+    """The schema of imagebuild.toml at the project root (all optional)."""
+
+    images: str = "images"
+    bootstrap: BootstrapSection = BootstrapSection()
+    build: BuildSection = BuildSection()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe with every file it names resolved and checked to exist."""
+
+    name: str
+    path: Path
+    spec: RecipeFile
+    apt_packages: tuple[str, ...]
+    requirements: Path | None
+    post_build: Path | None
+    files: tuple[tuple[Path, FileCopy], ...]
+    hooks: tuple[Path, ...]
+    notebooks: tuple[Path, ...]
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """('python', 'requirements') -> '[python].requirements', as a user reads a TOML file."""
+    if not loc:
+        return "(top level)"
+    if len(loc) == 1:
+        return str(loc[0])
+    rest = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+    return f"[{loc[0]}]{rest}"
+
+
+def _explain(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str | None]:
+    loc = tuple(error["loc"])
+    field = _field(loc)
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys here: {', '.join(sorted(known))}"
+        return f"{field}: unknown key", hint
+    return f"{field}: {error['msg']}", None
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(str(part))
+        annotation = getattr(info, "annotation", None)
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
+    return list(model.model_fields)
+
+
+def parse_toml(path: Path, model: type[Model]) -> Model:
+    """Read a TOML file into `model`; any problem becomes one RecipeError naming file and field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError("file not found", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"not valid TOML: {exc}", path=path) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message, hint = _explain(dict(first), model)
+        more = len(exc.errors()) - 1
+        if more:
+            message += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise RecipeError(message, path=path, hint=hint) from None
+
+
+def _existing(directory: Path, relative: str, recipe_path: Path, field: str) -> Path:
+    path = directory / relative
+    if not path.is_file():
+        raise RecipeError(
+            f"{field}: file '{relative}' not found",
+            path=recipe_path,
+            hint=f"create {path} or correct the name in {RECIPE_FILE}",
+        )
+    return path
+
+
+def _globbed(directory: Path, patterns: list[str]) -> tuple[Path, ...]:
+    found: set[Path] = set()
+    for pattern in patterns:
+        found.update(Path(p) for p in glob.glob(str(directory / pattern)) if Path(p).is_file())
+    return tuple(sorted(found))
+
+
+def load_recipe(path: Path) -> Recipe:
+    spec = parse_toml(path, RecipeFile)
+    directory = path.parent
+    apt = list(spec.os.packages)
+    if spec.os.packages_file:
+        listing = _existing(directory, spec.os.packages_file, path, "[os].packages_file")
+        apt += [line.split("#")[0].strip() for line in listing.read_text().splitlines()]
+    requirements = (
+        _existing(directory, spec.python.requirements, path, "[python].requirements")
+        if spec.python.requirements
+        else None
+    )
+    post_build = _existing(directory, spec.post_build, path, "post_build") if spec.post_build else None
+    files = tuple(
+        (_existing(directory, item.src, path, f"[files][{index}].src"), item) for index, item in enumerate(spec.files)
+    )
+    return Recipe(
+        name=directory.name,
+        path=path,
+        spec=spec,
+        apt_packages=tuple(sorted({p for p in apt if p})),
+        requirements=requirements,
+        post_build=post_build,
+        files=files,
+        hooks=_globbed(directory, spec.hooks.before_notebook),
+        notebooks=_globbed(directory, spec.smoke.notebooks),
+    )
+
+
+def load_recipes(images_dir: Path) -> dict[str, Recipe]:
+    """Every images/<name>/image.toml below `images_dir`, keyed by folder name."""
+    if not images_dir.is_dir():
+        raise RecipeError("images folder not found", path=images_dir, hint="run imagebuild from the project root")
+    return {path.parent.name: load_recipe(path) for path in sorted(images_dir.glob(f"*/{RECIPE_FILE}"))}

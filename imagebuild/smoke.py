@@ -1,0 +1,126 @@
+"""Step 7, smoke: execute an image's notebooks (and its parents') inside a throwaway
+container, after the start hooks ran exactly as they do under JupyterHub."""
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker.errors
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
+
+from imagebuild.engine import Engine
+from imagebuild.errors import SmokeError
+from imagebuild.render import User, support_file
+
+WORKDIR = "/tmp/imagebuild-smoke"
+# Run the docker-stacks start hooks when the image has them, then the notebooks.
+START = 'if command -v start.sh >/dev/null; then exec start.sh "$@"; else exec "$@"; fi'
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    owner: str
+    notebook: str
+    ok: bool
+    seconds: float
+    cell: int | None = None
+    source: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    image: str
+    notebooks: tuple[NotebookResult, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.notebooks)
+
+    def failure(self) -> SmokeError:
+        lines = [f"smoke test of {self.image} failed"]
+        for result in self.notebooks:
+            if not result.ok:
+                lines.append(f"  {result.owner}/{result.notebook}, cell {result.cell}: {result.error}")
+                lines += [f"      {line}" for line in result.source.splitlines()[:8]]
+        return SmokeError("\n".join(lines), hint="run 'imagebuild smoke NAME' after fixing the notebook or the image")
+
+
+def _entry(name: str, data: bytes | None = None) -> tuple[tarfile.TarInfo, io.BytesIO | None]:
+    """A tar member owned by the image's user, so the notebooks may write beside themselves."""
+    user = User()
+    info = tarfile.TarInfo(name)
+    info.uid, info.gid = user.uid, user.gid
+    if data is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        return info, None
+    info.size, info.mode = len(data), 0o644
+    return info, io.BytesIO(data)
+
+
+def _archive(notebooks: list[tuple[str, Path]]) -> bytes:
+    """imagebuild-smoke/run_notebooks.py and imagebuild-smoke/<owner>/<notebook>.ipynb."""
+    top = Path(WORKDIR).name
+    members = [_entry(top), _entry(f"{top}/run_notebooks.py", support_file("run_notebooks.py"))]
+    members += [_entry(f"{top}/{owner}") for owner in sorted({owner for owner, _ in notebooks})]
+    members += [_entry(f"{top}/{owner}/{path.name}", path.read_bytes()) for owner, path in notebooks]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for info, data in members:
+            archive.addfile(info, data)
+    return buffer.getvalue()
+
+
+def _results(container: "docker.models.containers.Container") -> list[dict[str, object]]:
+    try:
+        stream, _ = container.get_archive(f"{WORKDIR}/results.json")
+    except docker.errors.NotFound:
+        return []
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        member = archive.extractfile("results.json")
+        return json.loads(member.read()) if member else []
+
+
+def run_smoke(
+    engine: Engine,
+    image: str,
+    notebooks: list[tuple[str, Path]],
+    *,
+    cell_timeout: int,
+    output_dir: Path,
+) -> SmokeResult:
+    """Run `notebooks` (owner recipe, path) in `image`; the container is always removed."""
+    if not notebooks:
+        return SmokeResult(image=image)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    container = engine.client.containers.create(
+        image,
+        command=["bash", "-c", START, "start", "python", f"{WORKDIR}/run_notebooks.py", WORKDIR, str(cell_timeout)],
+        network_mode="none",
+        environment={"IMAGEBUILD_SMOKE": "1"},
+    )
+    try:
+        container.put_archive("/tmp", _archive(notebooks))
+        container.start()
+        limit = cell_timeout * 50 + 120
+        try:
+            exit_status = container.wait(timeout=limit)["StatusCode"]
+        except (ReadTimeout, RequestsConnectionError):
+            raise SmokeError(f"smoke test of {image} did not finish within {limit} s") from None
+        logs = container.logs().decode(errors="replace")
+        (output_dir / "smoke.log").write_text(logs)
+        raw = _results(container)
+    finally:
+        container.remove(force=True)
+    if not raw:
+        tail = "\n".join(f"    {line}" for line in logs.splitlines()[-15:])
+        raise SmokeError(
+            f"smoke run in {image} exited with {exit_status} before reporting results:\n{tail}",
+            path=output_dir / "smoke.log",
+        )
+    result = SmokeResult(image=image, notebooks=tuple(NotebookResult(**item) for item in raw))  # type: ignore[arg-type]
+    (output_dir / "smoke.json").write_text(json.dumps([vars(n) for n in result.notebooks], indent=2))
+    return result

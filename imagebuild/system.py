@@ -1,0 +1,47 @@
+"""The few host commands imagebuild runs (apt-get, dockerd, debootstrap), in one wrapper
+that names the command and says what to install when a program is missing."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from imagebuild.errors import EngineError
+
+
+def cache_dir() -> Path:
+    """Host cache for bootstrapped root file systems and engine logs (XDG, overridable)."""
+    base = os.environ.get("IMAGEBUILD_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebuild"
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run(command: list[str], *, log: Path | None = None) -> None:
+    """Run a host command; its output goes to `log` (or is shown), failure raises EngineError."""
+    if shutil.which(command[0]) is None:
+        raise EngineError(f"'{command[0]}' is not installed", hint=f"install the package that provides {command[0]}")
+    if log is None:
+        completed = subprocess.run(command, check=False)
+    else:
+        with log.open("ab") as sink:
+            completed = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, check=False)
+    if completed.returncode != 0:
+        where = f"; see {log}" if log else ""
+        raise EngineError(f"command failed with exit code {completed.returncode}: {' '.join(command)}{where}")
+
+
+def can_apt_install() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_install(packages: list[str], *, log: Path) -> None:
+    """Install Debian packages on the host (Debian/Ubuntu, as root only)."""
+    if not can_apt_install():
+        raise EngineError(
+            f"need {', '.join(packages)} and cannot install them here",
+            hint=f"install {' '.join(packages)} with your system's package manager (needs root on Debian/Ubuntu)",
+        )
+    env_prefix = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    run([*env_prefix, "apt-get", "update", "-q"], log=log)
+    run([*env_prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], log=log)
