@@ -1,0 +1,87 @@
+"""Real engine fixtures: the engine is started if needed, images are built once per session
+and shared by every test (a rebuild of an unchanged image is a content-hash lookup)."""
+
+import datetime
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from imagebuild import engine as engine_module
+from imagebuild import pipeline
+from imagebuild.ca import find_ca_bundle
+from imagebuild.plan import Project, load_project
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.engine
+
+QUIET = pipeline.Reporter(say=print, step=lambda _line: None)
+
+
+@dataclass(frozen=True)
+class TestCa:
+    """A CA made for this session: its PEM, a line of it to search for, and bundles using it."""
+
+    pem: bytes
+    marker: bytes
+    trusted_bundle: bytes  # the host's bundle plus this CA: builds can reach PyPI
+    alone: bytes  # only this CA: HTTPS to PyPI must fail
+
+
+def _make_ca() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"imagebuild test CA {secrets.token_hex(4)}")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="session")
+def engine() -> engine_module.Engine:
+    engine_module.up(print)
+    return engine_module.Engine()
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> TestCa:
+    pem = _make_ca()
+    host = find_ca_bundle(None)
+    host_bytes = host.read_bytes() if host else b""
+    body = pem.decode().splitlines()
+    return TestCa(pem=pem, marker=body[len(body) // 2].encode(), trusted_bundle=host_bytes + b"\n" + pem, alone=pem)
+
+
+@pytest.fixture(scope="session")
+def repo_project() -> Project:
+    return load_project(REPO)
+
+
+@pytest.fixture(scope="session")
+def base_build(engine, repo_project) -> pipeline.ImageOutcome:
+    (outcome,) = pipeline.build(repo_project, ["base"], ca_bundle=find_bundle_bytes(), reporter=QUIET)
+    return outcome
+
+
+def find_bundle_bytes() -> bytes | None:
+    bundle = find_ca_bundle(None)
+    return bundle.read_bytes() if bundle else None
+
+
+def imagebuild_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["imagebuild", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=1800)

@@ -1,0 +1,138 @@
+import io
+import tarfile
+
+from imagebuild.context import assemble, content_hash
+from imagebuild.pipeline import content_ref, prepare
+from imagebuild.plan import load_project, plan
+from tests.conftest import REPO, write_notebook
+
+CHILD = """
+parent = "base"
+post_build = "postBuild"
+[os]
+packages = ["zip"]
+[python]
+requirements = "requirements.txt"
+[env]
+GREETING = "hello world"
+[[files]]
+src = "motd"
+dest = "/etc/motd"
+[labels]
+"org.example.team" = "materials"
+"""
+CHILD_FILES = {
+    "requirements.txt": "six==1.16.0\n",
+    "motd": "welcome\n",
+    "postBuild": "#!/bin/bash\necho done\n",
+    "before-notebook.d/20-hello.sh": "#!/bin/bash\necho hello\n",
+}
+
+
+def _contexts(root, ca=None):
+    project = load_project(root)
+    return project, prepare(project, plan(project, ["child"]), ca)
+
+
+def test_rendering_is_deterministic(make_project):
+    make_project.recipe("child", CHILD, CHILD_FILES)
+    _, first = _contexts(make_project.root)
+    _, second = _contexts(make_project.root)
+    assert [c.rendered.dockerfile for c in first] == [c.rendered.dockerfile for c in second]
+    assert [c.tar for c in first] == [c.tar for c in second]
+    assert [c.content_hash for c in first] == [c.content_hash for c in second]
+
+
+def test_layers_are_ordered_for_cache_reuse(make_project):
+    make_project.recipe("child", CHILD, CHILD_FILES)
+    _, contexts = _contexts(make_project.root)
+    dockerfile = contexts[-1].rendered.dockerfile
+    marks = [
+        "apt-get install -y --no-install-recommends zip",
+        "uv pip install",
+        "COPY recipe/motd /etc/motd",
+        "/usr/local/bin/before-notebook.d/20-hello.sh",
+        "RUN with-build-ca /tmp/imagebuild/postBuild",
+        'ENV GREETING="hello world"',
+        'LABEL "org.example.team"="materials"',
+    ]
+    positions = [dockerfile.index(mark) for mark in marks]
+    assert positions == sorted(positions), dockerfile
+
+
+def test_child_builds_from_parent_content_tag(make_project):
+    make_project.recipe("child", CHILD, CHILD_FILES)
+    project, (base, child) = _contexts(make_project.root)
+    assert base.rendered.dockerfile.startswith("# Rendered by imagebuild")
+    assert "FROM debian:bookworm\n" in base.rendered.dockerfile
+    assert f"FROM {content_ref(project, 'base', base.content_hash)}\n" in child.rendered.dockerfile
+
+
+def test_context_holds_only_what_the_dockerfile_copies(make_project):
+    make_project.recipe("child", CHILD, {**CHILD_FILES, "unrelated.txt": "not copied\n"})
+    _, contexts = _contexts(make_project.root)
+    with tarfile.open(fileobj=io.BytesIO(contexts[-1].tar)) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+    assert sorted(members) == [
+        "Dockerfile",
+        "recipe/before-notebook.d/20-hello.sh",
+        "recipe/motd",
+        "recipe/postBuild",
+        "recipe/requirements.txt",
+    ]
+    assert members["recipe/before-notebook.d/20-hello.sh"].mode == 0o755
+    assert {(m.uid, m.gid, m.mtime) for m in members.values()} == {(0, 0, 0)}
+
+
+def test_content_hash_covers_files_notebooks_and_parent(make_project):
+    folder = make_project.recipe("child", CHILD, CHILD_FILES)
+    _, (base, child) = _contexts(make_project.root)
+    (folder / "motd").write_text("changed\n")
+    _, (base2, child2) = _contexts(make_project.root)
+    assert base2.content_hash == base.content_hash and child2.content_hash != child.content_hash
+    write_notebook(folder / "smoke" / "check.ipynb", "assert True")
+    _, (_, child3) = _contexts(make_project.root)
+    assert child3.content_hash != child2.content_hash
+    (make_project.root / "images/base/requirements.txt").write_text("jupyterhub==5.5.4\n")
+    _, (base4, child4) = _contexts(make_project.root)
+    assert base4.content_hash != base.content_hash and child4.content_hash != child3.content_hash
+
+
+def test_content_hash_changes_with_file_mode(make_project):
+    make_project.recipe("child", CHILD, CHILD_FILES)
+    _, (_, child) = _contexts(make_project.root)
+    rendered = child.rendered
+    bumped = [type(f)(f.arcname, f.data, 0o600) if f.arcname == "recipe/motd" else f for f in rendered.files]
+    assert content_hash(type(rendered)(rendered.plan, rendered.base_ref, rendered.dockerfile, tuple(bumped))) != (
+        child.content_hash
+    )
+
+
+def test_ca_stays_out_of_context_and_hash_by_default(make_project):
+    make_project.recipe("child", CHILD, CHILD_FILES)
+    _, without = _contexts(make_project.root)
+    _, with_ca = _contexts(make_project.root, ca=b"-----BEGIN CERTIFICATE-----\nTEST\n")
+    assert [c.tar for c in without] == [c.tar for c in with_ca]
+    assert b"TEST" not in with_ca[-1].tar
+    assert "IMAGEBUILD_CA_URL" in with_ca[0].rendered.dockerfile
+
+
+def test_recipe_can_keep_the_ca(make_project):
+    make_project.recipe("child", 'parent = "base"\n[ca]\nkeep = true\n')
+    _, (_, child) = _contexts(make_project.root, ca=b"PEM-BYTES")
+    assert "COPY imagebuild/ca-bundle.pem /usr/local/share/imagebuild/ca-bundle.pem" in child.rendered.dockerfile
+    assert "SSL_CERT_FILE=/usr/local/share/imagebuild/ca-bundle.pem" in child.rendered.dockerfile
+    assert b"PEM-BYTES" in child.tar
+    _, (_, other) = _contexts(make_project.root, ca=b"OTHER-PEM")
+    assert other.content_hash != child.content_hash
+
+
+def test_bundled_images_render(tmp_path):
+    project = load_project(REPO)
+    contexts = prepare(project, plan(project, [], everything=True), None)
+    by_name = {c.rendered.plan.name: c for c in contexts}
+    assert "useradd --create-home --shell /bin/bash --uid 1000 --gid 100" in by_name["base"].rendered.dockerfile
+    assert 'CMD ["start-singleuser.sh"]' in by_name["base"].rendered.dockerfile
+    for child in ("aiidalab", "pyiron"):
+        assert "useradd" not in by_name[child].rendered.dockerfile
+        assert assemble(by_name[child].rendered).tar == by_name[child].tar
