@@ -1,0 +1,25 @@
+"""The product: aiidalab and pyiron build on base and pass their own smoke notebooks and
+base's (a child must not break what its parent promised)."""
+
+import json
+
+import pytest
+
+from imagebuild import pipeline
+from tests.integration.conftest import QUIET, find_bundle_bytes
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.mark.parametrize("name", ["aiidalab", "pyiron"])
+def test_science_image_builds_and_passes_smoke(engine, repo_project, base_build, name):
+    outcomes = pipeline.build(repo_project, [name], ca_bundle=find_bundle_bytes(), reporter=QUIET)
+    assert [o.name for o in outcomes] == ["base", name]
+    assert outcomes[0].image_id == base_build.image_id  # the parent is shared, not rebuilt
+    child = outcomes[-1]
+    image = engine.image(pipeline.latest_ref(repo_project, name))
+    assert image is not None and image.id == child.image_id
+    assert image.labels["io.imagebuild.base"] == base_build.ref
+    results = json.loads((repo_project.output_dir / name / "smoke" / "smoke.json").read_text())
+    owners = {(item["owner"], item["ok"]) for item in results}
+    assert owners == {("base", True), (name, True)}, results
