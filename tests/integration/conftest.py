@@ -4,6 +4,7 @@ and shared by every test (a rebuild of an unchanged image is a content-hash look
 import datetime
 import secrets
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from imagebuild import engine as engine_module
 from imagebuild import pipeline
 from imagebuild.ca import find_ca_bundle
+from imagebuild.context import IMAGE_LABEL
 from imagebuild.plan import Project, load_project
 from tests.conftest import REPO
 
@@ -53,9 +55,14 @@ def _make_ca() -> bytes:
 
 
 @pytest.fixture(scope="session")
-def engine() -> engine_module.Engine:
+def engine() -> Iterator[engine_module.Engine]:
+    """The real engine; images of throwaway test recipes (named test-*) are removed afterwards."""
     engine_module.up(print)
-    return engine_module.Engine()
+    connected = engine_module.Engine()
+    yield connected
+    for image in connected.images_with_label(IMAGE_LABEL):
+        if image.labels[IMAGE_LABEL].startswith("test-"):
+            connected.client.images.remove(image.id, force=True)
 
 
 @pytest.fixture(scope="session")
