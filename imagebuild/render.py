@@ -99,6 +99,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) ->
         installer=INSTALLER,
         apt_packages=list(recipe.apt_packages),
         requirements=requirements.arcname if requirements else None,
+        constraints=[f"/opt/imagebuild/{parent.name}/requirements.txt" for parent in plan.ancestors if parent.requirements],
         files=copies,
         hooks=hooks,
         post_build=post_build.arcname if post_build else None,
