@@ -16,6 +16,7 @@ from imagebuild.errors import SmokeError
 from imagebuild.render import User, support_file
 
 WORKDIR = "/tmp/imagebuild-smoke"
+ORDER_FILE = "notebooks.json"
 # Run the docker-stacks start hooks when the image has them, then the notebooks.
 START = 'if command -v start.sh >/dev/null; then exec start.sh "$@"; else exec "$@"; fi'
 
@@ -62,11 +63,14 @@ def _entry(name: str, data: bytes | None = None) -> tuple[tarfile.TarInfo, io.By
 
 
 def _archive(notebooks: list[tuple[str, Path]]) -> bytes:
-    """imagebuild-smoke/run_notebooks.py and imagebuild-smoke/<owner>/<notebook>.ipynb."""
+    """imagebuild-smoke/run_notebooks.py, imagebuild-smoke/<owner>/<notebook>.ipynb, and the
+    order to run them in (parents first)."""
     top = Path(WORKDIR).name
     members = [_entry(top), _entry(f"{top}/run_notebooks.py", support_file("run_notebooks.py"))]
     members += [_entry(f"{top}/{owner}") for owner in sorted({owner for owner, _ in notebooks})]
     members += [_entry(f"{top}/{owner}/{path.name}", path.read_bytes()) for owner, path in notebooks]
+    order = json.dumps([f"{owner}/{path.name}" for owner, path in notebooks]).encode()
+    members.append(_entry(f"{top}/{ORDER_FILE}", order))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for info, data in members:

@@ -1,5 +1,5 @@
-"""Executed inside the image by `imagebuild smoke`: run every notebook below a folder with
-nbclient and write results.json (which cell failed, with what error, how long each took)."""
+"""Executed inside the image by `imagebuild smoke`: run the notebooks listed in notebooks.json
+(in that order) with nbclient and write results.json (which cell failed, with what error, how long each took)."""
 
 import json
 import sys
@@ -21,7 +21,8 @@ def failing_cell(notebook: nbformat.NotebookNode) -> tuple[int | None, str, str]
 
 def run(root: Path, cell_timeout: int) -> list[dict[str, object]]:
     results = []
-    for path in sorted(root.glob("*/*.ipynb")):
+    for relative in json.loads((root / "notebooks.json").read_text()):
+        path = root / relative
         notebook = nbformat.read(path, as_version=4)
         client = NotebookClient(
             notebook, timeout=cell_timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
