@@ -1,12 +1,10 @@
 """The build's CA bundle: found on the host, served on loopback for one build, never
 copied into an image unless the recipe keeps it."""
 
-import contextlib
 import http.server
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from imagebuild.errors import RecipeError
@@ -36,33 +34,50 @@ def _free(port: int) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def serve_ca(bundle: bytes, preferred_port: int) -> Iterator[str]:
-    """Serve `bundle` at http://127.0.0.1:PORT/ca.pem while the build runs.
+class CaServer:
+    """Serves a CA bundle at http://127.0.0.1:PORT/ca.pem to the builds of one run.
 
+    It starts on the first `url()` only, so a run that reuses every image starts nothing.
     The port is fixed by default so that the build argument, and so the layer cache, stays
-    the same from build to build.
+    the same from build to build; a busy port falls back to a free one.
     """
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path != "/ca.pem":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(bundle)))
-            self.end_headers()
-            self.wfile.write(bundle)
+    def __init__(self, bundle: bytes | None, preferred_port: int) -> None:
+        self.bundle = bundle
+        self.preferred_port = preferred_port
+        self.server: http.server.ThreadingHTTPServer | None = None
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            """Builds print their own progress; stay quiet."""
+    def url(self) -> str:
+        """The bundle's URL for the build argument; empty when there is no bundle."""
+        if self.bundle is None:
+            return ""
+        if self.server is None:
+            self.server = self._start(self.bundle)
+        return f"http://127.0.0.1:{self.server.server_address[1]}/ca.pem"
 
-    port = preferred_port if _free(preferred_port) else 0
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/ca.pem"
-    finally:
-        server.shutdown()
-        server.server_close()
+    def _start(self, bundle: bytes) -> http.server.ThreadingHTTPServer:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if self.path != "/ca.pem":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(bundle)))
+                self.end_headers()
+                self.wfile.write(bundle)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                """Builds print their own progress; stay quiet."""
+
+        port = self.preferred_port if _free(self.preferred_port) else 0
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return server
+
+    def __enter__(self) -> "CaServer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()

@@ -7,7 +7,6 @@ An image whose content hash is already in the engine is not built again; `latest
 only after the smoke notebooks passed.
 """
 
-import contextlib
 import datetime
 import subprocess
 import time
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild import __version__
-from imagebuild.ca import serve_ca
+from imagebuild.ca import CaServer
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
 from imagebuild.engine import Engine
 from imagebuild.plan import BuildPlan, Project, plan
@@ -129,11 +128,10 @@ def build(
         root: ensure_root_image(engine, root, archive, reporter.say) for root in sorted({p.root_image for p in plans})
     }
     outcomes = []
-    server = serve_ca(ca_bundle, project.config.build.ca_port) if ca_bundle else contextlib.nullcontext("")
-    with server as ca_url:
+    with CaServer(ca_bundle, project.config.build.ca_port) as ca_server:
         for context in contexts:
             outcomes.append(
-                _build_one(project, engine, context, root_ids, ca_url=ca_url, smoke=smoke, reporter=reporter)
+                _build_one(project, engine, context, root_ids, ca_server=ca_server, smoke=smoke, reporter=reporter)
             )
     return outcomes
 
@@ -144,7 +142,7 @@ def _build_one(
     context: BuildContext,
     root_ids: dict[str, str],
     *,
-    ca_url: str,
+    ca_server: CaServer,
     smoke: bool,
     reporter: Reporter,
 ) -> ImageOutcome:
@@ -164,7 +162,7 @@ def _build_one(
             context,
             tag=ref,
             labels=_labels(project, context, root_ids[item.root_image]),
-            buildargs={"IMAGEBUILD_CA_URL": ca_url},
+            buildargs={"IMAGEBUILD_CA_URL": ca_server.url()},
             log_path=output / "build.log",
             on_step=reporter.step,
         )

@@ -3,7 +3,7 @@ import urllib.request
 
 import pytest
 
-from imagebuild.ca import find_ca_bundle, serve_ca
+from imagebuild.ca import CaServer, find_ca_bundle
 from imagebuild.errors import RecipeError
 
 
@@ -48,7 +48,9 @@ def _free_port() -> int:
 
 def test_served_bundle_and_nothing_else():
     port = _free_port()
-    with serve_ca(b"PEM", port) as url:
+    with CaServer(b"PEM", port) as server:
+        assert server.server is None  # nothing listens until a build asks
+        url = server.url()
         assert url == f"http://127.0.0.1:{port}/ca.pem"
         assert urllib.request.urlopen(url).read() == b"PEM"
         with pytest.raises(urllib.error.HTTPError):
@@ -60,6 +62,13 @@ def test_busy_port_falls_back_to_a_free_one():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        with serve_ca(b"PEM", taken) as url:
+        with CaServer(b"PEM", taken) as server:
+            url = server.url()
             assert f":{taken}/" not in url
             assert urllib.request.urlopen(url).read() == b"PEM"
+
+
+def test_no_bundle_means_no_server_and_an_empty_url():
+    with CaServer(None, _free_port()) as server:
+        assert server.url() == ""
+        assert server.server is None
