@@ -1,18 +1,32 @@
 #!/bin/bash
-# First start: pyiron's configuration (~/.pyiron), its job database and resource folders,
-# unless the user already has a configuration (kept across restarts in the home volume).
-set -euo pipefail
-config="$HOME/.pyiron"
-if [ -f "$config" ]; then
-    exit 0
-fi
-echo "pyiron: writing $config"
-mkdir -p "$HOME/pyiron/projects" "$HOME/pyiron/resources"
-cat > "$config" <<CONFIG
+# Write pyiron's configuration (~/.pyiron, or $PYIRONCONFIG) and create its folders on first start:
+# SQLite job database in ~/pyiron/pyiron.db, resources in ~/pyiron/resources, projects in
+# ~/pyiron/projects, project check off (so projects may live anywhere in the home directory).
+# Idempotent: an existing config file is never touched; missing folders are (re)created.
+# Safe to execute or to source: the work runs in a subshell, nothing leaks into start.sh.
+(
+    set -euo pipefail
+
+    config="${PYIRONCONFIG:-$HOME/.pyiron}"
+    root="$HOME/pyiron"
+
+    mkdir -p "$root/resources" "$root/projects" "$(dirname "$config")"
+
+    if [ -e "$config" ]; then
+        exit 0
+    fi
+
+    # Keys as read by pyiron_base.state.settings.Settings.file_configuration_map; the booleans
+    # must be literal True/False (parsed with ast.literal_eval). "~" is expanded by pyiron.
+    tmp="$(mktemp "$config.XXXXXX")"
+    cat > "$tmp" <<'INI'
 [DEFAULT]
 PROJECT_CHECK_ENABLED = False
-FILE = $HOME/pyiron/pyiron.db
-RESOURCE_PATHS = $HOME/pyiron/resources
-PROJECT_PATHS = $HOME/pyiron/projects
-CONFIG
-chmod 600 "$config"
+FILE = ~/pyiron/pyiron.db
+RESOURCE_PATHS = ~/pyiron/resources
+PROJECT_PATHS = ~/pyiron/projects
+INI
+    chmod 644 "$tmp"
+    mv -f "$tmp" "$config"
+    echo "10-pyiron-resources.sh: wrote pyiron configuration $config"
+)
