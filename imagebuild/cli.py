@@ -117,13 +117,12 @@ def plan_command(names: Names = None, everything: AllOption = False, as_json: Js
         ref = pipeline.content_ref(project, name, context.content_hash)
         if engine is None:
             action, why = "unknown", "no engine answers; run 'imagebuild engine up'"
-        elif engine.image(ref) is None:
+        elif (image := engine.image(ref)) is None:
             action, why = "build", f"no image with content hash {context.short_hash}"
+        elif pipeline.smoke_passed(project, engine, name, image.id):
+            action, why = "reuse", "image present, smoke passed"
         else:
-            latest = engine.image(pipeline.latest_ref(project, name))
-            smoked = latest is not None and latest.id == engine.image(ref).id  # type: ignore[union-attr]
-            action = "reuse" if smoked else "smoke"
-            why = "image present, smoke passed" if smoked else "image present, not yet smoke-tested"
+            action, why = "smoke", "image present, not yet smoke-tested"
         rows.append({"image": name, "content_hash": context.content_hash, "ref": ref, "action": action, "why": why})
     if as_json:
         print(json.dumps(rows, indent=2))

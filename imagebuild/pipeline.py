@@ -51,6 +51,12 @@ def latest_ref(project: Project, name: str) -> str:
     return f"{project.config.build.repository}/{name}:latest"
 
 
+def smoke_passed(project: Project, engine: Engine, name: str, image_id: str) -> bool:
+    """`latest` moves only after a passing smoke run, so it pointing here means this image passed."""
+    latest = engine.image(latest_ref(project, name))
+    return latest is not None and latest.id == image_id
+
+
 def prepare(project: Project, plans: list[BuildPlan], ca_bundle: bytes | None) -> list[BuildContext]:
     """Render and assemble every plan in order; a child's FROM names its parent's content tag."""
     hashes: dict[str, str] = {}
@@ -148,7 +154,6 @@ def _build_one(
 ) -> ImageOutcome:
     item = context.rendered.plan
     ref = content_ref(project, item.name, context.content_hash)
-    latest = latest_ref(project, item.name)
     started = time.monotonic()
     image = engine.image(ref)
     action = "reused"
@@ -168,13 +173,11 @@ def _build_one(
         )
     else:
         reporter.say(f"reusing {ref}: an image with content hash {context.short_hash} is present")
-    current_latest = engine.image(latest)
-    already_passed = current_latest is not None and current_latest.id == image.id
     result = None
-    if smoke and not already_passed:
+    if smoke and not smoke_passed(project, engine, item.name, image.id):
         result = smoke_image(project, engine, item, ref, [], reporter)
     if smoke:
-        engine.tag(image, latest)
+        engine.tag(image, latest_ref(project, item.name))
     return ImageOutcome(
         name=item.name,
         content_hash=context.content_hash,
