@@ -22,6 +22,7 @@ from imagebuild.plan import BuildPlan, Project, plan
 from imagebuild.render import render
 from imagebuild.rootfs import ensure_root_image, host_archive
 from imagebuild.smoke import SmokeResult, run_smoke
+from imagebuild.system import exclusive
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,20 @@ def build(
     plans = plan(project, names, everything=everything)
     contexts = prepare(project, plans, ca_bundle)
     engine = Engine()
+    with exclusive("build", reporter.say):
+        return _build_all(project, engine, plans, contexts, smoke=smoke, ca_bundle=ca_bundle, reporter=reporter)
+
+
+def _build_all(
+    project: Project,
+    engine: Engine,
+    plans: list[BuildPlan],
+    contexts: list[BuildContext],
+    *,
+    smoke: bool,
+    ca_bundle: bytes | None,
+    reporter: Reporter,
+) -> list[ImageOutcome]:
     archive = project.config.bootstrap.archive or host_archive()
     root_ids = {
         root: ensure_root_image(engine, root, archive, reporter.say) for root in sorted({p.root_image for p in plans})

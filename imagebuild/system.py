@@ -1,9 +1,12 @@
 """The few host commands imagebuild runs (apt-get, dockerd, debootstrap), in one wrapper
 that names the command and says what to install when a program is missing."""
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from imagebuild.errors import EngineError
@@ -45,3 +48,16 @@ def apt_install(packages: list[str], *, log: Path) -> None:
     env_prefix = ["env", "DEBIAN_FRONTEND=noninteractive"]
     run([*env_prefix, "apt-get", "update", "-q"], log=log)
     run([*env_prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], log=log)
+
+
+@contextlib.contextmanager
+def exclusive(name: str, say: Callable[[str], None]) -> Iterator[None]:
+    """One imagebuild at a time per host for `name`: two builds of the same content at once
+    would each tag their own image and move the content tag under the other."""
+    with (cache_dir() / f"{name}.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another imagebuild to finish ({handle.name})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
