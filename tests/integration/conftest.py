@@ -18,7 +18,7 @@ from imagebuild import engine as engine_module
 from imagebuild import pipeline
 from imagebuild.ca import find_ca_bundle
 from imagebuild.context import IMAGE_LABEL
-from imagebuild.plan import Project, load_project
+from imagebuild.plan import Project, load_project, plan
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.engine
@@ -92,3 +92,12 @@ def find_bundle_bytes() -> bytes | None:
 
 def imagebuild_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["imagebuild", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=1800)
+
+
+def smoke_of(project: Project, engine: engine_module.Engine, outcome: pipeline.ImageOutcome) -> pipeline.SmokeResult:
+    """The smoke result of this run's build, or a fresh smoke run when the engine already held a
+    smoke-tested image (a warm engine), so every session really executes the notebooks."""
+    if outcome.smoke is not None:
+        return outcome.smoke
+    item = next(p for p in plan(project, [outcome.name]) if p.name == outcome.name)
+    return pipeline.smoke_image(project, engine, item, outcome.ref, [], QUIET)

@@ -8,7 +8,7 @@ import pytest
 from imagebuild import pipeline
 from imagebuild.context import HASH_LABEL
 from tests.conftest import REPO, write_notebook
-from tests.integration.conftest import QUIET, find_bundle_bytes, imagebuild_cli
+from tests.integration.conftest import QUIET, find_bundle_bytes, imagebuild_cli, smoke_of
 
 pytestmark = pytest.mark.engine
 
@@ -28,6 +28,8 @@ def test_base_builds_and_passes_its_smoke_notebook(engine, repo_project, base_bu
     assert config["User"] == "1000"
     assert config["Cmd"] == ["start-singleuser.sh"]
     assert engine.image(pipeline.latest_ref(repo_project, "base")).id == image.id
+    smoke = smoke_of(repo_project, engine, base_build)
+    assert [(n.notebook, n.ok) for n in smoke.notebooks] == [("base.ipynb", True)]
     results = json.loads((repo_project.output_dir / "base" / "smoke" / "smoke.json").read_text())
     assert [(r["notebook"], r["ok"]) for r in results] == [("base.ipynb", True)]
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from imagebuild import pipeline
-from tests.integration.conftest import QUIET, find_bundle_bytes
+from tests.integration.conftest import QUIET, find_bundle_bytes, smoke_of
 
 pytestmark = pytest.mark.engine
 
@@ -20,6 +20,7 @@ def test_science_image_builds_and_passes_smoke(engine, repo_project, base_build,
     image = engine.image(pipeline.latest_ref(repo_project, name))
     assert image is not None and image.id == child.image_id
     assert image.labels["io.imagebuild.base"] == base_build.ref
+    smoke = smoke_of(repo_project, engine, child)
+    assert [(n.owner, n.ok) for n in smoke.notebooks] == [("base", True), (name, True)], smoke
     results = json.loads((repo_project.output_dir / name / "smoke" / "smoke.json").read_text())
-    owners = {(item["owner"], item["ok"]) for item in results}
-    assert owners == {("base", True), (name, True)}, results
+    assert [(item["owner"], item["ok"]) for item in results] == [("base", True), (name, True)]
