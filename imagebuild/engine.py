@@ -17,7 +17,7 @@ import docker
 import docker.errors
 from docker.models.images import Image
 
-from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext
+from imagebuild.context import BuildContext
 from imagebuild.errors import BuildError, EngineError
 from imagebuild.system import apt_install, cache_dir
 
@@ -160,7 +160,3 @@ class Engine:
             raise BuildError(f"the engine reported no image for {tag}", path=log_path)
         return built
 
-
-def content_labels(image: Image) -> tuple[str, str]:
-    labels = image.labels or {}
-    return labels.get(IMAGE_LABEL, ""), labels.get(HASH_LABEL, "")
