@@ -100,8 +100,9 @@ class Engine:
         return imported
 
     def images_with_label(self, key: str, value: str | None = None) -> list[Image]:
+        """Tagged images carrying the label (intermediates of failed builds inherit labels too)."""
         selector = f"{key}={value}" if value is not None else key
-        return self.client.images.list(filters={"label": selector})
+        return self.client.images.list(filters={"label": selector, "dangling": False})
 
     def tag(self, image: Image, ref: str) -> None:
         repository, tag = ref.rsplit(":", 1)

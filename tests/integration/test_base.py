@@ -63,3 +63,13 @@ def test_failing_admin_notebook_names_the_cell(base_build, tmp_path):
     assert "extra/broken.ipynb, cell 2: ZeroDivisionError" in result.stderr
     assert "1 / 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_images_lists_builds_with_tags_and_hashes(base_build):
+    result = imagebuild_cli("images", "--json", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    rows = [row for row in json.loads(result.stdout) if row["image"] == "base"]
+    assert len(rows) == 1, rows  # intermediates of failed child builds are not listed
+    assert base_build.ref in rows[0]["tags"]
+    assert rows[0]["content_hash"] == base_build.content_hash
+    assert rows[0]["size_bytes"] > 100_000_000
