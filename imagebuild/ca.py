@@ -25,6 +25,12 @@ def find_ca_bundle(explicit: Path | None = None) -> Path | None:
     return None
 
 
+def read_ca_bundle(explicit: Path | None = None) -> bytes | None:
+    """The bytes of the bundle `find_ca_bundle` picks, or None when there is none."""
+    bundle = find_ca_bundle(explicit)
+    return bundle.read_bytes() if bundle else None
+
+
 def _free(port: int) -> bool:
     with socket.socket() as probe:
         try:

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from imagebuild import engine as engine_module
 from imagebuild import pipeline
-from imagebuild.ca import find_ca_bundle
+from imagebuild.ca import read_ca_bundle
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
 from imagebuild.plan import load_project, plan
@@ -58,11 +58,6 @@ class StatusLine:
         return pipeline.Reporter(say=self.say, step=self.step)
 
 
-def _ca_bytes(ca_cert: Path | None) -> bytes | None:
-    bundle = find_ca_bundle(ca_cert)
-    return bundle.read_bytes() if bundle else None
-
-
 @app.command()
 def build(
     names: Names = None,
@@ -80,7 +75,7 @@ def build(
             names or [],
             everything=everything,
             smoke=not no_smoke,
-            ca_bundle=_ca_bytes(ca_cert),
+            ca_bundle=read_ca_bundle(ca_cert),
             reporter=line.reporter(),
         )
     if as_json:
@@ -97,7 +92,7 @@ def build(
 def render(name: Annotated[str, typer.Argument(help="image name")], ca_cert: CaOption = None) -> None:
     """Print the composed Dockerfile(s) of an image and its parents, without building."""
     project = load_project()
-    for context in pipeline.prepare(project, plan(project, [name]), _ca_bytes(ca_cert)):
+    for context in pipeline.prepare(project, plan(project, [name]), read_ca_bundle(ca_cert)):
         print(f"# ---- {context.rendered.plan.name} (content hash {context.content_hash})")
         print(context.rendered.dockerfile)
 

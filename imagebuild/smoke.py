@@ -102,7 +102,7 @@ def run_smoke(
     output_dir.mkdir(parents=True, exist_ok=True)
     container = engine.client.containers.create(
         image,
-        command=["bash", "-c", START, "start", "python", f"{WORKDIR}/run_notebooks.py", WORKDIR, str(cell_timeout)],
+        command=["bash", "-c", START, "start", "python", f"{WORKDIR}/run_notebooks.py", WORKDIR, ORDER_FILE, str(cell_timeout)],
         network_mode="none",
         environment={"IMAGEBUILD_SMOKE": "1"},
     )

@@ -1,5 +1,5 @@
-"""Executed inside the image by `imagebuild smoke`: run the notebooks listed in notebooks.json
-(in that order) with nbclient and write results.json (which cell failed, with what error, how long each took)."""
+"""Executed inside the image by `imagebuild smoke`: run the notebooks listed in the order file
+(argument 2, in that order) with nbclient and write results.json (which cell failed, with what error, how long each took)."""
 
 import json
 import sys
@@ -19,9 +19,9 @@ def failing_cell(notebook: nbformat.NotebookNode) -> tuple[int | None, str, str]
     return None, "", ""
 
 
-def run(root: Path, cell_timeout: int) -> list[dict[str, object]]:
+def run(root: Path, order_file: str, cell_timeout: int) -> list[dict[str, object]]:
     results = []
-    for relative in json.loads((root / "notebooks.json").read_text()):
+    for relative in json.loads((root / order_file).read_text()):
         path = root / relative
         notebook = nbformat.read(path, as_version=4)
         client = NotebookClient(
@@ -44,5 +44,5 @@ def run(root: Path, cell_timeout: int) -> list[dict[str, object]]:
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
-    outcome = run(folder, int(sys.argv[2]))
+    outcome = run(folder, sys.argv[2], int(sys.argv[3]))
     (folder / "results.json").write_text(json.dumps(outcome, indent=2))

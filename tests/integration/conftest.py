@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from imagebuild import engine as engine_module
 from imagebuild import pipeline
-from imagebuild.ca import find_ca_bundle
+from imagebuild.ca import read_ca_bundle
 from imagebuild.context import IMAGE_LABEL
 from imagebuild.plan import Project, load_project, plan
 from tests.conftest import REPO
@@ -68,8 +68,7 @@ def engine() -> Iterator[engine_module.Engine]:
 @pytest.fixture(scope="session")
 def test_ca() -> TestCa:
     pem = _make_ca()
-    host = find_ca_bundle(None)
-    host_bytes = host.read_bytes() if host else b""
+    host_bytes = read_ca_bundle() or b""
     body = pem.decode().splitlines()
     return TestCa(pem=pem, marker=body[len(body) // 2].encode(), trusted_bundle=host_bytes + b"\n" + pem, alone=pem)
 
@@ -81,13 +80,8 @@ def repo_project() -> Project:
 
 @pytest.fixture(scope="session")
 def base_build(engine, repo_project) -> pipeline.ImageOutcome:
-    (outcome,) = pipeline.build(repo_project, ["base"], ca_bundle=find_bundle_bytes(), reporter=QUIET)
+    (outcome,) = pipeline.build(repo_project, ["base"], ca_bundle=read_ca_bundle(), reporter=QUIET)
     return outcome
-
-
-def find_bundle_bytes() -> bytes | None:
-    bundle = find_ca_bundle(None)
-    return bundle.read_bytes() if bundle else None
 
 
 def imagebuild_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from imagebuild import pipeline
+from imagebuild.ca import read_ca_bundle
 from imagebuild.context import HASH_LABEL
 from tests.conftest import REPO, write_notebook
-from tests.integration.conftest import QUIET, find_bundle_bytes, imagebuild_cli, smoke_of
+from tests.integration.conftest import QUIET, imagebuild_cli, smoke_of
 
 pytestmark = pytest.mark.engine
 
@@ -35,7 +36,7 @@ def test_base_builds_and_passes_its_smoke_notebook(engine, repo_project, base_bu
 
 
 def test_unchanged_second_build_is_reused(repo_project, base_build):
-    (again,) = pipeline.build(repo_project, ["base"], ca_bundle=find_bundle_bytes(), reporter=QUIET)
+    (again,) = pipeline.build(repo_project, ["base"], ca_bundle=read_ca_bundle(), reporter=QUIET)
     assert again.action == "reused"
     assert again.image_id == base_build.image_id
     assert again.smoke is None  # smoke passed for this very image already
