@@ -10,15 +10,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from imagebuild import engine as engine_module
 from imagebuild import pipeline
 from imagebuild.ca import read_ca_bundle
+from imagebuild.cli_mirror import mirror_app
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
 from imagebuild.plan import load_project, plan
+from imagebuild.terminal import (
+    AllOption,
+    CaOption,
+    JsonOption,
+    MirrorOption,
+    Names,
+    StatusLine,
+    err,
+    out,
+    selected,
+)
 
 app = typer.Typer(
     help="Build, smoke-test and publish JupyterHub single-user images.",
@@ -27,44 +38,19 @@ app = typer.Typer(
 )
 engine_app = typer.Typer(help="Report on or start the Docker engine.", no_args_is_help=True)
 app.add_typer(engine_app, name="engine")
-
-out = Console()
-err = Console(stderr=True)
-
-Names = Annotated[list[str] | None, typer.Argument(help="image names (folders under images/)", show_default=False)]
-AllOption = Annotated[bool, typer.Option("--all", help="every image of the project")]
-JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
-CaOption = Annotated[
-    Path | None,
-    typer.Option("--ca-cert", help="CA bundle to trust during builds (default: SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE)"),
-]
-
-
-class StatusLine:
-    """A rich spinner with the current build step; events print above it."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.status = console.status("starting")
-
-    def say(self, message: str) -> None:
-        self.console.print(f"[bold blue]>[/] {message}")
-        self.status.update(message)
-
-    def step(self, message: str) -> None:
-        self.status.update(message[:120])
-
-    def reporter(self) -> pipeline.Reporter:
-        return pipeline.Reporter(say=self.say, step=self.step)
-
+app.add_typer(mirror_app, name="mirror")
 
 @app.command()
 def build(
     names: Names = None,
     everything: AllOption = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="skip smoke notebooks (latest is not moved)")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="build again even if present, without Docker's layer cache")
+    ] = False,
     as_json: JsonOption = False,
     ca_cert: CaOption = None,
+    mirror: MirrorOption = None,
 ) -> None:
     """Build images and their parents in order, then run their smoke notebooks."""
     project = load_project()
@@ -75,7 +61,9 @@ def build(
             names or [],
             everything=everything,
             smoke=not no_smoke,
+            rebuild=no_cache,
             ca_bundle=read_ca_bundle(ca_cert),
+            mirror=selected(project, mirror),
             reporter=line.reporter(),
         )
     if as_json:
@@ -89,19 +77,25 @@ def build(
 
 
 @app.command()
-def render(name: Annotated[str, typer.Argument(help="image name")], ca_cert: CaOption = None) -> None:
-    """Print the composed Dockerfile(s) of an image and its parents, without building."""
+def render(
+    name: Annotated[str, typer.Argument(help="image name")], ca_cert: CaOption = None, mirror: MirrorOption = None
+) -> None:
+    """Print the composed Dockerfile(s) of an image and its parents, as they would be built."""
     project = load_project()
-    for context in pipeline.prepare(project, plan(project, [name]), read_ca_bundle(ca_cert)):
+    for context in pipeline.prepare(project, plan(project, [name]), read_ca_bundle(ca_cert), selected(project, mirror)):
         print(f"# ---- {context.rendered.plan.name} (content hash {context.content_hash})")
         print(context.rendered.dockerfile)
 
 
 @app.command("plan")
-def plan_command(names: Names = None, everything: AllOption = False, as_json: JsonOption = False) -> None:
+def plan_command(
+    names: Names = None, everything: AllOption = False, as_json: JsonOption = False, mirror: MirrorOption = None
+) -> None:
     """Show what would be built or reused, and why (content hash per image)."""
     project = load_project()
-    contexts = pipeline.prepare(project, plan(project, names or [], everything=everything), None)
+    contexts = pipeline.prepare(
+        project, plan(project, names or [], everything=everything), None, selected(project, mirror)
+    )
     try:
         engine = engine_module.Engine()
     except EngineError:
@@ -135,6 +129,7 @@ def smoke(
         list[Path] | None, typer.Option("--notebook", help="an extra notebook to run (repeatable)")
     ] = None,
     as_json: JsonOption = False,
+    mirror: MirrorOption = None,
 ) -> None:
     """Run the smoke notebooks (and any --notebook) against the image's latest build."""
     project = load_project()
@@ -142,7 +137,7 @@ def smoke(
     for path in extra:
         if not path.is_file():
             raise RecipeError("notebook not found", path=path, hint="pass the path of an .ipynb file")
-    contexts = pipeline.prepare(project, plan(project, [name]), None)
+    contexts = pipeline.prepare(project, plan(project, [name]), None, selected(project, mirror))
     context = contexts[-1]
     engine = engine_module.Engine()
     ref = pipeline.content_ref(project, name, context.content_hash)

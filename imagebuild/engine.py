@@ -84,9 +84,10 @@ class Engine:
         except docker.errors.ImageNotFound:
             return None
 
-    def try_pull(self, ref: str) -> bool:
+    def try_pull(self, ref: str, credentials: tuple[str, str] | None = None) -> bool:
+        auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
         try:
-            self.client.images.pull(ref)
+            self.client.images.pull(ref, auth_config=auth)
         except docker.errors.APIError:
             return False
         return True
@@ -115,10 +116,11 @@ class Engine:
         tag: str,
         labels: dict[str, str],
         buildargs: dict[str, str],
+        nocache: bool = False,
         log_path: Path,
         on_step: Callable[[str], None],
     ) -> Image:
-        """Build through the classic builder on host networking (loopback mirrors and CA server)."""
+        """Build through the classic builder on host networking (loopback mirrors and build environment)."""
         tail: deque[str] = deque(maxlen=25)
         step = "(before the first step)"
         image_id = None
@@ -131,6 +133,7 @@ class Engine:
             network_mode="host",
             rm=True,
             forcerm=True,
+            nocache=nocache,
             pull=False,
             decode=True,
         )

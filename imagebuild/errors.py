@@ -42,3 +42,9 @@ class SmokeError(ImagebuildError):
     """A smoke notebook failed inside the built image."""
 
     exit_code = 5
+
+
+class MirrorError(ImagebuildError):
+    """A mirror the build needs does not answer."""
+
+    exit_code = 6

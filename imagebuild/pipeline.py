@@ -1,12 +1,13 @@
 """The whole pipeline, top to bottom:
 
-load recipes -> plan -> render -> (mirror rewrite: a later step) -> assemble context
--> build -> smoke -> tag.
+load recipes -> plan -> render -> mirror rewrite -> assemble context -> build -> smoke -> tag.
 
 An image whose content hash is already in the engine is not built again; `latest` moves
-only after the smoke notebooks passed.
+only after the smoke notebooks passed. A mirror profile used only while building leaves the
+content hash alone: the same recipe gives the same image, whichever mirror delivered it.
 """
 
+import contextlib
 import datetime
 import subprocess
 import time
@@ -15,9 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild import __version__
-from imagebuild.ca import CaServer
+from imagebuild.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
-from imagebuild.engine import Engine
+from imagebuild.engine import Engine, Image
+from imagebuild.errors import BuildError
+from imagebuild.mirrors.build import build_environment, rewrite_for_build
+from imagebuild.mirrors.check import preflight
+from imagebuild.mirrors.profile import Mirror
+from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, Project, plan
 from imagebuild.render import render
 from imagebuild.rootfs import ensure_root_image, host_archive
@@ -58,14 +64,23 @@ def smoke_passed(project: Project, engine: Engine, name: str, image_id: str) -> 
     return latest is not None and latest.id == image_id
 
 
-def prepare(project: Project, plans: list[BuildPlan], ca_bundle: bytes | None) -> list[BuildContext]:
-    """Render and assemble every plan in order; a child's FROM names its parent's content tag."""
+def debian_archive(project: Project) -> str:
+    """The Debian archive root images are bootstrapped from and whose URL their apt sources hold."""
+    return project.config.bootstrap.archive or host_archive()
+
+
+def prepare(
+    project: Project, plans: list[BuildPlan], ca_bundle: bytes | None, mirror: Mirror | None = None
+) -> list[BuildContext]:
+    """Render, mirror-rewrite and assemble every plan in order; a child's FROM names its parent's content tag."""
     hashes: dict[str, str] = {}
     contexts = []
+    archive = debian_archive(project)
     for item in plans:
         spec = item.recipe.spec
         base_ref = spec.root if spec.parent is None else content_ref(project, spec.parent, hashes[spec.parent])
-        context = assemble(render(item, base_ref or "", ca_bundle=ca_bundle))
+        rendered = render(item, base_ref or "", ca_bundle=ca_bundle)
+        context = assemble(rewrite_for_build(rendered, mirror, archive))
         hashes[item.name] = context.content_hash
         contexts.append(context)
     return contexts
@@ -124,81 +139,100 @@ def build(
     *,
     everything: bool = False,
     smoke: bool = True,
+    rebuild: bool = False,
     ca_bundle: bytes | None = None,
+    mirror: Mirror | None = None,
     reporter: Reporter,
 ) -> list[ImageOutcome]:
+    """Build `names` and their parents; `rebuild` builds even present images, without the layer cache."""
     plans = plan(project, names, everything=everything)
-    contexts = prepare(project, plans, ca_bundle)
+    contexts = prepare(project, plans, ca_bundle, mirror)
     engine = Engine()
-    with exclusive("build", reporter.say):
-        return _build_all(project, engine, plans, contexts, smoke=smoke, ca_bundle=ca_bundle, reporter=reporter)
+    environment = build_environment(mirror, ca_bundle, debian_archive(project))
+    with exclusive("build", reporter.say), contextlib.ExitStack() as services:
+
+        def start_mirror_services() -> None:
+            """Only when something is built: serve a synced local index, then check the mirror answers."""
+            if mirror is None:
+                return
+            served = serve_mirror(mirror)
+            if served is not None:
+                services.enter_context(served)
+                reporter.say(f"serving {mirror.serve_pypi} at {mirror.spec.pypi.index_url}")  # type: ignore[union-attr]
+            preflight(mirror, ca_bundle=environment.ca_bundle)
+
+        server = services.enter_context(
+            BuildEnvServer(environment, project.config.build.env_port, on_start=start_mirror_services)
+        )
+        root_ids = {
+            root: ensure_root_image(engine, root, debian_archive(project), reporter.say, mirror)
+            for root in sorted({p.root_image for p in plans})
+        }
+        build = _Build(project, engine, root_ids, server, mirror, smoke=smoke, rebuild=rebuild, reporter=reporter)
+        return [build.one(context) for context in contexts]
 
 
-def _build_all(
-    project: Project,
-    engine: Engine,
-    plans: list[BuildPlan],
-    contexts: list[BuildContext],
-    *,
-    smoke: bool,
-    ca_bundle: bytes | None,
-    reporter: Reporter,
-) -> list[ImageOutcome]:
-    archive = project.config.bootstrap.archive or host_archive()
-    root_ids = {
-        root: ensure_root_image(engine, root, archive, reporter.say) for root in sorted({p.root_image for p in plans})
-    }
-    outcomes = []
-    with CaServer(ca_bundle, project.config.build.ca_port) as ca_server:
-        for context in contexts:
-            outcomes.append(
-                _build_one(project, engine, context, root_ids, ca_server=ca_server, smoke=smoke, reporter=reporter)
-            )
-    return outcomes
+@dataclass(frozen=True)
+class _Build:
+    """What every image of one run shares: engine, root images, build environment, options."""
 
+    project: Project
+    engine: Engine
+    root_ids: dict[str, str]
+    server: BuildEnvServer
+    mirror: Mirror | None
+    smoke: bool
+    rebuild: bool
+    reporter: Reporter
 
-def _build_one(
-    project: Project,
-    engine: Engine,
-    context: BuildContext,
-    root_ids: dict[str, str],
-    *,
-    ca_server: CaServer,
-    smoke: bool,
-    reporter: Reporter,
-) -> ImageOutcome:
-    item = context.rendered.plan
-    ref = content_ref(project, item.name, context.content_hash)
-    started = time.monotonic()
-    image = engine.image(ref)
-    action = "reused"
-    if image is None or (image.labels or {}).get(HASH_LABEL) != context.content_hash:
-        action = "built"
-        output = project.output_dir / item.name
+    def one(self, context: BuildContext) -> ImageOutcome:
+        project, engine, reporter = self.project, self.engine, self.reporter
+        item = context.rendered.plan
+        ref = content_ref(project, item.name, context.content_hash)
+        started = time.monotonic()
+        image = engine.image(ref)
+        action = "reused"
+        if self.rebuild or image is None or (image.labels or {}).get(HASH_LABEL) != context.content_hash:
+            action = "built"
+            image = self._build(context, ref)
+        else:
+            reporter.say(f"reusing {ref}: an image with content hash {context.short_hash} is present")
+        result = None
+        if self.smoke and not smoke_passed(project, engine, item.name, image.id):
+            result = smoke_image(project, engine, item, ref, [], reporter)
+        if self.smoke:
+            engine.tag(image, latest_ref(project, item.name))
+        return ImageOutcome(
+            name=item.name,
+            content_hash=context.content_hash,
+            ref=ref,
+            image_id=image.id,
+            action=action,
+            seconds=round(time.monotonic() - started, 2),
+            smoke=result,
+        )
+
+    def _build(self, context: BuildContext, ref: str) -> Image:
+        item = context.rendered.plan
+        output = self.project.output_dir / item.name
         output.mkdir(parents=True, exist_ok=True)
         (output / "Dockerfile").write_text(context.rendered.dockerfile)
-        reporter.say(f"building {item.name} ({ref})")
-        image = engine.build(
-            context,
-            tag=ref,
-            labels=_labels(project, context, root_ids[item.root_image]),
-            buildargs={"IMAGEBUILD_CA_URL": ca_server.url()},
-            log_path=output / "build.log",
-            on_step=reporter.step,
-        )
-    else:
-        reporter.say(f"reusing {ref}: an image with content hash {context.short_hash} is present")
-    result = None
-    if smoke and not smoke_passed(project, engine, item.name, image.id):
-        result = smoke_image(project, engine, item, ref, [], reporter)
-    if smoke:
-        engine.tag(image, latest_ref(project, item.name))
-    return ImageOutcome(
-        name=item.name,
-        content_hash=context.content_hash,
-        ref=ref,
-        image_id=image.id,
-        action=action,
-        seconds=round(time.monotonic() - started, 2),
-        smoke=result,
-    )
+        build_env = self.server.url()
+        self.reporter.say(f"building {item.name} ({ref})" + (f" through mirror '{self.mirror.name}'" if self.mirror else ""))
+        try:
+            return self.engine.build(
+                context,
+                tag=ref,
+                labels=_labels(self.project, context, self.root_ids[item.root_image]),
+                buildargs={BUILD_ARG: build_env},
+                nocache=self.rebuild,
+                log_path=output / "build.log",
+                on_step=self.reporter.step,
+            )
+        except BuildError as exc:
+            if self.mirror is not None:
+                exc.hint = (
+                    f"{exc.hint}; it was built through mirror '{self.mirror.name}' ({self.mirror.path}): "
+                    f"'imagebuild mirror check {self.mirror.name}' probes it"
+                )
+            raise

@@ -4,7 +4,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild.errors import RecipeError
-from imagebuild.recipes import PROJECT_FILE, ProjectConfig, Recipe, load_recipes, parse_toml
+from imagebuild.recipes import (
+    PROJECT_FILE,
+    ProjectConfig,
+    Recipe,
+    load_recipes,
+    parse_toml,
+)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from imagebuild.errors import RecipeError
 
@@ -99,7 +106,10 @@ class BootstrapSection(StrictModel):
 
 class BuildSection(StrictModel):
     output: str = Field(default="build", description="folder for Dockerfiles, logs and smoke results")
-    ca_port: int = Field(default=47471, gt=0, lt=65536, description="loopback port serving the CA to builds")
+    env_port: int = Field(
+        default=47471, gt=0, lt=65536, description="loopback port serving the CA and mirror settings to builds"
+    )
+    mirror: str | None = Field(default=None, description="mirror profile used when --mirror is not given")
     repository: str = Field(default="imagebuild", description="local repository prefix of built images")
 
 
@@ -177,7 +187,8 @@ def parse_toml(path: Path, model: type[Model]) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        # an unknown key first: it is usually the typo behind a "field required" next to it
+        first = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
         message, hint = _explain(dict(first), model)
         more = len(exc.errors()) - 1
         if more:

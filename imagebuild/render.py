@@ -37,9 +37,11 @@ class RenderedImage:
     base_ref: str
     dockerfile: str
     files: tuple[ContextFile, ...]
+    post_build: str | None = None
+    """The arcname of the script run during the build, which the mirror step may rewrite."""
 
 
-_environment = jinja2.Environment(
+templates = jinja2.Environment(
     loader=jinja2.PackageLoader("imagebuild", "templates"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
@@ -60,14 +62,14 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) ->
     """Compose the Dockerfile of `plan` on top of `base_ref`.
 
     `ca_bundle` enters the context only when the recipe keeps the CA in the image;
-    otherwise builds fetch it per command from the host (see support/with-build-ca).
+    otherwise builds fetch it per command from the host (see buildenv.py).
     """
     recipe = plan.recipe
     spec = recipe.spec
     is_root = spec.root is not None
     files: list[ContextFile] = []
     if is_root:
-        files.append(ContextFile("imagebuild/with-build-ca", support_file("with-build-ca"), 0o755))
+        files.append(ContextFile("imagebuild/with-build-env", support_file("with-build-env"), 0o755))
     requirements = None
     if recipe.requirements:
         requirements = _recipe_file(plan, recipe.requirements, 0o644)
@@ -89,7 +91,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) ->
     if spec.ca.keep and ca_bundle:
         kept_ca = ContextFile("imagebuild/ca-bundle.pem", ca_bundle)
         files.append(kept_ca)
-    dockerfile = _environment.get_template("Dockerfile.j2").render(
+    dockerfile = templates.get_template("Dockerfile.j2").render(
         recipe_path=f"images/{recipe.name}/{recipe.path.name}",
         name=recipe.name,
         base_ref=base_ref,
@@ -107,7 +109,13 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) ->
         kept_ca=kept_ca.arcname if kept_ca else None,
         labels=dict(sorted(spec.labels.items())),
     )
-    return RenderedImage(plan=plan, base_ref=base_ref, dockerfile=dockerfile, files=tuple(files))
+    return RenderedImage(
+        plan=plan,
+        base_ref=base_ref,
+        dockerfile=dockerfile,
+        files=tuple(files),
+        post_build=post_build.arcname if post_build else None,
+    )
 
 
 def _venv(plan: BuildPlan) -> str:

@@ -1,5 +1,7 @@
-"""Root images without a registry: pull when the engine can, otherwise bootstrap the root
-file system from a Debian archive with debootstrap and import it under the same reference."""
+"""Root images without a registry: pull when the engine can (through the mirror profile's
+registry mirror when it has one), otherwise bootstrap the root file system from a Debian
+archive (or the profile's apt mirror of it) with debootstrap and import it under the same
+reference. Either way the image's own apt sources name the upstream archive."""
 
 import hashlib
 import re
@@ -10,6 +12,8 @@ from pathlib import Path
 
 from imagebuild.engine import Engine
 from imagebuild.errors import EngineError
+from imagebuild.mirrors.profile import Mirror
+from imagebuild.mirrors.rules import rewrite_image_ref, split_image_ref, url_rules
 from imagebuild.system import apt_install, cache_dir, run
 
 DEFAULT_ARCHIVE = "http://deb.debian.org/debian"
@@ -34,13 +38,36 @@ def debian_suite(ref: str) -> str | None:
     return match.group(1) if match else None
 
 
-def ensure_root_image(engine: Engine, ref: str, archive: str, say: Callable[[str], None]) -> str:
+def bootstrap_source(archive: str, mirror: Mirror | None) -> str:
+    """Where debootstrap downloads from: the mirror's copy of `archive`, else `archive` itself.
+
+    No credentials here: debootstrap would print them in its log and errors.
+    """
+    if mirror is None:
+        return archive
+    return url_rules(mirror.spec, extra_debian_upstreams=(archive,)).only("apt").apply_line(archive)
+
+
+def _pull(engine: Engine, ref: str, mirror: Mirror | None, say: Callable[[str], None]) -> bool:
+    """Pull `ref`, through the registry mirror when the profile has one (then tag it as `ref`)."""
+    source = rewrite_image_ref(ref, mirror.spec.registry) if mirror else ref
+    credentials = mirror.credentials().get(split_image_ref(source)[0]) if mirror else None
+    if not engine.try_pull(source, credentials):
+        return False
+    if source != ref:
+        engine.tag(engine.image(source), ref)  # type: ignore[arg-type]
+    say(f"pulled root image {ref}" + (f" from {source}" if source != ref else ""))
+    return True
+
+
+def ensure_root_image(
+    engine: Engine, ref: str, archive: str, say: Callable[[str], None], mirror: Mirror | None = None
+) -> str:
     """Make `ref` present in the engine; returns its image ID."""
     present = engine.image(ref)
     if present is not None:
         return present.id
-    if engine.try_pull(ref):
-        say(f"pulled root image {ref}")
+    if _pull(engine, ref, mirror, say):
         return engine.image(ref).id  # type: ignore[union-attr]
     suite = debian_suite(ref)
     if suite is None:
@@ -48,7 +75,7 @@ def ensure_root_image(engine: Engine, ref: str, archive: str, say: Callable[[str
             f"root image '{ref}' cannot be pulled and imagebuild bootstraps only debian:<suite>",
             hint="load the image yourself (docker load) or use a debian:<suite> root",
         )
-    tarball = _rootfs_tarball(suite, archive, say)
+    tarball = _rootfs_tarball(suite, archive, bootstrap_source(archive, mirror), say)
     say(f"importing {tarball.name} as {ref}")
     image = engine.import_rootfs(
         tarball,
@@ -62,8 +89,10 @@ def ensure_root_image(engine: Engine, ref: str, archive: str, say: Callable[[str
     return image.id
 
 
-def _rootfs_tarball(suite: str, archive: str, say: Callable[[str], None]) -> Path:
-    """A cached tar of a minbase root file system; written atomically, never half present."""
+def _rootfs_tarball(suite: str, archive: str, source: str, say: Callable[[str], None]) -> Path:
+    """A cached tar of a minbase root file system whose sources name `archive`, downloaded from
+    `source` (a mirror of it, or itself); written atomically, never half present. The cache key
+    is the archive, not the source: a mirror serves the same packages."""
     key = hashlib.sha256(f"{suite} {archive}".encode()).hexdigest()[:12]
     folder = cache_dir() / "rootfs"
     folder.mkdir(exist_ok=True)
@@ -74,10 +103,11 @@ def _rootfs_tarball(suite: str, archive: str, say: Callable[[str], None]) -> Pat
     if shutil.which("debootstrap") is None:
         say(f"installing {', '.join(BOOTSTRAP_PACKAGES)} on the host (log: {log})")
         apt_install(BOOTSTRAP_PACKAGES, log=log)
-    say(f"bootstrapping debian:{suite} from {archive} (log: {log})")
+    shown = archive if source == archive else f"{archive} through its mirror {source}"
+    say(f"bootstrapping debian:{suite} from {shown} (log: {log})")
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         rootfs = Path(scratch) / "rootfs"
-        run(["debootstrap", "--variant=minbase", suite, str(rootfs), archive], log=log)
+        run(["debootstrap", "--variant=minbase", suite, str(rootfs), source], log=log)
         (rootfs / "etc/apt/sources.list").write_text(
             f"deb {archive} {suite} main\ndeb {archive} {suite}-updates main\n"
         )

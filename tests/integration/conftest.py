@@ -2,8 +2,10 @@
 and shared by every test (a rebuild of an unchanged image is a content-hash lookup)."""
 
 import datetime
+import io
 import secrets
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,3 +97,19 @@ def smoke_of(project: Project, engine: engine_module.Engine, outcome: pipeline.I
         return outcome.smoke
     item = next(p for p in plan(project, [outcome.name]) if p.name == outcome.name)
     return pipeline.smoke_image(project, engine, item, outcome.ref, [], QUIET)
+
+
+def saved_image_blobs(engine, ref: str) -> list[bytes]:
+    """Every file of `docker save`: manifest, config and each layer's files."""
+    saved = b"".join(engine.client.images.get(ref).save(named=True))
+    blobs = []
+    with tarfile.open(fileobj=io.BytesIO(saved)) as archive:
+        for member in archive.getmembers():
+            if not member.isfile():
+                continue
+            data = archive.extractfile(member).read()
+            blobs.append(data)
+            if member.name.endswith("layer.tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    blobs += [layer.extractfile(m).read() for m in layer.getmembers() if m.isfile()]
+    return blobs

@@ -1,10 +1,8 @@
 """A custom CA is trusted by build downloads, and is in no layer, env var or history entry
 of the final image unless the recipe keeps it."""
 
-import io
 import json
 import secrets
-import tarfile
 
 import pytest
 
@@ -12,7 +10,7 @@ from imagebuild import pipeline
 from imagebuild.errors import BuildError
 from imagebuild.plan import load_project
 from tests.conftest import write_notebook
-from tests.integration.conftest import QUIET
+from tests.integration.conftest import QUIET, saved_image_blobs
 
 pytestmark = pytest.mark.engine
 
@@ -25,22 +23,6 @@ NONCE = "{nonce}"
 """
 
 
-def _saved_image_blobs(engine, ref: str) -> list[bytes]:
-    """Every file of `docker save`: manifest, config and each layer's files."""
-    saved = b"".join(engine.client.images.get(ref).save(named=True))
-    blobs = []
-    with tarfile.open(fileobj=io.BytesIO(saved)) as archive:
-        for member in archive.getmembers():
-            if not member.isfile():
-                continue
-            data = archive.extractfile(member).read()
-            blobs.append(data)
-            if member.name.endswith("layer.tar"):
-                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
-                    blobs += [layer.extractfile(m).read() for m in layer.getmembers() if m.isfile()]
-    return blobs
-
-
 def test_ca_is_trusted_during_build_and_absent_from_image(engine, base_build, test_ca, make_project):
     make_project.recipe(
         "test-ca-child", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "six==1.16.0\n"}
@@ -48,7 +30,7 @@ def test_ca_is_trusted_during_build_and_absent_from_image(engine, base_build, te
     project = load_project(make_project.root)
     outcome = pipeline.build(project, ["test-ca-child"], ca_bundle=test_ca.trusted_bundle, reporter=QUIET)[-1]
     assert outcome.action == "built"
-    blobs = _saved_image_blobs(engine, outcome.ref)
+    blobs = saved_image_blobs(engine, outcome.ref)
     assert blobs, "docker save returned nothing"
     assert not [blob for blob in blobs if test_ca.marker in blob]
     image = engine.image(outcome.ref)
@@ -79,4 +61,4 @@ def test_recipe_can_keep_the_ca_for_runtime(engine, base_build, test_ca, make_pr
     project = load_project(make_project.root)
     outcome = pipeline.build(project, ["test-ca-kept"], ca_bundle=test_ca.trusted_bundle, reporter=QUIET)[-1]
     assert outcome.smoke is not None and outcome.smoke.ok
-    assert any(test_ca.marker in blob for blob in _saved_image_blobs(engine, outcome.ref))
+    assert any(test_ca.marker in blob for blob in saved_image_blobs(engine, outcome.ref))

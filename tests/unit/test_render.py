@@ -52,7 +52,7 @@ def test_layers_are_ordered_for_cache_reuse(make_project):
         "uv pip install",
         "COPY recipe/motd /etc/motd",
         "/usr/local/bin/before-notebook.d/20-hello.sh",
-        "RUN with-build-ca /tmp/imagebuild/postBuild",
+        "RUN with-build-env /tmp/imagebuild/postBuild",
         'ENV GREETING="hello world"',
         'LABEL "org.example.team"="materials"',
     ]
@@ -114,7 +114,7 @@ def test_ca_stays_out_of_context_and_hash_by_default(make_project):
     _, with_ca = _contexts(make_project.root, ca=b"-----BEGIN CERTIFICATE-----\nTEST\n")
     assert [c.tar for c in without] == [c.tar for c in with_ca]
     assert b"TEST" not in with_ca[-1].tar
-    assert "IMAGEBUILD_CA_URL" in with_ca[0].rendered.dockerfile
+    assert "IMAGEBUILD_BUILD_ENV" in with_ca[0].rendered.dockerfile
 
 
 def test_recipe_can_keep_the_ca(make_project):

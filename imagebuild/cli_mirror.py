@@ -1,0 +1,208 @@
+"""`imagebuild mirror ...`: inspect, probe and use mirror profiles outside a build."""
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from imagebuild.ca import find_ca_bundle
+from imagebuild.errors import MirrorError, RecipeError
+from imagebuild.mirrors.check import check
+from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.profile import load_mirror, profile_paths
+from imagebuild.mirrors.rules import url_rules
+from imagebuild.mirrors.serve import serve_mirror
+from imagebuild.mirrors.sync import sync
+from imagebuild.pipeline import debian_archive
+from imagebuild.plan import find_project, load_project
+from imagebuild.terminal import (
+    AllOption,
+    CaOption,
+    JsonOption,
+    MirrorOption,
+    Names,
+    StatusLine,
+    err,
+    out,
+    selected,
+)
+
+mirror_app = typer.Typer(help="List, show, probe, sync and apply mirror profiles (mirrors/*.toml).", no_args_is_help=True)
+
+ProfileArgument = Annotated[str, typer.Argument(help="profile name from mirrors/, or a path to a .toml file")]
+
+
+def _sections(spec: object) -> list[str]:
+    names = ("pypi", "conda", "apt", "registry", "compose", "downloads", "git", "ca_cert", "credentials")
+    return [name for name in names if getattr(spec, name)]
+
+
+@mirror_app.command("list")
+def list_profiles(as_json: JsonOption = False) -> None:
+    """The profiles in the project's mirrors/ folder and what each one covers."""
+    root = find_project()
+    rows = []
+    for name in profile_paths(root):
+        mirror = load_mirror(name, root)
+        rows.append(
+            {
+                "name": name,
+                "description": mirror.spec.description,
+                "covers": _sections(mirror.spec),
+                "runtime": mirror.spec.runtime,
+                "path": str(mirror.path),
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "description", "covers", "runtime")
+    for row in rows:
+        table.add_row(row["name"], row["description"], ", ".join(row["covers"]) or "-", "yes" if row["runtime"] else "no")
+    out.print(table)
+
+
+@mirror_app.command()
+def show(profile: ProfileArgument, as_json: JsonOption = False) -> None:
+    """Every rewrite a profile implies: upstream -> mirror, and the credentials it names."""
+    root = find_project()
+    mirror = load_mirror(profile, root)
+    rules = url_rules(mirror.spec, extra_debian_upstreams=(debian_archive(load_project(root)),))
+    rewrites = [
+        {"purpose": rule.purpose, "upstream": list(rule.upstreams), "mirror": rule.mirror} for rule in rules.rules
+    ]
+    rewrites += [
+        {"purpose": "registry", "upstream": [registry], "mirror": prefix}
+        for registry, prefix in sorted(mirror.spec.registry.items())
+    ]
+    credentials = [
+        {
+            "host": item.host,
+            "username_env": item.username_env,
+            "password_env": item.password_env,
+            "set": bool(os.environ.get(item.username_env) and os.environ.get(item.password_env)),
+        }
+        for item in mirror.spec.credentials
+    ]
+    if as_json:
+        document = {"name": mirror.name, "path": str(mirror.path), "profile": mirror.spec.model_dump()}
+        print(json.dumps({**document, "rewrites": rewrites, "credentials": credentials}, indent=2))
+        return
+    out.print(f"[bold]{mirror.name}[/] ({mirror.path}): {mirror.spec.description}")
+    out.print(f"runtime: {'the image keeps the mirror configuration' if mirror.spec.runtime else 'build time only'}")
+    if mirror.ca_cert:
+        out.print(f"trusted CA while building: {mirror.ca_cert}")
+    table = Table("used for", "upstream", "mirror")
+    for row in rewrites:
+        table.add_row(row["purpose"], "\n".join(row["upstream"]), row["mirror"])
+    out.print(table)
+    for row in credentials:
+        state = "set" if row["set"] else "[red]not set[/]"
+        out.print(f"credentials for {row['host']}: ${row['username_env']} / ${row['password_env']} ({state})")
+
+
+@mirror_app.command("check")
+def check_command(
+    profile: ProfileArgument,
+    as_json: JsonOption = False,
+    ca_cert: CaOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each endpoint")] = 5.0,
+) -> None:
+    """Probe every endpoint of a profile: reachable or not, latency, what it is used for (exit 6 if any is down)."""
+    mirror = load_mirror(profile, find_project())
+    probes = check(mirror, ca_bundle=find_ca_bundle(ca_cert), timeout=timeout)
+    if as_json:
+        print(json.dumps([asdict(probe) for probe in probes], indent=2))
+    else:
+        table = Table("endpoint", "used for", "reachable", "latency", "detail")
+        for probe in probes:
+            latency = f"{probe.latency_ms:.0f} ms" if probe.latency_ms is not None else "-"
+            table.add_row(probe.url, probe.purpose, "[green]yes[/]" if probe.reachable else "[red]no[/]", latency, probe.detail)
+        out.print(table)
+    if not all(probe.reachable for probe in probes):
+        raise typer.Exit(MirrorError.exit_code)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` in one step, keeping its mode: an interrupted rewrite leaves the old file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+        stream.write(text)
+    os.chmod(temporary, path.stat().st_mode & 0o7777)
+    os.replace(temporary, path)
+
+
+@mirror_app.command()
+def rewrite(
+    file: Annotated[Path, typer.Argument(help="Dockerfile, compose file, environment.yml, conda-lock file, requirements.txt, pip.conf, .condarc, sources.list or *.sources")],
+    mirror: MirrorOption = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="write the result back to FILE")] = False,
+    kind: Annotated[FileKind | None, typer.Option(help="the file's format, when its name does not tell")] = None,
+) -> None:
+    """Rewrite a file imagebuild did not write so that it uses a mirror; print it, or write it back."""
+    if not file.is_file():
+        raise RecipeError("file not found", path=file, hint="pass the path of an existing file")
+    profile = selected(load_project(), mirror)
+    if profile is None:
+        raise RecipeError("no mirror selected", hint="pass --mirror NAME (see 'imagebuild mirror list')")
+    text = file.read_text(encoding="utf-8")
+    rewritten = rewrite_file(kind or detect_kind(file, text), text, profile.spec, source=file)
+    if in_place:
+        if rewritten != text:
+            _write_atomically(file, rewritten)
+        err.print(f"{'rewrote' if rewritten != text else 'unchanged:'} {file} for mirror '{profile.name}'")
+    else:
+        print(rewritten, end="")
+
+
+@mirror_app.command("sync")
+def sync_command(
+    names: Names = None,
+    everything: AllOption = False,
+    to: Annotated[Path, typer.Option("--to", help="folder to fill with a PEP 503 index of the exact files")] = Path("wheelhouse"),
+    mirror: MirrorOption = None,
+    ca_cert: CaOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download every file the images install from PyPI into a local index a 'local' profile can serve."""
+    project = load_project()
+    line = StatusLine(err)
+    with line.status:
+        result = sync(
+            project,
+            sorted(project.recipes) if everything else names or [],
+            to,
+            mirror=selected(project, mirror),
+            ca_bundle=find_ca_bundle(ca_cert),
+            say=line.say,
+        )
+    if as_json:
+        print(json.dumps(asdict(result), indent=2, default=str))
+        return
+    out.print(
+        f"{result.files} files ({result.new} new, {result.total_bytes / 1e6:.1f} MB) for "
+        f"{len(result.packages)} packages in {result.destination}"
+    )
+
+
+@mirror_app.command()
+def serve(profile: ProfileArgument) -> None:
+    """Serve a profile's [serve] pypi folder at its [pypi].index_url until interrupted (Ctrl-C)."""
+    mirror = load_mirror(profile, find_project())
+    server = serve_mirror(mirror)
+    if server is None:
+        raise RecipeError(
+            "nothing to serve: the profile has no [serve] pypi folder (or it is already served)",
+            path=mirror.path,
+            hint='add [serve] pypi = "../wheelhouse" (relative to the profile) and fill it with imagebuild mirror sync NAME --to wheelhouse',
+        )
+    with server:
+        err.print(f"serving {mirror.serve_pypi} at {mirror.spec.pypi.index_url} (access log in {mirror.serve_pypi}/access.log)")  # type: ignore[union-attr]
+        while True:
+            time.sleep(3600)

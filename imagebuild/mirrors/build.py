@@ -1,0 +1,126 @@
+"""How a build uses a mirror profile: the pipeline's mirror-rewrite step.
+
+By default the mirror is a build-time matter: the rendered Dockerfile keeps its upstream
+configuration, and the mirror reaches each build command through the build environment
+(buildenv.py): index URLs, git rewrites and apt sources, with credentials, as variables and
+files that never enter a layer. Only download URLs written into the Dockerfile or a postBuild
+script are rewritten in place. With `runtime = true`, the root image also gets the mirror's
+pip, uv, git and apt configuration for its users (never its credentials).
+"""
+
+from dataclasses import replace
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from imagebuild.buildenv import BuildEnvironment
+from imagebuild.mirrors.files import FileKind, rewrite_file
+from imagebuild.mirrors.profile import Mirror
+from imagebuild.mirrors.rules import RuleSet, url_rules
+from imagebuild.render import ContextFile, RenderedImage, User, templates
+
+RUNTIME_DIR = "/usr/local/share/imagebuild/mirror"
+BUILD_TIME_PURPOSES = ("pypi", "downloads")
+"""Rules applied to the Dockerfile and postBuild text; git and apt go through the build environment."""
+
+
+def with_credentials(url: str, credentials: dict[str, tuple[str, str]]) -> str:
+    """`url` with the user and password of its host, when the profile has a credential for it."""
+    parts = urlsplit(url)
+    found = credentials.get(parts.netloc) or credentials.get(parts.hostname or "")
+    if found is None:
+        return url
+    user, password = (quote(value, safe="") for value in found)
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
+
+
+def build_environment(mirror: Mirror | None, ca_bundle: bytes | None, debian_archive: str) -> BuildEnvironment:
+    """The variables and apt rewrite that with-build-env applies to every build command.
+
+    `debian_archive` is the archive the root image's sources name, so apt's rule covers it
+    even when it is not deb.debian.org.
+    """
+    if mirror is None:
+        return BuildEnvironment(ca_bundle=ca_bundle)
+    spec = mirror.spec
+    credentials = mirror.credentials()
+    variables: list[tuple[str, str]] = []
+    if spec.pypi is not None:
+        index = with_credentials(spec.pypi.index_url, credentials)
+        extras = " ".join(with_credentials(url, credentials) for url in spec.pypi.extra_index_urls)
+        trusted = " ".join(spec.pypi.trusted_hosts)
+        variables += [("PIP_INDEX_URL", index), ("UV_DEFAULT_INDEX", index)]
+        if extras:
+            variables += [("PIP_EXTRA_INDEX_URL", extras), ("UV_INDEX", extras)]
+        if trusted:
+            variables += [("PIP_TRUSTED_HOST", trusted), ("UV_INSECURE_HOST", trusted)]
+    if spec.git:
+        variables.append(("GIT_CONFIG_COUNT", str(len(spec.git))))
+        for index, (upstream, proxy) in enumerate(sorted(spec.git.items())):
+            variables += [
+                (f"GIT_CONFIG_KEY_{index}", f"url.{with_credentials(proxy, credentials)}/.insteadOf"),
+                (f"GIT_CONFIG_VALUE_{index}", f"{upstream}/"),
+            ]
+    apt_rules = url_rules(spec, extra_debian_upstreams=(debian_archive,)).only("apt")
+    apt_rules = RuleSet(tuple(replace(rule, mirror=with_credentials(rule.mirror, credentials)) for rule in apt_rules.rules))
+    if mirror.ca_cert is not None:
+        ca_bundle = (ca_bundle or b"") + b"\n" + mirror.ca_cert.read_bytes()
+    secrets = tuple(value for pair in credentials.values() for value in pair)
+    return BuildEnvironment(
+        ca_bundle=ca_bundle, variables=tuple(variables), apt_sed=apt_rules.sed_script(), secrets=secrets
+    )
+
+
+def _uv_toml(mirror: Mirror) -> str:
+    pypi = mirror.spec.pypi
+    assert pypi is not None
+    lines = [f"# Written by imagebuild from mirror profile '{mirror.name}'.\n"]
+    for url in pypi.extra_index_urls:
+        lines.append(f'[[index]]\nurl = "{url}"\n')
+    lines.append(f'[[index]]\nurl = "{pypi.index_url}"\ndefault = true\n')
+    if pypi.trusted_hosts:
+        lines.insert(1, "allow-insecure-host = [" + ", ".join(f'"{host}"' for host in pypi.trusted_hosts) + "]\n")
+    return "\n".join(lines)
+
+
+def _gitconfig(mirror: Mirror) -> str:
+    return "".join(
+        f'[url "{proxy}/"]\n\tinsteadOf = {upstream}/\n' for upstream, proxy in sorted(mirror.spec.git.items())
+    )
+
+
+def runtime_files(mirror: Mirror, debian_archive: str) -> list[tuple[ContextFile, str]]:
+    """(context file, destination) pairs that configure the mirror for the image's users."""
+    spec = mirror.spec
+    found: list[tuple[ContextFile, str]] = []
+    if spec.pypi is not None:
+        pip_conf = rewrite_file(FileKind.PIP_CONF, "", spec, source=mirror.path)
+        found.append((ContextFile("imagebuild/mirror/pip.conf", pip_conf.encode()), "/etc/pip.conf"))
+        found.append((ContextFile("imagebuild/mirror/uv.toml", _uv_toml(mirror).encode()), "/etc/uv/uv.toml"))
+    if spec.git:
+        found.append((ContextFile("imagebuild/mirror/gitconfig", _gitconfig(mirror).encode()), "/etc/gitconfig"))
+    apt_sed = url_rules(spec, extra_debian_upstreams=(debian_archive,)).only("apt").sed_script()
+    if apt_sed:
+        found.append((ContextFile("imagebuild/mirror/apt.sed", apt_sed.encode()), f"{RUNTIME_DIR}/apt.sed"))
+    return found
+
+
+def rewrite_for_build(rendered: RenderedImage, mirror: Mirror | None, debian_archive: str) -> RenderedImage:
+    """The mirror-rewrite step: download URLs in the Dockerfile and postBuild point at the mirror,
+    and with `runtime = true` a root image gets a last layer configuring the mirror."""
+    if mirror is None:
+        return rendered
+    rules = url_rules(mirror.spec).only(*BUILD_TIME_PURPOSES)
+    dockerfile = rules.apply(rendered.dockerfile)
+    files = tuple(
+        replace(item, data=rules.apply(item.data.decode()).encode()) if item.arcname == rendered.post_build else item
+        for item in rendered.files
+    )
+    if mirror.spec.runtime and rendered.plan.recipe.spec.root is not None:
+        configured = runtime_files(mirror, debian_archive)
+        dockerfile += templates.get_template("mirror-runtime.j2").render(
+            mirror=mirror.name,
+            files=[{"arcname": item.arcname, "dest": dest} for item, dest in configured],
+            apt_sed=f"{RUNTIME_DIR}/apt.sed" if any(dest.endswith("apt.sed") for _, dest in configured) else None,
+            user=User(),
+        )
+        files += tuple(item for item, _ in configured)
+    return replace(rendered, dockerfile=dockerfile, files=files)

@@ -1,0 +1,205 @@
+"""Mirror profiles: the typed `mirrors/<name>.toml` files an admin writes.
+
+A profile names where each kind of download should go instead of upstream. Every section is
+optional; an empty profile changes nothing. Secrets never live in the file: a credential names
+the environment variables that hold it, and URLs with a user or password are rejected.
+"""
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from imagebuild.errors import RecipeError
+from imagebuild.mirrors.rules import rewrite_image_ref, unsettled_mirrors, url_rules
+from imagebuild.recipes import StrictModel, parse_toml
+
+MIRRORS_DIR = "mirrors"
+NO_MIRROR = "none"
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    if parts.username or parts.password:
+        raise ValueError(
+            "must not contain a user or password; name the environment variables that hold them in [[credentials]]"
+        )
+    if "#" in value or any(c.isspace() for c in value):
+        raise ValueError(f"must not contain '#' or spaces, got {value!r}")
+    return value.rstrip("/")
+
+
+def _registry_prefix(value: str) -> str:
+    """A registry host (Docker's rule: it has a '.' or ':' or is localhost) and an optional path;
+    'mirror/hub' would be read as a Docker Hub repository and rewritten again."""
+    host = value.split("/", 1)[0]
+    well_formed = re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._/-]+)?", value)
+    if "://" in value or "@" in value or not well_formed or not ("." in host or ":" in host or host == "localhost"):
+        raise ValueError(
+            f"must be a registry host with an optional path, such as 'docker.m.daocloud.io', got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"must be the NAME of an environment variable (letters, digits, _), got {value!r}")
+    return value
+
+
+Url = Annotated[str, AfterValidator(_url)]
+RegistryPrefix = Annotated[str, AfterValidator(_registry_prefix)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+class PypiSection(StrictModel):
+    index_url: Url = Field(description="replaces https://pypi.org/simple for pip and uv")
+    extra_index_urls: list[Url] = []
+    trusted_hosts: list[str] = Field(default=[], description="hosts pip and uv may reach without TLS verification")
+
+
+class CondaSection(StrictModel):
+    channel_alias: Url | None = Field(default=None, description="replaces https://conda.anaconda.org for any channel")
+    channels: dict[str, Url] = Field(default={}, description="channel name (conda-forge, pkgs/main) -> its mirror URL")
+
+
+class AptSection(StrictModel):
+    debian: Url | None = Field(default=None, description="replaces http://deb.debian.org/debian")
+    debian_security: Url | None = Field(default=None, description="replaces http://security.debian.org/debian-security")
+    ubuntu: Url | None = Field(default=None, description="replaces http://archive.ubuntu.com/ubuntu")
+    ubuntu_security: Url | None = Field(default=None, description="replaces http://security.ubuntu.com/ubuntu")
+
+
+class Credential(StrictModel):
+    host: str = Field(description="host[:port] the credential is sent to")
+    username_env: EnvName
+    password_env: EnvName
+
+    @field_validator("host")
+    @classmethod
+    def _bare_host(cls, host: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host):
+            raise ValueError(f"must be a host name with an optional port, such as 'pypi.example.org', got {host!r}")
+        return host
+
+
+class ServeSection(StrictModel):
+    pypi: str | None = Field(
+        default=None,
+        description="a folder filled by 'imagebuild mirror sync'; imagebuild serves it at [pypi].index_url while it builds",
+    )
+
+
+class MirrorProfile(StrictModel):
+    """The schema of mirrors/<name>.toml."""
+
+    description: str = ""
+    runtime: bool = Field(default=False, description="also configure the mirror inside the image, for its users")
+    ca_cert: str | None = Field(default=None, description="a CA bundle (PEM) to trust while building")
+    pypi: PypiSection | None = None
+    conda: CondaSection | None = None
+    apt: AptSection | None = None
+    registry: dict[str, RegistryPrefix] = Field(default={}, description="registry (docker.io, quay.io) -> mirror prefix")
+    compose: Url | None = Field(
+        default=None, description="replaces https://github.com/docker/compose/releases/download"
+    )
+    downloads: dict[Url, Url] = Field(default={}, description="any other tool download: URL prefix -> mirror prefix")
+    git: dict[Url, Url] = Field(default={}, description="git host prefix (https://github.com/) -> proxy prefix")
+    credentials: list[Credential] = []
+    serve: ServeSection = ServeSection()
+
+    @model_validator(mode="after")
+    def _settles(self) -> "MirrorProfile":
+        """A mirror URL that an upstream rule would match again makes rewriting non-idempotent."""
+        for owner, other in unsettled_mirrors(url_rules(self)):
+            raise ValueError(
+                f"the mirror for {owner.purpose} ({owner.mirror}) would itself be rewritten by the rule for "
+                f"{other.purpose}; a mirror URL must not embed an upstream URL after a character other than a slash"
+            )
+        for registry, prefix in self.registry.items():
+            probe = rewrite_image_ref(f"{registry}/probe/image:1", self.registry)
+            if rewrite_image_ref(probe, self.registry) != probe:
+                raise ValueError(
+                    f"[registry]: the mirror of {registry} ({prefix}) is itself a registry with a mirror here; "
+                    "a mirrored reference would be rewritten again"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A validated profile with its files resolved; `name` is what the user selected."""
+
+    name: str
+    path: Path
+    spec: MirrorProfile
+
+    @property
+    def ca_cert(self) -> Path | None:
+        return self.path.parent / self.spec.ca_cert if self.spec.ca_cert else None
+
+    @property
+    def serve_pypi(self) -> Path | None:
+        return self.path.parent / self.spec.serve.pypi if self.spec.serve.pypi else None
+
+    def credentials(self) -> dict[str, tuple[str, str]]:
+        """host -> (user, password), read from the environment now; a missing variable is an error."""
+        found = {}
+        for index, credential in enumerate(self.spec.credentials):
+            values = []
+            for field in ("username_env", "password_env"):
+                variable = getattr(credential, field)
+                value = os.environ.get(variable)
+                if not value:
+                    raise RecipeError(
+                        f"[[credentials]][{index}].{field}: environment variable {variable} is not set",
+                        path=self.path,
+                        hint=f"export {variable}=... before building with mirror '{self.name}'",
+                    )
+                values.append(value)
+            found[credential.host] = (values[0], values[1])
+        return found
+
+
+def profile_paths(project_root: Path) -> dict[str, Path]:
+    """The profiles shipped in the project's mirrors/ folder, by name."""
+    return {path.stem: path for path in sorted((project_root / MIRRORS_DIR).glob("*.toml"))}
+
+
+def load_mirror(selection: str, project_root: Path) -> Mirror:
+    """`selection` is a profile name from mirrors/ or the path of a profile file."""
+    known = profile_paths(project_root)
+    if selection in known:
+        path = known[selection]
+    elif selection.endswith(".toml") or os.sep in selection:
+        path = Path(selection)
+    else:
+        close = difflib.get_close_matches(selection, list(known), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known) or '(none)'}"
+        raise RecipeError(f"no mirror profile named '{selection}'", path=project_root / MIRRORS_DIR, hint=hint)
+    spec = parse_toml(path, MirrorProfile)
+    mirror = Mirror(name=path.stem if selection in known else str(path), path=path, spec=spec)
+    if mirror.ca_cert is not None and not mirror.ca_cert.is_file():
+        raise RecipeError(f"ca_cert: '{mirror.ca_cert}' not found", path=path, hint="give a path relative to the profile")
+    if spec.serve.pypi and spec.pypi is None:
+        raise RecipeError(
+            "[serve].pypi: needs [pypi].index_url, the address to serve it at",
+            path=path,
+            hint='add [pypi] index_url = "http://127.0.0.1:3141/simple"',
+        )
+    return mirror
+
+
+def selected_mirror(option: str | None, default: str | None, project_root: Path) -> Mirror | None:
+    """`--mirror` wins over the project's default; 'none' means no mirror at all."""
+    choice = option or default
+    if choice is None or choice == NO_MIRROR:
+        return None
+    return load_mirror(choice, project_root)

@@ -1,0 +1,54 @@
+"""What every command shares: the two consoles, the common options, the progress line."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from imagebuild import pipeline
+from imagebuild.mirrors.profile import Mirror, selected_mirror
+from imagebuild.plan import Project
+
+out = Console()
+err = Console(stderr=True)
+
+Names = Annotated[list[str] | None, typer.Argument(help="image names (folders under images/)", show_default=False)]
+AllOption = Annotated[bool, typer.Option("--all", help="every image of the project")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+CaOption = Annotated[
+    Path | None,
+    typer.Option("--ca-cert", help="CA bundle to trust during builds (default: SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE)"),
+]
+
+
+MirrorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mirror",
+        envvar="IMAGEBUILD_MIRROR",
+        help="mirror profile: a name from mirrors/, a .toml path, or 'none' (default: [build] mirror in imagebuild.toml)",
+    ),
+]
+
+
+def selected(project: Project, option: str | None) -> Mirror | None:
+    return selected_mirror(option, project.config.build.mirror, project.root)
+
+
+class StatusLine:
+    """A rich spinner with the current build step; events print above it."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.status = console.status("starting")
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[bold blue]>[/] {message}")
+        self.status.update(message)
+
+    def step(self, message: str) -> None:
+        self.status.update(message[:120])
+
+    def reporter(self) -> pipeline.Reporter:
+        return pipeline.Reporter(say=self.say, step=self.step)

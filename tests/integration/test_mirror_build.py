@@ -1,0 +1,214 @@
+"""End to end, on loopback: base is built (from scratch, no layer cache) through a local PyPI
+index that imagebuild synced and serves (with credentials), and a local Debian archive proxy.
+The mirrors' own access logs show that every package came through them, the credentials are
+in no part of the image, and the image keeps its upstream configuration unless the profile
+says `runtime = true`. A dead mirror fails the build at once, naming the mirror."""
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagebuild.pipeline import debian_archive
+from imagebuild.plan import load_project
+from imagebuild.rootfs import _rootfs_tarball
+from tests.conftest import REPO
+from tests.integration.archive_proxy import ArchiveProxy
+from tests.integration.conftest import saved_image_blobs
+
+pytestmark = pytest.mark.engine
+
+USER_VARIABLE, TOKEN_VARIABLE = "E2E_MIRROR_USER", "E2E_MIRROR_TOKEN"
+BUNDLED_WITH_VENV = {"pip", "setuptools"}
+"""Distributions `python3 -m venv` puts in every environment: nothing downloads them."""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class MirroredSite:
+    root: Path
+    wheelhouse: Path
+    proxy: ArchiveProxy
+    index_url: str
+    env: dict[str, str]
+    user: str
+    token: str
+
+
+PROFILE = """\
+description = "this test's own mirrors on loopback"
+runtime = {runtime}
+
+[pypi]
+index_url = "{index_url}"
+
+[apt]
+debian = "{proxy}/debian"
+
+[serve]
+pypi = "../wheelhouse"
+
+[[credentials]]
+host = "127.0.0.1:{port}"
+username_env = "{user_variable}"
+password_env = "{token_variable}"
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, engine) -> MirroredSite:
+    """A project (base only, its own repository name) with a synced wheelhouse and a profile."""
+    root = tmp_path_factory.mktemp("mirrored") / "project"
+    (root / "images").mkdir(parents=True)
+    shutil.copytree(REPO / "images" / "base", root / "images" / "base")
+    (root / "imagebuild.toml").write_text('[build]\nrepository = "test-mirror"\n')
+    proxy = ArchiveProxy(upstream=debian_archive(load_project(REPO)).rsplit("/debian", 1)[0], cache=root / "apt-cache")
+    port = _free_port()
+    index_url = f"http://127.0.0.1:{port}/simple"
+    (root / "mirrors").mkdir()
+    for name, runtime in (("e2e", "false"), ("e2e-runtime", "true")):
+        (root / "mirrors" / f"{name}.toml").write_text(
+            PROFILE.format(
+                runtime=runtime,
+                index_url=index_url,
+                proxy=proxy.url,
+                port=port,
+                user_variable=USER_VARIABLE,
+                token_variable=TOKEN_VARIABLE,
+            )
+        )
+    user, token = f"user{secrets.token_hex(4)}", secrets.token_urlsafe(18)
+    env = {**os.environ, USER_VARIABLE: user, TOKEN_VARIABLE: token}
+    synced = subprocess.run(
+        ["imagebuild", "mirror", "sync", "base", "--to", "wheelhouse"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert synced.returncode == 0, synced.stderr
+    yield MirroredSite(root, root / "wheelhouse", proxy, index_url, env, user, token)
+    proxy.close()
+    for image in engine.client.images.list(name="test-mirror/base"):
+        engine.client.images.remove(image.id, force=True)
+
+
+def _build(site: MirroredSite, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["imagebuild", "build", "base", "--json", *args], cwd=site.root, env=site.env, capture_output=True, text=True,
+        timeout=1800,
+    )
+
+
+@pytest.fixture(scope="module")
+def mirrored(site) -> dict:
+    """base built from scratch (--no-cache) through the mirrors, smoke notebook included."""
+    built = _build(site, "--mirror", "e2e", "--no-cache")
+    assert built.returncode == 0, built.stderr[-3000:]
+    (outcome,) = json.loads(built.stdout)
+    assert outcome["action"] == "built"
+    return outcome
+
+
+def _run(engine, ref: str, script: str) -> str:
+    return engine.client.containers.run(ref, ["bash", "-c", script], remove=True, network_mode="none").decode()
+
+
+def _index_log(site: MirroredSite) -> list[dict]:
+    """The served index's access log: one JSON object or one text line per request."""
+    lines = (site.wheelhouse / "access.log").read_text().splitlines()
+    return [json.loads(line) if line.startswith("{") else {"line": line} for line in lines]
+
+
+def test_every_python_package_came_through_the_local_index(engine, site, mirrored):
+    installed = json.loads(_run(engine, mirrored["ref"], "/opt/venv/bin/python -m pip list --format json 2>/dev/null"))
+    log_text = (site.wheelhouse / "access.log").read_text()
+    served = {urllib.parse.unquote(part.split("/files/", 1)[1].split()[0]) for part in log_text.split() if "/files/" in part}
+    served_names = {name.split("-")[0].lower().replace("_", "-") + "==" + name.split("-")[1] for name in served}
+    wanted = {
+        f"{d['name'].lower().replace('_', '-')}=={d['version']}" for d in installed if d["name"].lower() not in BUNDLED_WITH_VENV
+    }
+    assert len(wanted) > 50
+    assert wanted <= served_names, sorted(wanted - served_names)
+    with pytest.raises(urllib.error.HTTPError) as refused:  # so the build did send the credentials
+        urllib.request.urlopen(f"{site.index_url}/")
+    assert refused.value.code == 401
+
+
+def test_every_debian_package_came_through_the_archive_proxy(engine, site, mirrored):
+    listing = "dpkg-query -W -f '${Package} ${Version} ${Architecture}\\n'"
+    root_packages = set(_run(engine, "debian:bookworm", listing).splitlines())
+    image_packages = set(_run(engine, mirrored["ref"], listing).splitlines())
+    added = image_packages - root_packages
+    assert len(added) > 20  # python3, tini, git, ... and their dependencies
+    fetched = {urllib.parse.unquote(request.path).rsplit("/", 1)[-1] for request in site.proxy.log if request.status == 200}
+    expected = {f"{name}_{version.split(':', 1)[-1]}_{arch}.deb" for name, version, arch in (p.split() for p in added)}
+    assert expected <= fetched, sorted(expected - fetched)
+
+
+def test_credentials_and_mirror_stay_out_of_the_image(engine, site, mirrored):
+    blobs = saved_image_blobs(engine, mirrored["ref"])
+    for secret in (site.token, site.user):
+        assert not any(secret.encode() in blob for blob in blobs), f"{secret} leaked into the image"
+    history = json.dumps(engine.client.api.history(mirrored["ref"]))
+    assert site.token not in history and site.user not in history
+    config = engine.client.images.get(mirrored["ref"]).attrs["Config"]
+    assert not any(site.index_url.split("/simple")[0] in value for value in config["Env"] or [])
+
+
+def test_image_keeps_its_upstream_configuration(engine, site, mirrored):
+    shown = _run(engine, mirrored["ref"], "cat /etc/apt/sources.list; ls /etc/pip.conf /etc/uv/uv.toml 2>&1 || true")
+    assert debian_archive(load_project(REPO)) in shown
+    assert "127.0.0.1" not in shown
+    assert "No such file" in shown
+
+
+def test_same_recipe_through_a_mirror_has_the_same_content_hash(site, mirrored):
+    planned = subprocess.run(
+        ["imagebuild", "plan", "base", "--json", "--mirror", "none"], cwd=site.root, capture_output=True, text=True
+    )
+    assert json.loads(planned.stdout)[0]["content_hash"] == mirrored["content_hash"]
+
+
+def test_runtime_profile_configures_the_mirror_inside_the_image(engine, site, mirrored):
+    built = _build(site, "--mirror", "e2e-runtime", "--no-smoke")
+    assert built.returncode == 0, built.stderr[-3000:]
+    (outcome,) = json.loads(built.stdout)
+    assert outcome["content_hash"] != mirrored["content_hash"]  # the image differs: it carries the mirror
+    shown = _run(engine, outcome["ref"], "cat /etc/pip.conf /etc/uv/uv.toml /etc/apt/sources.list")
+    assert site.index_url in shown
+    assert f"{site.proxy.url}/debian" in shown
+    blobs = saved_image_blobs(engine, outcome["ref"])
+    assert not any(site.token.encode() in blob for blob in blobs)
+
+
+def test_dead_mirror_fails_at_once_naming_the_mirror(site):
+    dead = site.root / "mirrors" / "dead.toml"
+    dead.write_text(f'[pypi]\nindex_url = "http://127.0.0.1:{_free_port()}/simple"\n')
+    failed = _build(site, "--mirror", "dead", "--no-cache")
+    assert failed.returncode == 6, failed.stderr
+    assert "mirror 'dead'" in failed.stderr
+    assert str(dead) in failed.stderr
+    assert "connection refused" in failed.stderr.lower()
+
+
+def test_root_image_bootstraps_through_the_apt_mirror(tmp_path, monkeypatch, site):
+    """debootstrap downloads from the mirror; the root file system's sources name upstream."""
+    monkeypatch.setenv("IMAGEBUILD_CACHE", str(tmp_path))
+    archive = debian_archive(load_project(REPO))
+    before = len(site.proxy.log)
+    tarball = _rootfs_tarball("bookworm", archive, f"{site.proxy.url}/debian", print)
+    fetched = {request.path.rsplit("/", 1)[-1].split("_")[0] for request in site.proxy.log[before:]}
+    assert {"base-files", "dpkg", "apt", "libc6"} <= fetched
+    listed = subprocess.run(["tar", "-xOf", str(tarball), "./etc/apt/sources.list"], capture_output=True, text=True)
+    assert archive in listed.stdout and "127.0.0.1" not in listed.stdout
