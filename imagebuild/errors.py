@@ -48,3 +48,15 @@ class MirrorError(ImagebuildError):
     """A mirror the build needs does not answer."""
 
     exit_code = 6
+
+
+class AssetError(ImagebuildError):
+    """An offline asset is missing, corrupt or cannot be fetched."""
+
+    exit_code = 7
+
+
+class LockError(ImagebuildError):
+    """A lock is stale or cannot be written: a dev package's repository or ref, or the resolver."""
+
+    exit_code = 8

@@ -6,12 +6,15 @@ key instead of a setting that silently does nothing.
 
 import difflib
 import glob
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,17 +43,19 @@ class PythonSection(StrictModel):
     venv: str = Field(default="/opt/venv", description="virtual environment created by root images")
 
 
+def _absolute(path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"must be an absolute path in the image, got {path!r}")
+    return path
+
+
+PathInImage = Annotated[str, AfterValidator(_absolute)]
+
+
 class FileCopy(StrictModel):
     src: str
-    dest: str
+    dest: PathInImage
     mode: str = "0644"
-
-    @field_validator("dest")
-    @classmethod
-    def _absolute(cls, dest: str) -> str:
-        if not dest.startswith("/"):
-            raise ValueError(f"must be an absolute path in the image, got {dest!r}")
-        return dest
 
     @field_validator("mode")
     @classmethod
@@ -77,6 +82,89 @@ class CaSection(StrictModel):
     keep: bool = Field(default=False, description="leave the build's CA bundle in the image for runtime use")
 
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _plain_name(value: str) -> str:
+    if not NAME.fullmatch(value):
+        raise ValueError(f"must be letters, digits, '.', '_' or '-', got {value!r}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_plain_name)]
+
+
+class AssetSpec(StrictModel):
+    """A file the image needs that is not a pip package: fetched and verified on the host, never in the build."""
+
+    name: Name = Field(description="unique in the project; `imagebuild assets fetch NAME` uses it")
+    urls: list[str] = Field(default=[], description="where to download it, tried in order; empty: added by hand only")
+    sha256: str = Field(description="the file's sha256; a file with another checksum is refused")
+    filename: str | None = Field(default=None, description="its file name; default: the last part of the first URL")
+    dest: PathInImage = Field(default="/opt/assets", description="folder in the image it is put or unpacked into")
+    unpack: bool = Field(default=False, description="unpack the archive (zip, tar, tar.gz, tar.bz2, tar.xz) into dest")
+    wheel: bool = Field(default=False, description="a Python wheel installed into the image's environment")
+    install: str | None = Field(default=None, description="a shell command that installs it; $ASSET_PATH is where it is")
+    install_at: Literal["build", "start"] = Field(
+        default="build", description="run `install` while building, or once per user at first start (a start hook)"
+    )
+    optional: bool = Field(default=False, description="build without it (with a warning) when it cannot be had")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        value = value.lower().removeprefix("sha256:")
+        if not SHA256.fullmatch(value):
+            raise ValueError("must be 64 hexadecimal digits (run `sha256sum FILE`)")
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if urlsplit(url).scheme not in ("http", "https", "file"):
+                raise ValueError(f"must be http, https or file URLs, got {url!r}")
+        return urls
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AssetSpec":
+        if self.filename is None and not self.urls:
+            raise ValueError("give 'filename' when there are no 'urls' (an asset added by hand)")
+        name = self.file_name
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"filename must be a plain file name, got {name!r}")
+        if self.wheel and (self.unpack or not name.endswith(".whl")):
+            raise ValueError("a wheel asset needs a file name ending in .whl and unpack = false")
+        if self.install_at == "start" and self.install is None:
+            raise ValueError("install_at = 'start' needs an 'install' command")
+        return self
+
+    @property
+    def file_name(self) -> str:
+        return self.filename or unquote(urlsplit(self.urls[0]).path.rsplit("/", 1)[-1])
+
+    @property
+    def path_in_image(self) -> str:
+        """Where $ASSET_PATH points: the unpacked folder, or the file itself."""
+        return self.dest if self.unpack else f"{self.dest.rstrip('/')}/{self.file_name}"
+
+
+class DevPackageSpec(StrictModel):
+    """A Python package built from a git commit: `imagebuild lock` turns the ref into a commit."""
+
+    name: Name = Field(description="its distribution name, e.g. 'aiida-core'")
+    url: str = Field(description="the git repository, e.g. 'https://github.com/aiidateam/aiida-core.git'")
+    ref: str = Field(description="a branch, tag or commit")
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, ref: str) -> str:
+        if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
+            raise ValueError(f"must be a branch, tag or commit, got {ref!r}")
+        return ref
+
+
 class RecipeFile(StrictModel):
     """The schema of images/<name>/image.toml."""
 
@@ -92,6 +180,17 @@ class RecipeFile(StrictModel):
     smoke: SmokeSection = SmokeSection()
     labels: dict[str, str] = {}
     ca: CaSection = CaSection()
+    assets: list[AssetSpec] = []
+    dev_packages: list[DevPackageSpec] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "RecipeFile":
+        for what, items in (("assets", self.assets), ("dev_packages", self.dev_packages)):
+            names = [item.name for item in items]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ValueError(f"[[{what}]]: the name {twice[0]!r} is used twice")
+        return self
 
     @model_validator(mode="after")
     def _one_base(self) -> "RecipeFile":

@@ -115,7 +115,7 @@ class IndexServer:
             token = base64.b64encode(":".join(credentials).encode()).decode()
             self.authorization = f"Basic {token}"
         handler = functools.partial(_Handler, directory=str(folder))
-        self._server = _Server((parts.hostname, parts.port or 80), handler, self)
+        self._server = _Server((parts.hostname, 80 if parts.port is None else parts.port), handler, self)
         self._log_lock = threading.Lock()
         self._log: BinaryIO | None = None
         self._thread: threading.Thread | None = None

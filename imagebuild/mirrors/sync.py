@@ -43,88 +43,19 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion
 
-from imagebuild.errors import MirrorError, RecipeError
+from imagebuild.errors import MirrorError
 from imagebuild.mirrors.build import with_credentials
 from imagebuild.mirrors.profile import Mirror
-from imagebuild.plan import BuildPlan, Project, plan
+from imagebuild.plan import Project, plan
 from imagebuild.render import INSTALLER
-from imagebuild.rootfs import debian_suite
 from imagebuild.system import exclusive
+from imagebuild.target import Target, image_target
 
 PYPI = "https://pypi.org/simple"
 MANIFEST = "manifest.json"
 LEGACY_BUILD_REQUIRES = ["setuptools>=40.8.0", "wheel"]
 """What pip and uv build a source tree without [build-system] with (PEP 518)."""
 DOWNLOADS_AT_ONCE = 4
-
-
-@dataclass(frozen=True)
-class Target:
-    """The interpreter and C library of an image: pip resolves for these, not for this host."""
-
-    python: str  # the full version of the suite's python3, for environment markers
-    glibc: tuple[int, int]
-    machine: str = "x86_64"
-
-    @property
-    def python_version(self) -> str:
-        return ".".join(self.python.split(".")[:2])
-
-    def platforms(self) -> list[str]:
-        """Every manylinux tag this glibc accepts, best first, legacy aliases beside their PEP 600 names."""
-        major, newest = self.glibc
-        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-        tags: list[str] = []
-        for minor in range(newest, 4, -1):
-            tags.append(f"manylinux_{major}_{minor}_{self.machine}")
-            if minor in legacy:
-                tags.append(f"{legacy[minor]}_{self.machine}")
-        return [*tags, f"linux_{self.machine}"]
-
-    def pip_options(self) -> list[str]:
-        options = ["--python-version", self.python_version, "--implementation", "cp"]
-        options += ["--abi", f"cp{self.python_version.replace('.', '')}"]
-        for platform in self.platforms():
-            options += ["--platform", platform]
-        return options
-
-    def markers(self) -> dict[str, str]:
-        """PEP 508 marker values that differ from host to host; the kernel's are the host's anyway."""
-        return {
-            "implementation_name": "cpython",
-            "implementation_version": self.python,
-            "platform_python_implementation": "CPython",
-            "python_full_version": self.python,
-            "python_version": self.python_version,
-            "os_name": "posix",
-            "sys_platform": "linux",
-            "platform_system": "Linux",
-            "platform_machine": self.machine,
-        }
-
-    def __str__(self) -> str:
-        return f"CPython {self.python_version} on manylinux_{self.glibc[0]}_{self.glibc[1]}_{self.machine}"
-
-
-DEBIAN_TARGETS = {
-    "bullseye": Target(python="3.9.2", glibc=(2, 31)),
-    "bookworm": Target(python="3.11.2", glibc=(2, 36)),
-    "trixie": Target(python="3.13.5", glibc=(2, 41)),
-}
-"""Each Debian suite's python3 and glibc, which its images install wheels for."""
-
-
-def image_target(item: BuildPlan) -> Target:
-    """The target of an image: its root image's Debian suite decides."""
-    suite = debian_suite(item.root_image)
-    if suite not in DEBIAN_TARGETS:
-        root = item.ancestors[-1] if item.ancestors else item.recipe
-        raise RecipeError(
-            f"root: mirror sync does not know which Python '{item.root_image}' runs",
-            path=root.path,
-            hint=f"sync knows the Debian suites {', '.join(sorted(DEBIAN_TARGETS))}",
-        )
-    return DEBIAN_TARGETS[suite]
 
 
 _PIP_FOR_TARGET = """\

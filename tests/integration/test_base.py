@@ -69,8 +69,11 @@ def test_failing_admin_notebook_names_the_cell(base_build, tmp_path):
 def test_images_lists_builds_with_tags_and_hashes(base_build):
     result = imagebuild_cli("images", "--json", cwd=REPO)
     assert result.returncode == 0, result.stderr
-    rows = [row for row in json.loads(result.stdout) if row["image"] == "base"]
-    assert len(rows) == 1, rows  # intermediates of failed child builds are not listed
+    listed = json.loads(result.stdout)
+    assert all(row["tags"] for row in listed if row["content_hash"]), listed  # intermediates of failed child builds are not listed
+    rows = [row for row in listed if row["content_hash"] == base_build.content_hash]
+    assert len(rows) == 1, rows
+    assert rows[0]["image"] == "base"
     assert base_build.ref in rows[0]["tags"]
     assert rows[0]["content_hash"] == base_build.content_hash
     assert rows[0]["size_bytes"] > 100_000_000

@@ -140,9 +140,9 @@ def test_every_python_package_came_through_the_local_index(engine, site, mirrore
     }
     assert len(wanted) > 50
     assert wanted <= served_names, sorted(wanted - served_names)
-    with pytest.raises(urllib.error.HTTPError) as refused:  # so the build did send the credentials
-        urllib.request.urlopen(f"{site.index_url}/")
-    assert refused.value.code == 401
+    # the served index answers 401 without the profile's credentials (test_mirror_sync proves it),
+    # so every 200 above means the build sent them
+    assert " 401 " not in log_text
 
 
 def test_every_debian_package_came_through_the_archive_proxy(engine, site, mirrored):

@@ -22,10 +22,8 @@ from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.profile import Mirror, MirrorProfile
 from imagebuild.mirrors.serve import IndexServer, serve_mirror
 from imagebuild.mirrors.sync import (
-    DEBIAN_TARGETS,
     MANIFEST,
     file_entry,
-    image_target,
     load_manifest,
     save_manifest,
     sync,
@@ -33,6 +31,7 @@ from imagebuild.mirrors.sync import (
 )
 from imagebuild.plan import load_project, plan
 from imagebuild.render import INSTALLER
+from imagebuild.target import DEBIAN_TARGETS, image_target
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"
 
