@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,14 @@ import requests.adapters
 from urllib3.util.retry import Retry
 
 from imagebuild.errors import AssetError
-from imagebuild.mirrors.build import with_credentials
+from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.plan import Project
 from imagebuild.recipes import AssetSpec, Recipe
 from imagebuild.system import cache_dir
 
-CHUNK = 1 << 20
+CHUNK = 1 << 16
 ATTEMPTS = 4
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
@@ -158,7 +159,7 @@ class AssetCache:
         with _session(mirror, ca_bundle) as session:
             for url in _mirrored(spec.urls, mirror):
                 try:
-                    staging = self._download(session, url, spec.sha256, progress)
+                    staging = self._download_with_retries(session, url, spec.sha256, progress, say)
                 except (requests.RequestException, OSError) as error:
                     failures.append(f"{_without_credentials(url)}: {_reason(error)}")
                     say(f"asset '{asset.name}': {failures[-1]}")
@@ -174,6 +175,27 @@ class AssetCache:
             path=asset.recipe.path,
             hint=f"download {spec.file_name} elsewhere and carry it in: {asset.add_command()}",
         )
+
+    def _download_with_retries(
+        self,
+        session: requests.Session,
+        url: str,
+        sha256: str,
+        progress: Callable[[int, int | None], None],
+        say: Callable[[str], None],
+    ) -> Path:
+        """A dropped connection is tried again from where it stopped; a 4xx answer is final."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self._download(session, url, sha256, progress)
+            except requests.HTTPError:
+                raise
+            except (requests.RequestException, OSError) as error:
+                if attempt == ATTEMPTS:
+                    raise
+                say(f"{_without_credentials(url)}: {_reason(error)}; continuing (attempt {attempt + 1} of {ATTEMPTS})")
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def _download(
         self, session: requests.Session, url: str, sha256: str, progress: Callable[[int, int | None], None]

@@ -14,21 +14,23 @@ from rich.table import Table
 
 from imagebuild import engine as engine_module
 from imagebuild import pipeline
-from imagebuild.ca import read_ca_bundle
+from imagebuild.cli_inputs import assets_app, lock
 from imagebuild.cli_mirror import mirror_app
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
 from imagebuild.plan import load_project, plan
+from imagebuild.render import input_provenance
 from imagebuild.terminal import (
     AllOption,
     CaOption,
     JsonOption,
     MirrorOption,
     Names,
+    OfflineOption,
     StatusLine,
     err,
+    make_fetcher,
     out,
-    selected,
 )
 
 app = typer.Typer(
@@ -39,6 +41,7 @@ app = typer.Typer(
 engine_app = typer.Typer(help="Report on or start the Docker engine.", no_args_is_help=True)
 app.add_typer(engine_app, name="engine")
 app.add_typer(mirror_app, name="mirror")
+app.add_typer(assets_app, name="assets")
 
 @app.command()
 def build(
@@ -51,6 +54,7 @@ def build(
     as_json: JsonOption = False,
     ca_cert: CaOption = None,
     mirror: MirrorOption = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Build images and their parents in order, then run their smoke notebooks."""
     project = load_project()
@@ -62,8 +66,7 @@ def build(
             everything=everything,
             smoke=not no_smoke,
             rebuild=no_cache,
-            ca_bundle=read_ca_bundle(ca_cert),
-            mirror=selected(project, mirror),
+            fetcher=make_fetcher(project, mirror, ca_cert, offline=offline, say=line.say),
             reporter=line.reporter(),
         )
     if as_json:
@@ -80,9 +83,10 @@ def build(
 def render(
     name: Annotated[str, typer.Argument(help="image name")], ca_cert: CaOption = None, mirror: MirrorOption = None
 ) -> None:
-    """Print the composed Dockerfile(s) of an image and its parents, as they would be built."""
+    """Print the composed Dockerfile(s) of an image and its parents, as they would be built (from cached inputs)."""
     project = load_project()
-    for context in pipeline.prepare(project, plan(project, [name]), read_ca_bundle(ca_cert), selected(project, mirror)):
+    fetcher = make_fetcher(project, mirror, ca_cert, offline=True)
+    for context in pipeline.prepare(project, plan(project, [name]), fetcher):
         print(f"# ---- {context.rendered.plan.name} (content hash {context.content_hash})")
         print(context.rendered.dockerfile)
 
@@ -91,11 +95,10 @@ def render(
 def plan_command(
     names: Names = None, everything: AllOption = False, as_json: JsonOption = False, mirror: MirrorOption = None
 ) -> None:
-    """Show what would be built or reused, and why (content hash per image)."""
+    """Show what would be built or reused, and why (content hash per image, from cached inputs)."""
     project = load_project()
-    contexts = pipeline.prepare(
-        project, plan(project, names or [], everything=everything), None, selected(project, mirror)
-    )
+    fetcher = make_fetcher(project, mirror, None, offline=True)
+    contexts = pipeline.prepare(project, plan(project, names or [], everything=everything), fetcher)
     try:
         engine = engine_module.Engine()
     except EngineError:
@@ -137,7 +140,7 @@ def smoke(
     for path in extra:
         if not path.is_file():
             raise RecipeError("notebook not found", path=path, hint="pass the path of an .ipynb file")
-    contexts = pipeline.prepare(project, plan(project, [name]), None, selected(project, mirror))
+    contexts = pipeline.prepare(project, plan(project, [name]), make_fetcher(project, mirror, None, offline=True))
     context = contexts[-1]
     engine = engine_module.Engine()
     ref = pipeline.content_ref(project, name, context.content_hash)
@@ -178,6 +181,7 @@ def images(as_json: JsonOption = False) -> None:
                     "size_bytes": image.attrs.get("Size") if image else None,
                     "content_hash": (image.labels or {}).get(HASH_LABEL) if image else None,
                     "created": (image.labels or {}).get("org.opencontainers.image.created") if image else None,
+                    **input_provenance((image.labels or {}) if image else {}),
                 }
             )
     if as_json:
@@ -203,6 +207,9 @@ def engine_status(as_json: JsonOption = False) -> None:
         out.print(f"{'[green]up[/]' if current.reachable else '[red]down[/]'}: {current.detail} {current.version or ''}")
     if not current.reachable:
         raise typer.Exit(EngineError.exit_code)
+
+
+app.command("lock")(lock)
 
 
 @engine_app.command("up")

@@ -20,6 +20,8 @@ from imagebuild.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
 from imagebuild.engine import Engine, Image
 from imagebuild.errors import BuildError
+from imagebuild.fetch import Fetcher
+from imagebuild.inputs import gather
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.check import preflight
 from imagebuild.mirrors.profile import Mirror
@@ -69,17 +71,18 @@ def debian_archive(project: Project) -> str:
     return project.config.bootstrap.archive or host_archive()
 
 
-def prepare(
-    project: Project, plans: list[BuildPlan], ca_bundle: bytes | None, mirror: Mirror | None = None
-) -> list[BuildContext]:
-    """Render, mirror-rewrite and assemble every plan in order; a child's FROM names its parent's content tag."""
+def prepare(project: Project, plans: list[BuildPlan], fetcher: Fetcher) -> list[BuildContext]:
+    """Gather inputs, render, mirror-rewrite and assemble every plan in order; a child's FROM
+    names its parent's content tag. Every input is checked before anything is rendered."""
+    inputs = gather(plans, fetcher)
     hashes: dict[str, str] = {}
     contexts = []
     archive = debian_archive(project)
+    mirror = fetcher.mirror
     for item in plans:
         spec = item.recipe.spec
         base_ref = spec.root if spec.parent is None else content_ref(project, spec.parent, hashes[spec.parent])
-        rendered = render(item, base_ref or "", ca_bundle=ca_bundle)
+        rendered = render(item, base_ref or "", ca_bundle=fetcher.ca_bundle, inputs=inputs[item.name])
         context = assemble(rewrite_for_build(rendered, mirror, archive))
         hashes[item.name] = context.content_hash
         contexts.append(context)
@@ -140,15 +143,15 @@ def build(
     everything: bool = False,
     smoke: bool = True,
     rebuild: bool = False,
-    ca_bundle: bytes | None = None,
-    mirror: Mirror | None = None,
+    fetcher: Fetcher,
     reporter: Reporter,
 ) -> list[ImageOutcome]:
     """Build `names` and their parents; `rebuild` builds even present images, without the layer cache."""
     plans = plan(project, names, everything=everything)
-    contexts = prepare(project, plans, ca_bundle, mirror)
+    contexts = prepare(project, plans, fetcher)
     engine = Engine()
-    environment = build_environment(mirror, ca_bundle, debian_archive(project))
+    mirror = fetcher.mirror
+    environment = build_environment(mirror, fetcher.ca_bundle, debian_archive(project))
     with exclusive("build", reporter.say), contextlib.ExitStack() as services:
 
         def start_mirror_services() -> None:

@@ -3,16 +3,27 @@
 Rendering is pure: the same plan, base reference and CA choice give the same bytes.
 """
 
+import json
+import shlex
+import shutil
+import tarfile
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import jinja2
 
+from imagebuild.errors import AssetError
+from imagebuild.inputs import ImageInputs
 from imagebuild.plan import BuildPlan
 
 INSTALLER = "uv==0.13.9"
 """The installer put into every root image's virtual environment; one pin for all images."""
+ASSET_LABEL = "io.imagebuild.asset."
+DEV_PACKAGE_LABEL = "io.imagebuild.dev-package."
+NO_INPUTS = ImageInputs()
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ templates = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,  # a Dockerfile, not HTML
 )
+templates.filters["shell"] = shlex.quote
 
 
 def support_file(name: str) -> bytes:
@@ -58,11 +70,81 @@ def _recipe_file(plan: BuildPlan, path: Path, mode: int) -> ContextFile:
     return ContextFile(arcname=f"recipe/{relative}", data=path.read_bytes(), mode=mode)
 
 
-def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) -> RenderedImage:
+def _unpacked(archive: Path, file_name: str, arcname: str) -> list[ContextFile]:
+    """The files of an archive asset, unpacked here so one COPY layer holds them and not the archive."""
+    with tempfile.TemporaryDirectory(prefix="imagebuild-asset-") as scratch:
+        named = Path(scratch) / file_name  # shutil picks the format from the name
+        named.symlink_to(archive)
+        target = Path(scratch) / "unpacked"
+        try:
+            shutil.unpack_archive(named, target, filter="data")
+        except (shutil.ReadError, ValueError, OSError, tarfile.TarError, zipfile.BadZipFile) as error:
+            raise AssetError(
+                f"asset file {file_name} cannot be unpacked: {error}",
+                path=archive,
+                hint="set unpack = false, or give a zip or tar archive (.zip, .tar, .tar.gz, .tar.bz2, .tar.xz)",
+            ) from None
+        return [
+            ContextFile(f"{arcname}/{path.relative_to(target).as_posix()}", path.read_bytes(), 0o755 if path.stat().st_mode & 0o100 else 0o644)
+            for path in sorted(target.rglob("*"))
+            if path.is_file()
+        ]
+
+
+def _asset_files(recipe_name: str, inputs: ImageInputs) -> tuple[list[ContextFile], list[dict[str, str]], list[dict[str, str]]]:
+    """Context files, COPY lines and install commands of the image's (non-wheel) assets."""
+    files: list[ContextFile] = []
+    copies, installs = [], []
+    for spec, path in inputs.assets:
+        if spec.wheel:
+            continue
+        arcname = f"assets/{spec.name}"
+        if spec.unpack:
+            files += _unpacked(path, spec.file_name, arcname)
+        else:
+            files.append(ContextFile(f"{arcname}/{spec.file_name}", path.read_bytes()))
+        copies.append({"arcname": arcname, "dest": spec.dest})
+        if spec.install is None:
+            continue
+        if spec.install_at == "build":
+            installs.append({"path": spec.path_in_image, "command": spec.install})
+            continue
+        hook = templates.get_template("asset-hook.sh.j2").render(
+            image=recipe_name, asset=spec, marker=f"{spec.name}-{spec.sha256[:12]}"
+        )
+        files.append(ContextFile(f"imagebuild/hooks/90-asset-{spec.name}.sh", hook.encode(), 0o755))
+    return files, copies, installs
+
+
+def input_labels(inputs: ImageInputs) -> dict[str, str]:
+    """Provenance on the image: each asset's checksum and each dev package's URL, ref and commit."""
+    labels = {f"{ASSET_LABEL}{spec.name}": spec.sha256 for spec, _ in inputs.assets}
+    if inputs.lock is not None:
+        for package in inputs.lock.dev_packages:
+            labels[f"{DEV_PACKAGE_LABEL}{package.name}"] = json.dumps(
+                {"url": package.url, "ref": package.ref, "commit": package.commit}, sort_keys=True
+            )
+    return labels
+
+
+def input_provenance(labels: dict[str, str]) -> dict[str, dict]:
+    """The assets and dev packages an image's labels name (what `images --json` shows)."""
+    return {
+        "assets": {k.removeprefix(ASSET_LABEL): v for k, v in sorted(labels.items()) if k.startswith(ASSET_LABEL)},
+        "dev_packages": {
+            k.removeprefix(DEV_PACKAGE_LABEL): json.loads(v)
+            for k, v in sorted(labels.items())
+            if k.startswith(DEV_PACKAGE_LABEL)
+        },
+    }
+
+
+def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, inputs: ImageInputs = NO_INPUTS) -> RenderedImage:
     """Compose the Dockerfile of `plan` on top of `base_ref`.
 
     `ca_bundle` enters the context only when the recipe keeps the CA in the image;
-    otherwise builds fetch it per command from the host (see buildenv.py).
+    otherwise builds fetch it per command from the host (see buildenv.py). With a lock, its
+    pins replace the recipe's requirements and are installed with hash checking.
     """
     recipe = plan.recipe
     spec = recipe.spec
@@ -71,9 +153,19 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) ->
     if is_root:
         files.append(ContextFile("imagebuild/with-build-env", support_file("with-build-env"), 0o755))
     requirements = None
-    if recipe.requirements:
+    locked = inputs.lock is not None
+    if inputs.lock is not None:
+        if inputs.lock.requirements.strip():
+            requirements = ContextFile("imagebuild/requirements.lock", inputs.lock.requirements.encode())
+            files.append(requirements)
+    elif recipe.requirements:
         requirements = _recipe_file(plan, recipe.requirements, 0o644)
         files.append(requirements)
+    wheels = [ContextFile(f"imagebuild/wheels/{name}", path.read_bytes()) for name, path in inputs.wheels()]
+    files += wheels
+    asset_files, asset_copies, asset_installs = _asset_files(recipe.name, inputs)
+    files += asset_files
+    hooks_from_assets = [f for f in asset_files if f.arcname.startswith("imagebuild/hooks/")]
     copies = []
     for source, copy in recipe.files:
         item = _recipe_file(plan, source, int(copy.mode, 8))
@@ -84,6 +176,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) ->
         item = _recipe_file(plan, hook, 0o755)
         files.append(item)
         hooks.append({"arcname": item.arcname, "filename": hook.name})
+    hooks += [{"arcname": item.arcname, "filename": item.arcname.rsplit("/", 1)[-1]} for item in hooks_from_assets]
     post_build = _recipe_file(plan, recipe.post_build, 0o755) if recipe.post_build else None
     if post_build:
         files.append(post_build)
@@ -101,13 +194,17 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None) ->
         installer=INSTALLER,
         apt_packages=list(recipe.apt_packages),
         requirements=requirements.arcname if requirements else None,
+        locked=locked,
+        wheels=[item.arcname.rsplit("/", 1)[-1] for item in wheels],
+        assets=asset_copies,
+        asset_installs=asset_installs,
         constraints=[f"/opt/imagebuild/{parent.name}/requirements.txt" for parent in plan.ancestors if parent.requirements],
         files=copies,
         hooks=hooks,
         post_build=post_build.arcname if post_build else None,
         env=dict(sorted(spec.env.items())),
         kept_ca=kept_ca.arcname if kept_ca else None,
-        labels=dict(sorted(spec.labels.items())),
+        labels=dict(sorted({**spec.labels, **input_labels(inputs)}.items())),
     )
     return RenderedImage(
         plan=plan,

@@ -15,6 +15,7 @@ from imagebuild.errors import EngineError
 from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.rules import rewrite_image_ref, split_image_ref, url_rules
 from imagebuild.system import apt_install, cache_dir, run
+from imagebuild.target import debian_suite
 
 DEFAULT_ARCHIVE = "http://deb.debian.org/debian"
 BOOTSTRAP_PACKAGES = ["debootstrap"]
@@ -30,12 +31,6 @@ def host_archive(sources: Path = Path("/etc/apt")) -> str:
         candidates += re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", listing.read_text(), flags=re.MULTILINE)
     archives = [url for url in candidates if "security" not in url and "/debian" in url]
     return archives[0].rstrip("/") if archives else DEFAULT_ARCHIVE
-
-
-def debian_suite(ref: str) -> str | None:
-    """'debian:bookworm' -> 'bookworm'; None for anything imagebuild cannot bootstrap."""
-    match = re.fullmatch(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+)", ref)
-    return match.group(1) if match else None
 
 
 def bootstrap_source(archive: str, mirror: Mirror | None) -> str:

@@ -4,11 +4,17 @@ Resolvers on the host (mirror sync, lock) must pick the image's wheels, not the 
 the root image's Debian suite decides which python3 and glibc the image has.
 """
 
+import re
 from dataclasses import dataclass
 
 from imagebuild.errors import RecipeError
 from imagebuild.plan import BuildPlan
-from imagebuild.rootfs import debian_suite
+
+
+def debian_suite(ref: str) -> str | None:
+    """'debian:bookworm' -> 'bookworm'; None for anything imagebuild cannot bootstrap."""
+    match = re.fullmatch(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+)", ref)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)

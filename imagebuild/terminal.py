@@ -1,5 +1,6 @@
 """What every command shares: the two consoles, the common options, the progress line."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -7,6 +8,8 @@ import typer
 from rich.console import Console
 
 from imagebuild import pipeline
+from imagebuild.ca import find_ca_bundle
+from imagebuild.fetch import Fetcher, fetcher_for
 from imagebuild.mirrors.profile import Mirror, selected_mirror
 from imagebuild.plan import Project
 
@@ -32,8 +35,27 @@ MirrorOption = Annotated[
 ]
 
 
+OfflineOption = Annotated[
+    bool,
+    typer.Option("--offline", help="use only the host caches: fail, naming what is missing, instead of downloading"),
+]
+
+
 def selected(project: Project, option: str | None) -> Mirror | None:
     return selected_mirror(option, project.config.build.mirror, project.root)
+
+
+def make_fetcher(
+    project: Project, mirror: str | None, ca_cert: Path | None, *, offline: bool, say: Callable[[str], None] | None = None
+) -> Fetcher:
+    """The fetcher of a command; `say` defaults to a line on stderr."""
+    return fetcher_for(
+        selected(project, mirror),
+        find_ca_bundle(ca_cert),
+        offline=offline,
+        say=say or (lambda message: err.print(f"[bold blue]>[/] {message}")),
+        show_progress=err.is_terminal,
+    )
 
 
 class StatusLine:

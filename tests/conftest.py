@@ -1,12 +1,21 @@
 """Shared helpers: the repository root and a way to write small projects in tmp folders."""
 
+import hashlib
+import io
+import os
 import shutil
+import subprocess
+import tarfile
 import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+
+from imagebuild.assets import AssetCache
+from imagebuild.fetch import Fetcher
+from imagebuild.mirrors.profile import Mirror
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,6 +26,38 @@ def write_notebook(path: Path, *sources: str) -> Path:
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, path)
     return path
+
+
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` with a fixed identity; its stdout."""
+    return subprocess.run(["git", "-C", str(repo), *args], env=GIT_ENV, check=True, capture_output=True, text=True).stdout.strip()
+
+
+PSEUDO_ELEMENTS = {"Si": 4, "O": 6, "Al": 3}
+
+
+def write_pseudo_archive(path: Path) -> str:
+    """A small SSSP-style library: a tar.gz of valid UPF v2 files, one per element. Returns its sha256."""
+    with tarfile.open(path, "w:gz") as archive:
+        for element, valence in PSEUDO_ELEMENTS.items():
+            body = (
+                '<UPF version="2.0.1">\n'
+                f'  <PP_HEADER element="{element}" pseudo_type="NC" functional="PBE" z_valence="{valence}.0" />\n'
+                "</UPF>\n"
+            ).encode()
+            info = tarfile.TarInfo(f"{element}.pbe-test.UPF")
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class ProjectFactory:
@@ -40,3 +81,10 @@ class ProjectFactory:
 @pytest.fixture
 def make_project(tmp_path: Path) -> ProjectFactory:
     return ProjectFactory(tmp_path / "project")
+
+
+def offline_fetcher(ca_bundle: bytes | None = None, mirror: Mirror | None = None, *, offline: bool = True) -> Fetcher:
+    """A fetcher as `imagebuild render` makes one: inputs from the host caches, nothing downloaded."""
+    return Fetcher(
+        cache=AssetCache(), offline=offline, mirror=mirror, ca_bundle=ca_bundle, git_env=dict(os.environ), say=print
+    )

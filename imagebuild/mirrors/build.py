@@ -9,10 +9,10 @@ pip, uv, git and apt configuration for its users (never its credentials).
 """
 
 from dataclasses import replace
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from imagebuild.buildenv import BuildEnvironment
 from imagebuild.mirrors.files import FileKind, rewrite_file
+from imagebuild.mirrors.hostenv import git_variables, index_variables, with_credentials
 from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.rules import RuleSet, url_rules
 from imagebuild.render import ContextFile, RenderedImage, User, templates
@@ -20,16 +20,6 @@ from imagebuild.render import ContextFile, RenderedImage, User, templates
 RUNTIME_DIR = "/usr/local/share/imagebuild/mirror"
 BUILD_TIME_PURPOSES = ("pypi", "downloads")
 """Rules applied to the Dockerfile and postBuild text; git and apt go through the build environment."""
-
-
-def with_credentials(url: str, credentials: dict[str, tuple[str, str]]) -> str:
-    """`url` with the user and password of its host, when the profile has a credential for it."""
-    parts = urlsplit(url)
-    found = credentials.get(parts.netloc) or credentials.get(parts.hostname or "")
-    if found is None:
-        return url
-    user, password = (quote(value, safe="") for value in found)
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
 
 
 def build_environment(mirror: Mirror | None, ca_bundle: bytes | None, debian_archive: str) -> BuildEnvironment:
@@ -42,30 +32,14 @@ def build_environment(mirror: Mirror | None, ca_bundle: bytes | None, debian_arc
         return BuildEnvironment(ca_bundle=ca_bundle)
     spec = mirror.spec
     credentials = mirror.credentials()
-    variables: list[tuple[str, str]] = []
-    if spec.pypi is not None:
-        index = with_credentials(spec.pypi.index_url, credentials)
-        extras = " ".join(with_credentials(url, credentials) for url in spec.pypi.extra_index_urls)
-        trusted = " ".join(spec.pypi.trusted_hosts)
-        variables += [("PIP_INDEX_URL", index), ("UV_DEFAULT_INDEX", index)]
-        if extras:
-            variables += [("PIP_EXTRA_INDEX_URL", extras), ("UV_INDEX", extras)]
-        if trusted:
-            variables += [("PIP_TRUSTED_HOST", trusted), ("UV_INSECURE_HOST", trusted)]
-    if spec.git:
-        variables.append(("GIT_CONFIG_COUNT", str(len(spec.git))))
-        for index, (upstream, proxy) in enumerate(sorted(spec.git.items())):
-            variables += [
-                (f"GIT_CONFIG_KEY_{index}", f"url.{with_credentials(proxy, credentials)}/.insteadOf"),
-                (f"GIT_CONFIG_VALUE_{index}", f"{upstream}/"),
-            ]
+    variables = {**index_variables(mirror, credentials), **git_variables(mirror, credentials)}
     apt_rules = url_rules(spec, extra_debian_upstreams=(debian_archive,)).only("apt")
     apt_rules = RuleSet(tuple(replace(rule, mirror=with_credentials(rule.mirror, credentials)) for rule in apt_rules.rules))
     if mirror.ca_cert is not None:
         ca_bundle = (ca_bundle or b"") + b"\n" + mirror.ca_cert.read_bytes()
     secrets = tuple(value for pair in credentials.values() for value in pair)
     return BuildEnvironment(
-        ca_bundle=ca_bundle, variables=tuple(variables), apt_sed=apt_rules.sed_script(), secrets=secrets
+        ca_bundle=ca_bundle, variables=tuple(variables.items()), apt_sed=apt_rules.sed_script(), secrets=secrets
     )
 
 

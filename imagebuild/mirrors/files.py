@@ -184,7 +184,7 @@ class _Document:
     @property
     def body(self) -> str:
         """The text without its byte order mark, as parsers should see it."""
-        return "".join(line + ending for line, ending in zip(self.lines, self.endings))
+        return "".join(line + ending for line, ending in zip(self.lines, self.endings, strict=True))
 
     def replace(self, line: int, start: int, end: int, new: str) -> None:
         if self.lines[line][start:end] != new:
@@ -200,7 +200,7 @@ class _Document:
 
     def text(self) -> str:
         parts = [self.bom]
-        for index, (line, ending) in enumerate(zip(self.lines, self.endings)):
+        for index, (line, ending) in enumerate(zip(self.lines, self.endings, strict=True)):
             parts += [new + self.newline for new in self._inserted.get(index, [])]
             for (start, end), new in sorted(self._replacements.get(index, {}).items(), reverse=True):
                 line = line[:start] + new + line[end:]

@@ -44,7 +44,8 @@ from packaging.utils import (
 from packaging.version import InvalidVersion
 
 from imagebuild.errors import MirrorError
-from imagebuild.mirrors.build import with_credentials
+from imagebuild.lock import LOCK_FILE, read_lock
+from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.profile import Mirror
 from imagebuild.plan import Project, plan
 from imagebuild.render import INSTALLER
@@ -501,7 +502,13 @@ def sync(
             if item.recipe.spec.root is not None:
                 say(f"{item.name}: resolving the installer {INSTALLER} for {target}")
                 run.fetch(run.resolve(target, [INSTALLER]))
-            if item.recipe.requirements is not None:
+            locked = read_lock(item.recipe)
+            if locked is not None and locked.requirements.strip():
+                say(f"{item.name}: resolving its lock ({LOCK_FILE}) for {target}")
+                pins = Path(scratch) / f"{item.name}.lock.txt"
+                pins.write_text(locked.requirements)
+                run.fetch(run.resolve(target, ["-r", str(pins)]))
+            elif locked is None and item.recipe.requirements is not None:
                 say(f"{item.name}: resolving {item.recipe.requirements.name} for {target}")
                 arguments = ["-r", str(item.recipe.requirements)]
                 for parent in item.ancestors:

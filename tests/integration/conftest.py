@@ -21,7 +21,7 @@ from imagebuild import pipeline
 from imagebuild.ca import read_ca_bundle
 from imagebuild.context import IMAGE_LABEL
 from imagebuild.plan import Project, load_project, plan
-from tests.conftest import REPO
+from tests.conftest import REPO, offline_fetcher
 
 pytestmark = pytest.mark.engine
 
@@ -82,7 +82,7 @@ def repo_project() -> Project:
 
 @pytest.fixture(scope="session")
 def base_build(engine, repo_project) -> pipeline.ImageOutcome:
-    (outcome,) = pipeline.build(repo_project, ["base"], ca_bundle=read_ca_bundle(), reporter=QUIET)
+    (outcome,) = pipeline.build(repo_project, ["base"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
     return outcome
 
 

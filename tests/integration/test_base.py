@@ -8,7 +8,7 @@ import pytest
 from imagebuild import pipeline
 from imagebuild.ca import read_ca_bundle
 from imagebuild.context import HASH_LABEL
-from tests.conftest import REPO, write_notebook
+from tests.conftest import REPO, offline_fetcher, write_notebook
 from tests.integration.conftest import QUIET, imagebuild_cli, smoke_of
 
 pytestmark = pytest.mark.engine
@@ -36,7 +36,7 @@ def test_base_builds_and_passes_its_smoke_notebook(engine, repo_project, base_bu
 
 
 def test_unchanged_second_build_is_reused(repo_project, base_build):
-    (again,) = pipeline.build(repo_project, ["base"], ca_bundle=read_ca_bundle(), reporter=QUIET)
+    (again,) = pipeline.build(repo_project, ["base"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
     assert again.action == "reused"
     assert again.image_id == base_build.image_id
     assert again.smoke is None  # smoke passed for this very image already

@@ -7,6 +7,7 @@ import pytest
 
 from imagebuild import pipeline
 from imagebuild.ca import read_ca_bundle
+from tests.conftest import offline_fetcher
 from tests.integration.conftest import QUIET, smoke_of
 
 pytestmark = pytest.mark.engine
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.engine
 
 @pytest.mark.parametrize("name", ["aiidalab", "pyiron"])
 def test_science_image_builds_and_passes_smoke(engine, repo_project, base_build, name):
-    outcomes = pipeline.build(repo_project, [name], ca_bundle=read_ca_bundle(), reporter=QUIET)
+    outcomes = pipeline.build(repo_project, [name], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
     assert [o.name for o in outcomes] == ["base", name]
     assert outcomes[0].image_id == base_build.image_id  # the parent is shared, not rebuilt
     child = outcomes[-1]

@@ -5,10 +5,12 @@ import textwrap
 import pytest
 
 from imagebuild.errors import RecipeError
-from imagebuild.mirrors.build import build_environment, with_credentials
+from imagebuild.mirrors.build import build_environment
+from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.profile import load_mirror
 from imagebuild.pipeline import prepare
 from imagebuild.plan import load_project, plan
+from tests.conftest import offline_fetcher
 
 ARCHIVE = "http://archive.example.org/debian"
 PROFILE = """
@@ -43,7 +45,7 @@ def site(make_project, monkeypatch):
 def _prepared(root, mirror_name):
     project = load_project(root)
     mirror = load_mirror(mirror_name, root) if mirror_name else None
-    return {c.rendered.plan.name: c for c in prepare(project, plan(project, ["child"]), None, mirror)}
+    return {c.rendered.plan.name: c for c in prepare(project, plan(project, ["child"]), offline_fetcher(mirror=mirror))}
 
 
 def test_credentials_go_into_the_urls_of_their_host_only():

@@ -4,7 +4,7 @@ import tarfile
 from imagebuild.context import assemble, content_hash
 from imagebuild.pipeline import content_ref, prepare
 from imagebuild.plan import load_project, plan
-from tests.conftest import REPO, write_notebook
+from tests.conftest import REPO, offline_fetcher, write_notebook
 
 CHILD = """
 parent = "base"
@@ -31,7 +31,7 @@ CHILD_FILES = {
 
 def _contexts(root, ca=None):
     project = load_project(root)
-    return project, prepare(project, plan(project, ["child"]), ca)
+    return project, prepare(project, plan(project, ["child"]), offline_fetcher(ca))
 
 
 def test_rendering_is_deterministic(make_project):
@@ -95,7 +95,10 @@ def test_content_hash_covers_files_notebooks_and_parent(make_project):
     assert child3.content_hash != child2.content_hash
     (make_project.root / "images/base/requirements.txt").write_text("jupyterhub==5.5.4\n")
     _, (base4, child4) = _contexts(make_project.root)
-    assert base4.content_hash != base.content_hash and child4.content_hash != child3.content_hash
+    assert base4.content_hash == base.content_hash  # a locked image installs its lock (stale now, with a warning)
+    (make_project.root / "images/base/image.lock").unlink()
+    _, (base5, child5) = _contexts(make_project.root)
+    assert base5.content_hash != base.content_hash and child5.content_hash != child3.content_hash
 
 
 def test_content_hash_changes_with_file_mode(make_project):
@@ -129,7 +132,7 @@ def test_recipe_can_keep_the_ca(make_project):
 
 def test_bundled_images_render(tmp_path):
     project = load_project(REPO)
-    contexts = prepare(project, plan(project, [], everything=True), None)
+    contexts = prepare(project, plan(project, [], everything=True), offline_fetcher())
     by_name = {c.rendered.plan.name: c for c in contexts}
     assert "useradd --create-home --shell /bin/bash --uid 1000 --gid 100" in by_name["base"].rendered.dockerfile
     assert 'CMD ["start-singleuser.sh"]' in by_name["base"].rendered.dockerfile

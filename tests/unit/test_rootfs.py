@@ -1,6 +1,7 @@
 import pytest
 
-from imagebuild.rootfs import DEFAULT_ARCHIVE, debian_suite, host_archive
+from imagebuild.rootfs import DEFAULT_ARCHIVE, host_archive
+from imagebuild.target import debian_suite
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,90 @@
+"""Benchmark: `base` built from scratch (--no-cache) straight from the upstream indexes versus
+through a warm local mirror (a synced wheelhouse served by imagebuild, and a caching Debian
+archive proxy), side by side in one run on this machine. Prints the figures; asserts nothing.
+
+    python bench/mirror_build.py [--rounds N]
+
+The root image is already in the engine (bootstrapping is not timed). The first mirrored
+build warms the archive proxy and is reported as 'mirror, cold'.
+"""
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from imagebuild.pipeline import debian_archive  # noqa: E402
+from imagebuild.plan import load_project  # noqa: E402
+from tests.integration.archive_proxy import ArchiveProxy  # noqa: E402
+
+PROFILE = """\
+description = "benchmark mirrors on loopback"
+[pypi]
+index_url = "http://127.0.0.1:{port}/simple"
+[apt]
+debian = "{proxy}/debian"
+[serve]
+pypi = "../wheelhouse"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def timed(root: Path, *args: str) -> float:
+    started = time.monotonic()
+    subprocess.run(["imagebuild", *args], cwd=root, check=True, capture_output=True, text=True)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1, help="builds per side (alternating)")
+    rounds = parser.parse_args().rounds
+    with tempfile.TemporaryDirectory(prefix="bench-mirror-") as scratch:
+        root = Path(scratch) / "project"
+        shutil.copytree(REPO / "images" / "base", root / "images" / "base")
+        (root / "imagebuild.toml").write_text('[build]\nrepository = "bench-mirror"\n')
+        upstream = debian_archive(load_project(REPO))
+        proxy = ArchiveProxy(upstream=upstream.rsplit("/debian", 1)[0], cache=Path(scratch) / "apt-cache")
+        (root / "mirrors").mkdir()
+        (root / "mirrors" / "bench.toml").write_text(PROFILE.format(port=free_port(), proxy=proxy.url))
+        sync = timed(root, "mirror", "sync", "base", "--to", "wheelhouse")
+        build = ("build", "base", "--no-cache", "--no-smoke")
+        cold = timed(root, *build, "--mirror", "bench")
+        direct, mirrored = [], []
+        for _ in range(rounds):
+            direct.append(timed(root, *build, "--mirror", "none"))
+            mirrored.append(timed(root, *build, "--mirror", "bench"))
+        proxy.close()
+        subprocess.run(["docker", "image", "rm", "-f", *_tags()], capture_output=True, check=False)
+    upstream_s, warm_s = statistics.median(direct), statistics.median(mirrored)
+    print(f"base, --no-cache, {rounds} round(s) per side, upstream {upstream}")
+    print(f"  mirror sync base (once)     {sync:7.1f} s")
+    print(f"  mirror, cold archive proxy  {cold:7.1f} s")
+    print(f"  upstream (PyPI + Debian)    {upstream_s:7.1f} s   runs: {', '.join(f'{t:.1f}' for t in direct)}")
+    print(f"  mirror, warm                {warm_s:7.1f} s   runs: {', '.join(f'{t:.1f}' for t in mirrored)}")
+    print(f"  upstream / warm mirror      {upstream_s / warm_s:7.2f}x")
+
+
+def _tags() -> list[str]:
+    listing = subprocess.run(
+        ["docker", "image", "ls", "bench-mirror/base", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return listing.stdout.split()
+
+
+if __name__ == "__main__":
+    main()

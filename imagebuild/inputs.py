@@ -1,0 +1,84 @@
+"""Step 2b, gather inputs: everything an image takes from outside its recipe folder, on the
+host and verified before any build starts: assets from the cache (fetched unless offline),
+the image's lock, and the wheels of its dev packages at their locked commits.
+
+A missing input fails here, naming each missing asset and the command that supplies it,
+so a build never stops half way for want of a file.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagebuild.assets import DeclaredAsset
+from imagebuild.errors import AssetError, ImagebuildError, LockError
+from imagebuild.fetch import Fetcher
+from imagebuild.lock import ImageLock, LockState, lock_state, read_lock
+from imagebuild.plan import BuildPlan
+from imagebuild.recipes import AssetSpec
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """What `render` adds to an image beyond its recipe folder."""
+
+    lock: ImageLock | None = None
+    lock_state: LockState | None = None
+    assets: tuple[tuple[AssetSpec, Path], ...] = ()
+    skipped: tuple[AssetSpec, ...] = ()
+    dev_wheels: tuple[Path, ...] = ()
+
+    def wheels(self) -> list[tuple[str, Path]]:
+        """(file name, file on the host) of every wheel the image installs: dev packages, then wheel assets."""
+        return [(path.name, path) for path in self.dev_wheels] + [(s.file_name, path) for s, path in self.assets if s.wheel]
+
+
+def gather(plans: list[BuildPlan], fetcher: Fetcher) -> dict[str, ImageInputs]:
+    """Inputs of every image, or one error listing every asset that is missing."""
+    problems: list[ImagebuildError] = []
+    found: dict[str, ImageInputs] = {}
+    for item in plans:
+        try:
+            found[item.name] = _inputs(item, fetcher, problems)
+        except (AssetError, LockError) as error:
+            problems.append(error)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise AssetError(
+            f"{len(problems)} inputs are missing or unusable:\n" + "\n".join(f"  - {p.render()}" for p in problems),
+            hint="supply each as its line says; nothing was built",
+        )
+    return found
+
+
+def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) -> ImageInputs:
+    recipe = item.recipe
+    state = lock_state(item)
+    if state.state == "stale":
+        fetcher.say(f"warning: {recipe.name}'s lock is stale (the recipe changed since it was written); {state.hint()}")
+    lock = read_lock(recipe)
+    if recipe.spec.dev_packages and lock is None:
+        raise LockError(
+            f"{recipe.name}: dev packages have no locked commit yet",
+            path=recipe.path,
+            hint=f"run 'imagebuild lock {recipe.name}' to pin each ref to a commit",
+        )
+    assets, skipped, wheels = [], [], []
+    if lock is not None:
+        locked = {package.name: package for package in lock.dev_packages}
+        for spec in recipe.spec.dev_packages:
+            if spec.name not in locked:
+                raise LockError(f"{recipe.name}: dev package '{spec.name}' is not in its lock", path=state.path, hint=state.hint())
+            wheels.append(fetcher.dev_wheel(item, locked[spec.name]))
+    for spec in recipe.spec.assets:
+        try:
+            path = fetcher.asset(DeclaredAsset(spec, recipe))
+        except AssetError as error:
+            if not spec.optional:
+                problems.append(error)
+                continue
+            fetcher.say(f"warning: building {recipe.name} without optional asset '{spec.name}': {error.message}")
+            skipped.append(spec)
+            continue
+        assets.append((spec, path))
+    return ImageInputs(lock=lock, lock_state=state, assets=tuple(assets), skipped=tuple(skipped), dev_wheels=tuple(wheels))

@@ -1,0 +1,234 @@
+"""`imagebuild lock`: per image, a fully pinned Python lock with hashes and the commit of
+every dev package, written to images/<name>/image.lock and used by builds until the next lock.
+
+A child is locked on top of its ancestors' locks (their pins are constraints), so a child
+never changes a parent's pins. Each lock records a digest of what it was made from (the
+recipe's requirements, dev package refs, wheel assets, the ancestors' locks and the target);
+when that changes, the lock is stale: `lock --check` fails and builds warn.
+"""
+
+import hashlib
+import json
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+from packaging.utils import parse_wheel_filename
+from uv import find_uv_bin
+
+from imagebuild.assets import DeclaredAsset
+from imagebuild.devpackages import LockedDevPackage, resolve
+from imagebuild.errors import LockError
+from imagebuild.fetch import Fetcher
+from imagebuild.plan import BuildPlan
+from imagebuild.recipes import Recipe, StrictModel, parse_toml
+from imagebuild.target import Target, image_target
+
+LOCK_FILE = "image.lock"
+HEADER = "# Written by `imagebuild lock`; commit it. Builds use these pins and commits until the next lock.\n"
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
+
+
+class ImageLock(StrictModel):
+    """The schema of images/<name>/image.lock."""
+
+    version: Literal[1] = 1
+    inputs: str
+    python: str
+    platform: str
+    dev_packages: list[LockedDevPackage] = []
+    requirements: str = ""
+
+    def pins(self) -> dict[str, str]:
+        """name -> version of every locked distribution."""
+        return {match[1].lower(): match[3] for line in self.requirements.splitlines() if (match := _PIN.match(line))}
+
+
+def lock_path(recipe: Recipe) -> Path:
+    return recipe.directory / LOCK_FILE
+
+
+def needs_lock(recipe: Recipe) -> bool:
+    return recipe.requirements is not None or bool(recipe.spec.dev_packages) or any(a.wheel for a in recipe.spec.assets)
+
+
+def read_lock(recipe: Recipe) -> ImageLock | None:
+    path = lock_path(recipe)
+    return parse_toml(path, ImageLock) if path.is_file() else None
+
+
+def _platform(target: Target) -> str:
+    return f"{target.machine}-manylinux_{target.glibc[0]}_{target.glibc[1]}"
+
+
+def inputs_digest(item: BuildPlan) -> str:
+    """What a lock of `item` is made from; any change makes its lock stale."""
+    recipe = item.recipe
+    target = image_target(item)
+    facts = {
+        "requirements": recipe.requirements.read_text() if recipe.requirements else None,
+        "dev_packages": [[p.name, p.url, p.ref] for p in recipe.spec.dev_packages],
+        "wheels": sorted(a.sha256 for a in recipe.spec.assets if a.wheel),
+        "ancestors": [
+            hashlib.sha256(lock_path(parent).read_bytes()).hexdigest() if lock_path(parent).is_file() else None
+            for parent in item.ancestors
+        ],
+        "target": [target.python_version, _platform(target)],
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LockState:
+    """Whether an image's lock matches its recipe: 'fresh', 'stale', 'missing' or 'none' (nothing to lock)."""
+
+    name: str
+    state: str
+    path: Path
+
+    def hint(self) -> str:
+        return f"run 'imagebuild lock {self.name}' and commit {self.path.name}"
+
+
+def lock_state(item: BuildPlan) -> LockState:
+    recipe = item.recipe
+    path = lock_path(recipe)
+    if not needs_lock(recipe):
+        return LockState(item.name, "none", path)
+    lock = read_lock(recipe)
+    if lock is None:
+        return LockState(item.name, "missing", path)
+    return LockState(item.name, "fresh" if lock.inputs == inputs_digest(item) else "stale", path)
+
+
+def compile_requirements(
+    item: BuildPlan,
+    local_wheels: list[tuple[str, Path]],
+    env: dict[str, str],
+    say: Callable[[str], None],
+    *,
+    previous: str = "",
+) -> str:
+    """uv's fully pinned, hashed resolution for the image's target, its ancestors' pins held fixed.
+
+    `local_wheels` (name, file) take part in the resolution, so their dependencies are locked,
+    but are not written: the build installs them from its context. The `previous` pins are
+    preferred (uv reads an existing output file so), so a lock moves only what it must.
+    """
+    recipe = item.recipe
+    target = image_target(item)
+    with tempfile.TemporaryDirectory(prefix="imagebuild-lock-") as scratch:
+        folder = Path(scratch)
+        inputs = []
+        if recipe.requirements is not None:
+            inputs.append(str(recipe.requirements))
+        if local_wheels:
+            wheels = folder / "wheels.in"
+            wheels.write_text("".join(f"{name} @ {path.as_uri()}\n" for name, path in local_wheels))
+            inputs.append(str(wheels))
+        output = folder / "requirements.lock"
+        output.write_text(previous)
+        constraints = folder / "ancestors.txt"
+        constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(_ancestor_pins(item).items())))
+        command = [
+            find_uv_bin(), "pip", "compile", *inputs,
+            "-c", str(constraints),
+            "--generate-hashes", "--no-header", "--quiet", "--output-file", str(output),
+            "--python-version", target.python_version,
+            "--python-platform", _platform(target),
+        ]  # fmt: skip
+        for name, _ in local_wheels:
+            command += ["--no-emit-package", name]
+        say(f"{item.name}: resolving for {target}")
+        completed = subprocess.run(command, env=env, cwd=recipe.directory, capture_output=True, text=True, check=False)
+        resolved = output.read_text().replace(f"{folder}/", "")  # annotations name '-c ancestors.txt', not a temp path
+    if completed.returncode != 0:
+        held = " (with its ancestors' pins held fixed)" if item.ancestors else ""
+        raise LockError(
+            f"{item.name}: the requirements cannot be resolved{held}:\n{completed.stderr.strip()}",
+            path=recipe.requirements or recipe.path,
+            hint="loosen a pin here, or bound the conflicting package in the parent's requirements and lock it again"
+            if item.ancestors
+            else "loosen or correct the pins named above",
+        )
+    return resolved
+
+
+def _ancestor_pins(item: BuildPlan) -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for parent in item.ancestors:
+        lock = read_lock(parent)
+        if lock is not None:
+            pins.update(lock.pins())
+    return pins
+
+
+def write_lock(item: BuildPlan, lock: ImageLock) -> bool:
+    """Write the lock file; False when it already says exactly this (the file is not touched)."""
+    path = lock_path(item.recipe)
+    text = HEADER + tomli_w.dumps(lock.model_dump(), multiline_strings=True)
+    if path.is_file() and path.read_text() == text:
+        return False
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text)
+    staging.replace(path)
+    return True
+
+
+@dataclass(frozen=True)
+class LockOutcome:
+    """What `imagebuild lock` did to one image's lock (for the table and --json)."""
+
+    name: str
+    path: str
+    written: bool
+    packages: int
+    dev_packages: list[dict[str, str | None]]
+    changed_pins: dict[str, list[str | None]]
+
+
+def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> LockOutcome:
+    """Resolve dev package refs to commits, build their wheels, resolve the requirements, write the lock.
+
+    Pins of the previous lock are kept where they still fit, unless `upgrade`.
+    """
+    recipe = item.recipe
+    previous = read_lock(recipe)
+    dev = [resolve(spec, fetcher.git_env) for spec in recipe.spec.dev_packages]
+    with tempfile.TemporaryDirectory(prefix="imagebuild-wheels-") as scratch:
+        local = [(package.name, fetcher.dev_wheel(item, package)) for package in dev]
+        for spec in (spec for spec in recipe.spec.assets if spec.wheel):
+            named = Path(scratch) / spec.file_name  # resolvers read a wheel's name and version from its file name
+            named.symlink_to(fetcher.asset(DeclaredAsset(spec, recipe)))
+            local.append((str(parse_wheel_filename(spec.file_name)[0]), named))
+        kept = previous.requirements if previous and not upgrade else ""
+        requirements = compile_requirements(item, local, fetcher.git_env, fetcher.say, previous=kept)
+    target = image_target(item)
+    lock = ImageLock(
+        inputs=inputs_digest(item),
+        python=target.python_version,
+        platform=_platform(target),
+        dev_packages=dev,
+        requirements=requirements,
+    )
+    written = write_lock(item, lock)
+    before = previous.pins() if previous else {}
+    after = lock.pins()
+    earlier = {package.name: package.commit for package in previous.dev_packages} if previous else {}
+    return LockOutcome(
+        name=item.name,
+        path=str(lock_path(recipe)),
+        written=written,
+        packages=len(after),
+        dev_packages=[{**package.model_dump(), "previous_commit": earlier.get(package.name)} for package in dev],
+        changed_pins={
+            name: [before.get(name), after.get(name)]
+            for name in sorted(before.keys() | after.keys())
+            if previous is not None and before.get(name) != after.get(name)
+        },
+    )

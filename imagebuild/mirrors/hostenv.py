@@ -1,0 +1,45 @@
+"""What a mirror profile tells programs through their environment: pip's and uv's index
+settings and git's URL rewrites, with the profile's credentials placed into the URLs of
+their own hosts. Used inside builds (buildenv) and on the host (lock, dev packages)."""
+
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from imagebuild.mirrors.profile import Mirror
+
+
+def with_credentials(url: str, credentials: dict[str, tuple[str, str]]) -> str:
+    """`url` with the user and password of its host, when the profile has a credential for it."""
+    parts = urlsplit(url)
+    found = credentials.get(parts.netloc) or credentials.get(parts.hostname or "")
+    if found is None:
+        return url
+    user, password = (quote(value, safe="") for value in found)
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc}"))
+
+
+def index_variables(mirror: Mirror, credentials: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """pip's and uv's index settings for the profile's [pypi], credentials inside the URLs."""
+    pypi = mirror.spec.pypi
+    if pypi is None:
+        return {}
+    index = with_credentials(pypi.index_url, credentials)
+    extras = " ".join(with_credentials(url, credentials) for url in pypi.extra_index_urls)
+    trusted = " ".join(pypi.trusted_hosts)
+    variables = {"PIP_INDEX_URL": index, "UV_DEFAULT_INDEX": index}
+    if extras:
+        variables |= {"PIP_EXTRA_INDEX_URL": extras, "UV_INDEX": extras}
+    if trusted:
+        variables |= {"PIP_TRUSTED_HOST": trusted, "UV_INSECURE_HOST": trusted}
+    return variables
+
+
+def git_variables(mirror: Mirror, credentials: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The profile's [git] rewrites as git's environment-only config (GIT_CONFIG_COUNT, ...)."""
+    rewrites = sorted(mirror.spec.git.items())
+    if not rewrites:
+        return {}
+    variables = {"GIT_CONFIG_COUNT": str(len(rewrites))}
+    for index, (upstream, proxy) in enumerate(rewrites):
+        variables[f"GIT_CONFIG_KEY_{index}"] = f"url.{with_credentials(proxy, credentials)}/.insteadOf"
+        variables[f"GIT_CONFIG_VALUE_{index}"] = f"{upstream}/"
+    return variables

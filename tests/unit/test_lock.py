@@ -1,0 +1,135 @@
+"""Locks and dev packages: refs resolved in real git repositories (file URLs), the staleness
+rule behind `lock --check`, and the lock file's schema."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imagebuild.devpackages import resolve
+from imagebuild.errors import LockError, RecipeError
+from imagebuild.lock import ImageLock, inputs_digest, lock_state, read_lock, write_lock
+from imagebuild.plan import load_project, plan
+from imagebuild.recipes import DevPackageSpec
+from tests.conftest import GIT_ENV, REPO, git
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A repository with main, a feature branch, a lightweight and an annotated tag."""
+    path = tmp_path / "widgets"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "commit", "-q", "--allow-empty", "-m", "one")
+    git(path, "tag", "v1")
+    git(path, "checkout", "-q", "-b", "feature")
+    git(path, "commit", "-q", "--allow-empty", "-m", "two")
+    git(path, "tag", "-a", "v2", "-m", "annotated")
+    git(path, "checkout", "-q", "main")
+    return path
+
+
+def _spec(repo: Path, ref: str) -> DevPackageSpec:
+    return DevPackageSpec(name="widgets", url=repo.as_uri(), ref=ref)
+
+
+def test_refs_resolve_to_commits(repo):
+    main, feature = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "feature")
+    assert resolve(_spec(repo, "main"), GIT_ENV).commit == main
+    assert resolve(_spec(repo, "feature"), GIT_ENV).commit == feature
+    assert resolve(_spec(repo, "v1"), GIT_ENV).commit == main
+    assert resolve(_spec(repo, "v2"), GIT_ENV).commit == feature  # the annotated tag's commit, not the tag object
+    assert resolve(_spec(repo, "refs/heads/feature"), GIT_ENV).commit == feature
+    assert resolve(_spec(repo, main), GIT_ENV).commit == main
+
+
+def test_a_moved_branch_resolves_to_its_new_commit(repo):
+    before = resolve(_spec(repo, "feature"), GIT_ENV)
+    git(repo, "checkout", "-q", "feature")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "three")
+    after = resolve(_spec(repo, "feature"), GIT_ENV)
+    assert after.commit != before.commit and after.commit == git(repo, "rev-parse", "HEAD")
+
+
+def test_a_missing_ref_names_repository_and_ref(repo):
+    with pytest.raises(LockError) as caught:
+        resolve(_spec(repo, "no-such-branch"), GIT_ENV)
+    assert "no branch or tag 'no-such-branch'" in caught.value.message
+    assert repo.as_uri() in caught.value.message
+    assert "feature, main" in caught.value.hint
+
+
+def test_an_unreachable_repository_names_repository_and_ref(tmp_path):
+    gone = (tmp_path / "gone").as_uri()
+    with pytest.raises(LockError) as caught:
+        resolve(DevPackageSpec(name="widgets", url=gone, ref="main"), GIT_ENV)
+    assert gone in caught.value.message and "ref 'main'" in caught.value.message
+    assert "[git] rewrite" in caught.value.hint
+
+
+def test_git_rewrites_of_the_mirror_apply(repo, tmp_path):
+    """The recipe names the upstream host; the mirror's [git] rewrite makes it the local repository."""
+    env = {**GIT_ENV, "GIT_CONFIG_COUNT": "1"}
+    env |= {"GIT_CONFIG_KEY_0": f"url.{repo.parent.as_uri()}/.insteadOf", "GIT_CONFIG_VALUE_0": "https://git.example.org/"}
+    spec = DevPackageSpec(name="widgets", url="https://git.example.org/widgets", ref="main")
+    assert resolve(spec, env).commit == git(repo, "rev-parse", "main")
+
+
+@pytest.mark.parametrize("ref", ["", "-upload-pack=evil", "two words"])
+def test_dev_package_refs_must_be_refs(ref):
+    with pytest.raises(ValueError, match="branch, tag or commit"):
+        DevPackageSpec(name="x", url="https://example.org/x.git", ref=ref)
+
+
+def test_lock_state_follows_the_recipe(make_project):
+    folder = make_project.recipe(
+        "child", 'parent = "base"\n[python]\nrequirements = "requirements.txt"\n', {"requirements.txt": "six==1.16.0\n"}
+    )
+    project = load_project(make_project.root)
+    item = plan(project, ["child"])[-1]
+    assert lock_state(item).state == "missing"
+    lock = ImageLock(inputs=inputs_digest(item), python="3.11", platform="x86_64-manylinux_2_36", requirements="six==1.16.0\n")
+    assert write_lock(item, lock) is True
+    assert write_lock(item, lock) is False  # nothing changed: the file is not touched
+    assert read_lock(item.recipe) == lock
+    assert lock_state(item).state == "fresh"
+
+    (folder / "requirements.txt").write_text("six==1.17.0\n")
+    assert lock_state(plan(load_project(make_project.root), ["child"])[-1]).state == "stale"
+    (folder / "requirements.txt").write_text("six==1.16.0\n")
+    assert lock_state(plan(load_project(make_project.root), ["child"])[-1]).state == "fresh"
+
+    base_lock = make_project.root / "images/base/image.lock"
+    base_lock.write_text(base_lock.read_text().replace("jupyterhub==", "jupyterhub== "))  # the parent was locked again
+    assert lock_state(plan(load_project(make_project.root), ["child"])[-1]).state == "stale"
+
+
+def test_an_image_with_nothing_to_lock_needs_no_lock(make_project):
+    make_project.recipe("plain", 'parent = "base"\n')
+    item = plan(load_project(make_project.root), ["plain"])[-1]
+    assert lock_state(item).state == "none"
+
+
+def test_lock_check_exits_8_naming_the_fix(make_project):
+    make_project.recipe(
+        "child", 'parent = "base"\n[python]\nrequirements = "requirements.txt"\n', {"requirements.txt": "six==1.16.0\n"}
+    )
+    result = subprocess.run(["imagebuild", "lock", "--check"], cwd=make_project.root, capture_output=True, text=True)
+    assert result.returncode == 8
+    assert "base: fresh" in result.stdout
+    assert "child: missing (run 'imagebuild lock child' and commit image.lock)" in result.stdout
+
+
+def test_a_hand_edited_lock_is_a_recipe_error(make_project):
+    folder = make_project.recipe("child", 'parent = "base"\n[python]\nrequirements = "r.txt"\n', {"r.txt": "six\n"})
+    (folder / "image.lock").write_text('version = 2\ninputs = "x"\npython = "3.11"\nplatform = "p"\n')
+    with pytest.raises(RecipeError) as caught:
+        read_lock(load_project(make_project.root).recipes["child"])
+    assert "version" in caught.value.message and str(caught.value.path).endswith("image.lock")
+
+
+def test_the_bundled_locks_are_fresh():
+    """CI's guard: a recipe changed without `imagebuild lock` fails here, as `lock --check` would."""
+    project = load_project(REPO)
+    states = {item.name: lock_state(item).state for item in plan(project, [], everything=True)}
+    assert set(states.values()) <= {"fresh", "none"}, states
