@@ -4,6 +4,7 @@ with `assets add`. The image's labels name the commit; a container lists the pse
 family on first start; a moved branch is built only after `lock`; a corrupt cached asset is
 refused."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from uv import find_uv_bin
 
 from tests.conftest import PSEUDO_ELEMENTS, REPO, git, write_pseudo_archive
 
@@ -29,6 +31,12 @@ unpack = true
 install = 'aiida-pseudo install family "$ASSET_PATH" {family} -P pseudo.upf'
 install_at = "start"
 
+[[assets]]
+name = "carried-tool"
+filename = "{wheel_name}"
+sha256 = "{wheel_sha256}"
+wheel = true
+
 [[dev_packages]]
 name = "probe-widgets"
 url = "{url}"
@@ -42,6 +50,7 @@ class Site:
     repo: Path
     archive: Path
     sha256: str
+    wheel: Path
     env: dict[str, str]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -89,14 +98,40 @@ def site(tmp_path_factory, engine) -> Site:
     _commit_version(repo, "first")
     git(repo, "checkout", "-q", "-b", "feature")
     archive = work / "carried-in" / "pseudos.tar.gz"
-    archive.parent.mkdir()
+    archive.parent.mkdir(exist_ok=True)
     sha256 = write_pseudo_archive(archive)
     recipe = root / "images" / "aiidalab" / "image.toml"
     text = recipe.read_text()
     text = text[: text.index("\n# The SSSP 1.3")] + "\n"  # the real SSSP asset is replaced by the generated one
-    recipe.write_text(text + ASSET.format(sha256=sha256, family=FAMILY, url=repo.as_uri()))
+    wheel = _carried_wheel(work)
+    recipe.write_text(
+        text
+        + ASSET.format(
+            sha256=sha256,
+            family=FAMILY,
+            url=repo.as_uri(),
+            wheel_name=wheel.name,
+            wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        )
+    )
     env = {**os.environ, "IMAGEBUILD_CACHE": str(work / "cache")}
-    return Site(root, repo, archive, sha256, env)
+    added = subprocess.run(["imagebuild", "assets", "add", str(wheel)], cwd=root, env=env, capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    return Site(root, repo, archive, sha256, wheel, env)
+
+
+def _carried_wheel(work: Path) -> Path:
+    """A wheel built elsewhere and carried in by hand (no index has it)."""
+    source = work / "carried-tool"
+    (source / "carried_tool").mkdir(parents=True)
+    (source / "carried_tool" / "__init__.py").write_text('"""Carried in by hand."""\n\n__version__ = "2.0.0"\n')
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["flit_core>=3.9,<4"]\nbuild-backend = "flit_core.buildapi"\n\n'
+        '[project]\nname = "carried-tool"\ndynamic = ["version", "description"]\n'
+    )
+    subprocess.run([find_uv_bin(), "build", "--wheel", "--out-dir", str(work / "carried-in"), str(source)], check=True)
+    (wheel,) = (work / "carried-in").glob("carried_tool-*.whl")
+    return wheel
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +145,7 @@ def first_build(site) -> dict:
     assert missing.returncode == 7, missing.stderr
     assert "asset 'pseudopotentials' (pseudos.tar.gz) is not in the asset cache" in missing.stderr
     assert "imagebuild assets add pseudos.tar.gz" in missing.stderr
+    assert "carried-tool" not in missing.stderr  # added before: only what is missing is named
     assert "building" not in missing.stderr  # it failed before any build started
 
     added = site.cli("assets", "add", str(site.archive))
@@ -136,14 +172,19 @@ def test_labels_name_the_dev_package_commit_and_the_asset(engine, site, first_bu
     listed = json.loads(site.cli("images", "--json").stdout)
     row = next(r for r in listed if r["content_hash"] == first_build["content_hash"])
     assert row["dev_packages"]["probe-widgets"]["commit"] == dev["commit"]
-    assert row["assets"] == {"pseudopotentials": site.sha256}
+    assert row["assets"]["pseudopotentials"] == site.sha256 and "carried-tool" in row["assets"]
 
 
 def test_first_start_lists_the_pseudopotential_family(engine, first_build):
-    output = _run_started(engine, first_build["ref"], "aiida-pseudo list --raw; python -c 'import probe_widgets, tomli_w; print(probe_widgets.COMMIT_MESSAGE)'")
+    output = _run_started(
+        engine,
+        first_build["ref"],
+        "aiida-pseudo list --raw; python -c 'import carried_tool, probe_widgets, tomli_w; print(probe_widgets.COMMIT_MESSAGE)'",
+    )
     family = [line.split() for line in output.splitlines() if line.startswith(FAMILY)]
     assert family and family[0][-1] == str(len(PSEUDO_ELEMENTS)), output
-    assert output.strip().endswith("first"), output  # the dev package at the locked commit, with its dependency
+    # the dev package at the locked commit, with its dependency; the carried-in wheel, installed offline
+    assert output.strip().endswith("first"), output
 
 
 def test_a_moved_branch_is_built_only_after_lock(engine, site, first_build):

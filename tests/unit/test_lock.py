@@ -1,14 +1,18 @@
 """Locks and dev packages: refs resolved in real git repositories (file URLs), the staleness
 rule behind `lock --check`, and the lock file's schema."""
 
+import functools
+import http.server
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from imagebuild.devpackages import resolve
+from imagebuild.devpackages import host_environment, resolve
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.lock import ImageLock, inputs_digest, lock_state, read_lock, write_lock
+from imagebuild.mirrors.profile import Mirror, MirrorProfile
 from imagebuild.plan import load_project, plan
 from imagebuild.recipes import DevPackageSpec
 from tests.conftest import GIT_ENV, REPO, git
@@ -67,12 +71,20 @@ def test_an_unreachable_repository_names_repository_and_ref(tmp_path):
     assert "[git] rewrite" in caught.value.hint
 
 
-def test_git_rewrites_of_the_mirror_apply(repo, tmp_path):
-    """The recipe names the upstream host; the mirror's [git] rewrite makes it the local repository."""
-    env = {**GIT_ENV, "GIT_CONFIG_COUNT": "1"}
-    env |= {"GIT_CONFIG_KEY_0": f"url.{repo.parent.as_uri()}/.insteadOf", "GIT_CONFIG_VALUE_0": "https://git.example.org/"}
-    spec = DevPackageSpec(name="widgets", url="https://git.example.org/widgets", ref="main")
-    assert resolve(spec, env).commit == git(repo, "rev-parse", "main")
+def test_the_mirror_profile_git_rewrite_reaches_git(repo, tmp_path):
+    """The recipe names the upstream host; the profile's [git] rewrite sends git to the mirror
+    (here git's dumb HTTP protocol served on loopback)."""
+    served = tmp_path / "served"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(served / "widgets.git")], check=True)
+    git(served / "widgets.git", "update-server-info")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        profile = MirrorProfile(git={"https://git.example.org": f"http://127.0.0.1:{httpd.server_address[1]}"})
+        env = {**host_environment(Mirror(name="site", path=tmp_path / "site.toml", spec=profile), None), **GIT_ENV}
+        spec = DevPackageSpec(name="widgets", url="https://git.example.org/widgets.git", ref="feature")
+        assert resolve(spec, env).commit == git(repo, "rev-parse", "feature")
+        httpd.shutdown()
 
 
 @pytest.mark.parametrize("ref", ["", "-upload-pack=evil", "two words"])
