@@ -165,6 +165,32 @@ class DevPackageSpec(StrictModel):
         return ref
 
 
+TAG_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class TagsSection(StrictModel):
+    """Version tags read from inside the built image, in the style of jupyter/docker-stacks taggers."""
+
+    packages: list[str] = Field(default=[], description="Python distributions: tag '<name>-<version>'")
+    commands: dict[str, str] = Field(default={}, description="tag prefix -> shell command printing the version")
+
+    @field_validator("packages")
+    @classmethod
+    def _package_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not TAG_PREFIX.fullmatch(name):
+                raise ValueError(f"must be a distribution name usable in a tag, got {name!r}")
+        return names
+
+    @field_validator("commands")
+    @classmethod
+    def _prefixes(cls, commands: dict[str, str]) -> dict[str, str]:
+        for prefix in commands:
+            if not TAG_PREFIX.fullmatch(prefix):
+                raise ValueError(f"tag prefix {prefix!r} must be letters, digits, '_', '.', '-' (64 at most)")
+        return commands
+
+
 class RecipeFile(StrictModel):
     """The schema of images/<name>/image.toml."""
 
@@ -182,6 +208,7 @@ class RecipeFile(StrictModel):
     ca: CaSection = CaSection()
     assets: list[AssetSpec] = []
     dev_packages: list[DevPackageSpec] = []
+    tags: TagsSection = TagsSection()
 
     @model_validator(mode="after")
     def _unique_names(self) -> "RecipeFile":
