@@ -14,11 +14,14 @@ from rich.table import Table
 
 from imagebuild import engine as engine_module
 from imagebuild import pipeline
+from imagebuild.cli_hub import hub_app
 from imagebuild.cli_inputs import assets_app, lock
 from imagebuild.cli_mirror import mirror_app
+from imagebuild.cli_publish import describe_publication, push, registry_app, tags
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
 from imagebuild.plan import load_project, plan
+from imagebuild.publish import registry_host
 from imagebuild.render import input_provenance
 from imagebuild.terminal import (
     AllOption,
@@ -26,7 +29,9 @@ from imagebuild.terminal import (
     JsonOption,
     MirrorOption,
     Names,
+    NightlyOption,
     OfflineOption,
+    RegistryOption,
     StatusLine,
     err,
     make_fetcher,
@@ -55,8 +60,11 @@ def build(
     ca_cert: CaOption = None,
     mirror: MirrorOption = None,
     offline: OfflineOption = False,
+    push: Annotated[bool, typer.Option("--push", help="publish the named images once their smoke notebooks pass")] = False,
+    registry: RegistryOption = None,
+    nightly: NightlyOption = False,
 ) -> None:
-    """Build images and their parents in order, then run their smoke notebooks."""
+    """Build images and their parents in order, then run their smoke notebooks (and push them, with --push)."""
     project = load_project()
     line = StatusLine(err)
     with line.status:
@@ -68,14 +76,17 @@ def build(
             rebuild=no_cache,
             fetcher=make_fetcher(project, mirror, ca_cert, offline=offline, say=line.say),
             reporter=line.reporter(),
+            push_to=registry_host(project, registry) if push else None,
+            moving_tag="edge" if nightly else "latest",
         )
     if as_json:
         print(json.dumps([asdict(outcome) for outcome in outcomes], indent=2))
         return
-    table = Table("image", "action", "content tag", "seconds", "smoke")
+    table = Table("image", "action", "content tag", "seconds", "smoke", "published")
     for outcome in outcomes:
         smoke = "skipped" if no_smoke else (f"{len(outcome.smoke.notebooks)} passed" if outcome.smoke else "passed before")
-        table.add_row(outcome.name, outcome.action, outcome.ref, f"{outcome.seconds:.1f}", smoke)
+        published = describe_publication(outcome.published) if outcome.published else "-"
+        table.add_row(outcome.name, outcome.action, outcome.ref, f"{outcome.seconds:.1f}", smoke, published)
     out.print(table)
 
 
@@ -210,6 +221,10 @@ def engine_status(as_json: JsonOption = False) -> None:
 
 
 app.command("lock")(lock)
+app.command("push")(push)
+app.command("tags")(tags)
+app.add_typer(registry_app, name="registry")
+app.add_typer(hub_app, name="hub")
 
 
 @engine_app.command("up")

@@ -9,12 +9,13 @@ import shutil
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import docker.errors
+import requests
 from docker.models.images import Image
 
 from imagebuild.context import BuildContext
@@ -23,6 +24,23 @@ from imagebuild.system import apt_install, cache_dir
 
 ENGINE_PACKAGES = ["docker.io"]
 START_TIMEOUT = 60
+
+
+class PushFailure(Exception):
+    """A push the engine did not complete; the message is the engine's."""
+
+
+def pushed_digest(stream: Iterable[dict]) -> str:
+    """The digest a push stream reports; a failure reported inside the stream raises PushFailure."""
+    digest = None
+    for item in stream:
+        if "errorDetail" in item or "error" in item:
+            detail = item.get("errorDetail") or {}
+            raise PushFailure(str(detail.get("message") or item.get("error")).strip())
+        digest = (item.get("aux") or {}).get("Digest", digest)
+    if digest is None:
+        raise PushFailure("the engine finished the push without reporting a digest")
+    return digest
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,25 @@ class Engine:
         """Tagged images carrying the label (intermediates of failed builds inherit labels too)."""
         selector = f"{key}={value}" if value is not None else key
         return self.client.images.list(filters={"label": selector, "dangling": False})
+
+    def push(self, repository: str, tag: str, credentials: tuple[str, str] | None) -> str:
+        """Push one tag; returns the digest the engine reports. The engine reports failures inside a
+        successful-looking HTTP stream (`errorDetail`), so every item is checked."""
+        auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
+        try:
+            return pushed_digest(self.client.images.push(repository, tag, stream=True, decode=True, auth_config=auth))
+        except docker.errors.APIError as error:
+            raise PushFailure(str(error.explanation or error)) from None
+        except requests.RequestException as error:
+            raise PushFailure(f"the engine connection broke: {error}") from None
+
+    def untag(self, ref: str) -> None:
+        self.client.images.remove(ref, noprune=True)
+
+    def run_script(self, ref: str, script: str) -> str:
+        """The output of a bash script in a throwaway container of `ref`, without network."""
+        output = self.client.containers.run(ref, ["bash", "-c", script], remove=True, network_mode="none")
+        return output.decode(errors="replace")
 
     def tag(self, image: Image, ref: str) -> None:
         repository, tag = ref.rsplit(":", 1)

@@ -60,3 +60,9 @@ class LockError(ImagebuildError):
     """A lock is stale or cannot be written: a dev package's repository or ref, or the resolver."""
 
     exit_code = 8
+
+
+class PublishError(ImagebuildError):
+    """A push, a registry question or the hub's image selection failed; nothing was recorded."""
+
+    exit_code = 9

@@ -1,6 +1,7 @@
 """The whole pipeline, top to bottom:
 
-load recipes -> plan -> render -> mirror rewrite -> assemble context -> build -> smoke -> tag.
+load recipes -> plan -> gather inputs -> render -> mirror rewrite -> assemble context -> build
+-> smoke -> tag -> push.
 
 An image whose content hash is already in the engine is not built again; `latest` moves
 only after the smoke notebooks passed. A mirror profile used only while building leaves the
@@ -19,7 +20,7 @@ from imagebuild import __version__
 from imagebuild.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
 from imagebuild.engine import Engine, Image
-from imagebuild.errors import BuildError
+from imagebuild.errors import BuildError, PublishError
 from imagebuild.fetch import Fetcher
 from imagebuild.inputs import gather
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
@@ -27,6 +28,7 @@ from imagebuild.mirrors.check import preflight
 from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, Project, plan
+from imagebuild.publish import PublishResult, publish
 from imagebuild.render import render
 from imagebuild.rootfs import ensure_root_image, host_archive
 from imagebuild.smoke import SmokeResult, run_smoke
@@ -50,6 +52,7 @@ class ImageOutcome:
     action: str  # "built" or "reused"
     seconds: float
     smoke: SmokeResult | None
+    published: PublishResult | None = None
 
 
 def content_ref(project: Project, name: str, content_hash: str) -> str:
@@ -145,9 +148,15 @@ def build(
     rebuild: bool = False,
     fetcher: Fetcher,
     reporter: Reporter,
+    push_to: str | None = None,
+    moving_tag: str = "latest",
 ) -> list[ImageOutcome]:
-    """Build `names` and their parents; `rebuild` builds even present images, without the layer cache."""
+    """Build `names` and their parents; `rebuild` builds even present images, without the layer cache.
+
+    With `push_to`, the named images (not their parents) are published there once smoke-tested.
+    """
     plans = plan(project, names, everything=everything)
+    publishing = Publishing(push_to, moving_tag, set(names) if not everything else {p.name for p in plans})
     contexts = prepare(project, plans, fetcher)
     engine = Engine()
     mirror = fetcher.mirror
@@ -171,8 +180,45 @@ def build(
             root: ensure_root_image(engine, root, debian_archive(project), reporter.say, mirror)
             for root in sorted({p.root_image for p in plans})
         }
-        build = _Build(project, engine, root_ids, server, mirror, smoke=smoke, rebuild=rebuild, reporter=reporter)
+        build = _Build(
+            project, engine, root_ids, server, mirror, smoke=smoke, rebuild=rebuild, publishing=publishing, reporter=reporter
+        )
         return [build.one(context) for context in contexts]
+
+
+@dataclass(frozen=True)
+class Publishing:
+    """Where and which smoke-tested images of a run are pushed (none without a registry)."""
+
+    registry: str | None
+    moving_tag: str
+    names: set[str]
+
+    def wants(self, name: str) -> bool:
+        return self.registry is not None and name in self.names
+
+
+def push(
+    project: Project, names: list[str], registry: str, *, moving_tag: str, fetcher: Fetcher, reporter: Reporter
+) -> list[PublishResult]:
+    """Publish the present, smoke-tested builds of `names` (the content of the current recipes)."""
+    engine = Engine()
+    contexts = prepare(project, plan(project, names), fetcher)
+    results = []
+    for context in contexts:
+        item = context.rendered.plan
+        if item.name not in names:
+            continue
+        ref = content_ref(project, item.name, context.content_hash)
+        image = engine.image(ref)
+        if image is None or not smoke_passed(project, engine, item.name, image.id):
+            state = "not built" if image is None else "built but not smoke-tested"
+            raise PublishError(
+                f"{item.name}: the current recipe's image ({ref}) is {state}; only smoke-tested images are pushed",
+                hint=f"run 'imagebuild build {item.name}' (add --push to publish once it passes)",
+            )
+        results.append(publish(project, engine, item, image, registry, moving=moving_tag, say=reporter.say))
+    return results
 
 
 @dataclass(frozen=True)
@@ -186,6 +232,7 @@ class _Build:
     mirror: Mirror | None
     smoke: bool
     rebuild: bool
+    publishing: "Publishing"
     reporter: Reporter
 
     def one(self, context: BuildContext) -> ImageOutcome:
@@ -205,6 +252,17 @@ class _Build:
             result = smoke_image(project, engine, item, ref, [], reporter)
         if self.smoke:
             engine.tag(image, latest_ref(project, item.name))
+        published = None
+        if self.publishing.wants(item.name):
+            assert self.publishing.registry is not None
+            if not smoke_passed(project, engine, item.name, image.id):
+                raise PublishError(
+                    f"{item.name}: {ref} has not passed its smoke notebooks; it is not pushed",
+                    hint="build without --no-smoke to push",
+                )
+            published = publish(
+                project, engine, item, image, self.publishing.registry, moving=self.publishing.moving_tag, say=reporter.say
+            )
         return ImageOutcome(
             name=item.name,
             content_hash=context.content_hash,
@@ -213,6 +271,7 @@ class _Build:
             action=action,
             seconds=round(time.monotonic() - started, 2),
             smoke=result,
+            published=published,
         )
 
     def _build(self, context: BuildContext, ref: str) -> Image:

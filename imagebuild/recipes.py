@@ -239,12 +239,19 @@ class BuildSection(StrictModel):
     repository: str = Field(default="imagebuild", description="local repository prefix of built images")
 
 
+class PublishSection(StrictModel):
+    registry: str = Field(
+        default="127.0.0.1:5000", description="registry host[:port] images are pushed to (--registry overrides)"
+    )
+
+
 class ProjectConfig(StrictModel):
     """The schema of imagebuild.toml at the project root (all optional)."""
 
     images: str = "images"
     bootstrap: BootstrapSection = BootstrapSection()
     build: BuildSection = BuildSection()
+    publish: PublishSection = PublishSection()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ MirrorOption = Annotated[
 ]
 
 
+RegistryOption = Annotated[
+    str | None,
+    typer.Option("--registry", envvar="IMAGEBUILD_REGISTRY", help="registry HOST[:PORT] (default: [publish] registry)"),
+]
+NightlyOption = Annotated[bool, typer.Option("--nightly", help="move the 'edge' tag instead of 'latest'")]
 OfflineOption = Annotated[
     bool,
     typer.Option("--offline", help="use only the host caches: fail, naming what is missing, instead of downloading"),

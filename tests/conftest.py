@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import textwrap
@@ -40,6 +41,25 @@ GIT_ENV = {
 def git(repo: Path, *args: str) -> str:
     """Run git in `repo` with a fixed identity; its stdout."""
     return subprocess.run(["git", "-C", str(repo), *args], env=GIT_ENV, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def free_port(span: int = 1) -> int:
+    """A loopback port that is free, with the `span - 1` ports after it (a hub uses three in a row)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + span < 65000 and all(_free(port + offset) for offset in range(1, span)):
+            return port
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 PSEUDO_ELEMENTS = {"Si": 4, "O": 6, "Al": 3}

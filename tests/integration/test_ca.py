@@ -25,7 +25,7 @@ NONCE = "{nonce}"
 
 def test_ca_is_trusted_during_build_and_absent_from_image(engine, base_build, test_ca, make_project):
     make_project.recipe(
-        "test-ca-child", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "six==1.16.0\n"}
+        "test-ca-child", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "colorama==0.4.6\n"}
     )
     project = load_project(make_project.root)
     outcome = pipeline.build(project, ["test-ca-child"], fetcher=offline_fetcher(test_ca.trusted_bundle), reporter=QUIET)[-1]
@@ -43,7 +43,7 @@ def test_ca_is_trusted_during_build_and_absent_from_image(engine, base_build, te
 def test_build_trusts_only_the_given_ca(base_build, test_ca, make_project):
     """With a bundle lacking the network's CA, HTTPS to PyPI fails: the bundle is what is trusted."""
     make_project.recipe(
-        "test-ca-wrong", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "six==1.16.0\n"}
+        "test-ca-wrong", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "colorama==0.4.6\n"}
     )
     project = load_project(make_project.root)
     with pytest.raises(BuildError, match="(?i)certificate|ssl|tls"):

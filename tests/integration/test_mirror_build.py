@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -21,7 +20,7 @@ import pytest
 from imagebuild.pipeline import debian_archive
 from imagebuild.plan import load_project
 from imagebuild.rootfs import _rootfs_tarball
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.integration.archive_proxy import ArchiveProxy
 from tests.integration.conftest import saved_image_blobs
 
@@ -32,10 +31,6 @@ BUNDLED_WITH_VENV = {"pip", "setuptools"}
 """Distributions `python3 -m venv` puts in every environment: nothing downloads them."""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,7 @@ def site(tmp_path_factory, engine) -> MirroredSite:
     shutil.copytree(REPO / "images" / "base", root / "images" / "base")
     (root / "imagebuild.toml").write_text('[build]\nrepository = "test-mirror"\n')
     proxy = ArchiveProxy(upstream=debian_archive(load_project(REPO)).rsplit("/debian", 1)[0], cache=root / "apt-cache")
-    port = _free_port()
+    port = free_port()
     index_url = f"http://127.0.0.1:{port}/simple"
     (root / "mirrors").mkdir()
     for name, runtime in (("e2e", "false"), ("e2e-runtime", "true")):
@@ -194,7 +189,7 @@ def test_runtime_profile_configures_the_mirror_inside_the_image(engine, site, mi
 
 def test_dead_mirror_fails_at_once_naming_the_mirror(site):
     dead = site.root / "mirrors" / "dead.toml"
-    dead.write_text(f'[pypi]\nindex_url = "http://127.0.0.1:{_free_port()}/simple"\n')
+    dead.write_text(f'[pypi]\nindex_url = "http://127.0.0.1:{free_port()}/simple"\n')
     failed = _build(site, "--mirror", "dead", "--no-cache")
     assert failed.returncode == 6, failed.stderr
     assert "mirror 'dead'" in failed.stderr

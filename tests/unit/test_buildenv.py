@@ -8,12 +8,7 @@ import pytest
 
 from imagebuild.buildenv import BuildEnvironment, BuildEnvServer
 from imagebuild.render import support_file
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import free_port
 
 
 def _get(url: str) -> bytes:
@@ -21,7 +16,7 @@ def _get(url: str) -> bytes:
 
 
 def test_serves_what_the_build_asks_for_and_nothing_else():
-    port = _free_port()
+    port = free_port()
     environment = BuildEnvironment(ca_bundle=b"PEM", variables=(("PIP_INDEX_URL", "http://u:p@m/simple"),))
     with BuildEnvServer(environment, port) as server:
         assert server.server is None  # nothing listens until a build asks
@@ -38,7 +33,7 @@ def test_serves_what_the_build_asks_for_and_nothing_else():
 
 def test_starts_lazily_and_runs_the_start_hook_once():
     started = []
-    with BuildEnvServer(BuildEnvironment(apt_sed="s#a#b#\n"), _free_port(), on_start=lambda: started.append(1)) as server:
+    with BuildEnvServer(BuildEnvironment(apt_sed="s#a#b#\n"), free_port(), on_start=lambda: started.append(1)) as server:
         assert started == []
         server.url()
         server.url()
@@ -59,7 +54,7 @@ def test_busy_port_falls_back_to_a_free_one():
 
 def test_nothing_to_serve_means_no_server_and_an_empty_url():
     started = []
-    with BuildEnvServer(BuildEnvironment(), _free_port(), on_start=lambda: started.append(1)) as server:
+    with BuildEnvServer(BuildEnvironment(), free_port(), on_start=lambda: started.append(1)) as server:
         assert server.url() == ""
         assert server.server is None
         assert started == []
@@ -97,7 +92,7 @@ def test_helper_gives_the_command_the_environment_and_leaves_nothing_behind(tmp_
         apt_sed="s#http://deb\\.debian\\.org/debian#http://mirror.example/debian#g\n",
     )
     show = 'echo "$PIP_INDEX_URL"; cat "$SSL_CERT_FILE"; echo; apt-config dump | grep -i "Dir::Etc::source"; cat "${APT_CONFIG%/apt.conf}"/sources.list.d/* "${APT_CONFIG%/apt.conf}"/sources.list; echo "$APT_CONFIG"'
-    with BuildEnvServer(environment, _free_port()) as server:
+    with BuildEnvServer(environment, free_port()) as server:
         done = subprocess.run(
             [str(helper), "sh", "-c", show],
             capture_output=True,

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import io
 import json
-import socket
 import tarfile
 import threading
 import urllib.error
@@ -32,6 +31,7 @@ from imagebuild.mirrors.sync import (
 from imagebuild.plan import load_project, plan
 from imagebuild.render import INSTALLER
 from imagebuild.target import DEBIAN_TARGETS, image_target
+from tests.conftest import free_port
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"
 
@@ -145,10 +145,6 @@ def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes, dict
         return error.code, error.read(), dict(error.headers)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def make_mirror(tmp_path: Path, index_url: str, *, serve: bool = False, credentials: bool = False) -> Mirror:

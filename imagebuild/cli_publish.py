@@ -1,0 +1,92 @@
+"""`imagebuild push`, `imagebuild tags` and `imagebuild registry`: publishing to a registry."""
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from imagebuild import pipeline
+from imagebuild import registry as registry_module
+from imagebuild.context import HASH_LABEL
+from imagebuild.plan import load_project
+from imagebuild.publish import PublishResult, registry_host, registry_repository
+from imagebuild.terminal import (
+    JsonOption,
+    Names,
+    NightlyOption,
+    RegistryOption,
+    StatusLine,
+    err,
+    make_fetcher,
+    out,
+)
+
+registry_app = typer.Typer(help="The registry images are published to.", no_args_is_help=True)
+
+
+def describe_publication(result: PublishResult) -> str:
+    pushed = [t.tag for t in result.tags if t.action != "held"]
+    held = [t.tag for t in result.held]
+    return f"{result.registry}/{result.repository}: {', '.join(pushed)}" + (f" (held: {', '.join(held)})" if held else "")
+
+
+def push(names: Names = None, registry: RegistryOption = None, nightly: NightlyOption = False, as_json: JsonOption = False) -> None:
+    """Publish the smoke-tested builds of images under all their tags (date, content, versions, latest/edge)."""
+    project = load_project()
+    line = StatusLine(err)
+    with line.status:
+        results = pipeline.push(
+            project,
+            names or [],
+            registry_host(project, registry),
+            moving_tag="edge" if nightly else "latest",
+            fetcher=make_fetcher(project, None, None, offline=True, say=line.say),
+            reporter=line.reporter(),
+        )
+    if as_json:
+        print(json.dumps([asdict(result) for result in results], indent=2))
+        return
+    for result in results:
+        out.print(f"[bold]{result.name}[/] {result.digest}")
+        for tag in result.tags:
+            out.print(f"  {tag.tag}: {tag.action}")
+
+
+def tags(
+    name: Annotated[str, typer.Argument(help="image name")], registry: RegistryOption = None, as_json: JsonOption = False
+) -> None:
+    """The tags the registry has for an image, with digest, date and content hash (read from the registry)."""
+    project = load_project()
+    host = registry_host(project, registry)
+    remote = registry_module.Registry(host)
+    repository = registry_repository(project, name)
+    rows = []
+    for tag in remote.tags(repository):
+        image = remote.image(repository, tag)
+        if image is None:
+            continue
+        rows.append(
+            {
+                "tag": tag,
+                "digest": image.digest,
+                "image_id": image.config_digest,
+                "created": image.created,
+                "content_hash": image.labels.get(HASH_LABEL),
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("tag", "digest", "created", "content hash", title=f"{host}/{repository}")
+    for row in rows:
+        table.add_row(row["tag"], row["digest"][:19], (row["created"] or "")[:19], (row["content_hash"] or "-")[:12])
+    out.print(table)
+
+
+@registry_app.command("up")
+def registry_up(registry: RegistryOption = None) -> None:
+    """Use the registry that answers, or install (Debian/Ubuntu, root) and start Debian's docker-registry on loopback."""
+    project = load_project()
+    registry_module.up(registry_host(project, registry), lambda message: err.print(f"[bold blue]>[/] {message}"))
