@@ -9,10 +9,11 @@ password was used.
 
 import http.server
 import shlex
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from imagebuild.system import port_is_free
 
 BUILD_ARG = "IMAGEBUILD_BUILD_ENV"
 
@@ -39,15 +40,6 @@ class BuildEnvironment:
 
     def __bool__(self) -> bool:
         return bool(self.ca_bundle or self.variables or self.apt_sed)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class BuildEnvServer:
@@ -92,7 +84,7 @@ class BuildEnvServer:
             def log_message(self, format: str, *args: object) -> None:
                 """Builds print their own progress; stay quiet."""
 
-        port = self.preferred_port if _free(self.preferred_port) else 0
+        port = self.preferred_port if port_is_free(self.preferred_port) else 0
         server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return server

@@ -5,6 +5,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,16 @@ def run(command: list[str], *, log: Path | None = None) -> None:
     if completed.returncode != 0:
         where = f"; see {log}" if log else ""
         raise EngineError(f"command failed with exit code {completed.returncode}: {' '.join(command)}{where}")
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on this loopback port now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def can_apt_install() -> bool:

@@ -17,6 +17,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from imagebuild.assets import AssetCache
 from imagebuild.fetch import Fetcher
 from imagebuild.mirrors.profile import Mirror
+from imagebuild.system import port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,17 +50,8 @@ def free_port(span: int = 1) -> int:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port + span < 65000 and all(_free(port + offset) for offset in range(1, span)):
+        if port + span < 65000 and all(port_is_free(port + offset) for offset in range(1, span)):
             return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 PSEUDO_ELEMENTS = {"Si": 4, "O": 6, "Al": 3}
