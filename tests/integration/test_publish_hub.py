@@ -129,7 +129,7 @@ def hub(tmp_path_factory, engine, built, registry, published):
     else:
         pytest.fail("the hub did not answer:\n" + container.logs().decode()[-3000:])
     yield url, session, folder, date_tag, container
-    for user in ("alice", "bob", "carol"):
+    for user in ("alice", "bob", "carol", "dave"):
         session.delete(f"{url}/hub/api/users/{user}/server", timeout=60)
     container.remove(force=True)
     for volume in engine.client.volumes.list(filters={"name": "jupyterhub-user-"}):
@@ -178,6 +178,16 @@ def test_hub_images_shows_the_selection_next_to_the_registry(hub):
     assert shown.returncode == 0, shown.stderr
     offered = {(row["image"], row["tag"]) for row in json.loads(shown.stdout)["published"] if row["selected"]}
     assert offered == {(name, date_tag[name]) for name in SCIENCE}
+
+
+def test_a_new_selection_applies_without_restarting_the_hub(hub):
+    url, session, folder, date_tag, container = hub
+    narrowed = _cli("hub", "select", f"aiidalab:{date_tag['aiidalab']}", "--dir", str(folder))
+    assert narrowed.returncode == 0, narrowed.stderr
+    refused = _spawn(url, session, "dave", f"pyiron {date_tag['pyiron']}")
+    assert refused.status_code == 400 and "not in allowed list" in refused.text
+    container.reload()
+    assert container.status == "running"  # the same hub process, no restart
 
 
 def test_a_registry_killed_mid_push_fails_clearly_and_a_rerun_completes(built, tmp_path):
