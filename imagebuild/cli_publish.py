@@ -27,9 +27,10 @@ registry_app = typer.Typer(help="The registry images are published to.", no_args
 
 
 def describe_publication(result: PublishResult) -> str:
-    pushed = [t.tag for t in result.tags if t.action != "held"]
-    held = [t.tag for t in result.held]
-    return f"{result.registry}/{result.repository}: {', '.join(pushed)}" + (f" (held: {', '.join(held)})" if held else "")
+    """'6 tags at 127.0.0.1:5000' for the build table; `imagebuild tags NAME` lists them."""
+    published = sum(1 for t in result.tags if t.action != "held")
+    held = f", {len(result.held)} held" if result.held else ""
+    return f"{published} tags at {result.registry}{held}"
 
 
 def push(names: Names = None, registry: RegistryOption = None, nightly: NightlyOption = False, as_json: JsonOption = False) -> None:
