@@ -1,4 +1,4 @@
-"""Step 5, assemble context: a deterministic tar of exactly what the Dockerfile copies,
+"""Step 6, assemble context: a deterministic tar of exactly what the Dockerfile copies,
 and the content hash that decides whether an image must be built at all."""
 
 import hashlib

@@ -1,4 +1,4 @@
-"""The Docker engine: the only module that imports `docker` (smoke.py borrows the client).
+"""Step 7, build, in the Docker engine: the only module that imports `docker` (smoke.py borrows the client).
 
 It finds or starts an engine, imports bootstrapped root file systems, builds contexts
 through the SDK's classic builder and reads images back by their content-hash label.

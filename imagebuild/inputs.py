@@ -1,4 +1,4 @@
-"""Step 2b, gather inputs: everything an image takes from outside its recipe folder, on the
+"""Step 3, gather inputs: everything an image takes from outside its recipe folder, on the
 host and verified before any build starts: assets from the cache (fetched unless offline),
 the image's lock, and the wheels of its dev packages at their locked commits.
 

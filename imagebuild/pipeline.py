@@ -1,7 +1,7 @@
 """The whole pipeline, top to bottom:
 
 load recipes -> plan -> gather inputs -> render -> mirror rewrite -> assemble context -> build
--> smoke -> tag -> push.
+-> smoke -> tag -> push; `imagebuild hub` then offers what was pushed (hub.py).
 
 An image whose content hash is already in the engine is not built again; `latest` moves
 only after the smoke notebooks passed. A mirror profile used only while building leaves the

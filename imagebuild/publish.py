@@ -1,4 +1,4 @@
-"""Step 9, push: publish a smoke-tested image under its tags, and record it only once the
+"""Step 10, push: publish a smoke-tested image under its tags, and record it only once the
 registry confirms every tag.
 
 Immutable tags that the registry already has for this image are left alone; those it has for

@@ -1,4 +1,4 @@
-"""Step 3, render: one BuildPlan -> a Dockerfile and the exact files it copies.
+"""Step 4, render: one BuildPlan -> a Dockerfile and the exact files it copies.
 
 Rendering is pure: the same plan, base reference and CA choice give the same bytes.
 """

@@ -1,4 +1,4 @@
-"""Step 7, smoke: execute an image's notebooks (and its parents') inside a throwaway
+"""Step 8, smoke: execute an image's notebooks (and its parents') inside a throwaway
 container, after the start hooks ran exactly as they do under JupyterHub."""
 
 import io

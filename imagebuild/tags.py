@@ -1,4 +1,4 @@
-"""Step 8, tag: the names an image is published under.
+"""Step 9, tag: the names an image is published under.
 
 Immutable tags say what an image is and never change their meaning: the build date
 (`YYYY-MM-DD`), the content tag (`sha-<12 hex>`) and version tags read from inside the built

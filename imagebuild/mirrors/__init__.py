@@ -1,1 +1,1 @@
-"""Step 4, mirror rewrite: point every network access of a build at a mirror profile."""
+"""Step 5, mirror rewrite: point every network access of a build at a mirror profile."""
