@@ -1,0 +1,160 @@
+"""Conda environments: an environment.yml solved by rattler (the solver of pixi; no conda or
+micromamba binary needed) and written as a standard conda-lock file through conda-lock's own
+models, so conda-lock users can read it.
+
+The solve goes through the mirror profile's conda rewrites; the lock records the upstream
+channel URLs (the same files, the same hashes), and the build rewrites them again. Work in
+progress for issue 6: installing the locked records into an image is not done yet.
+"""
+
+import asyncio
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import rattler
+import rattler.exceptions
+import yaml
+from conda_lock.lockfile import write_conda_lock_file
+from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, LockMeta, Lockfile, TimeMeta
+from conda_lock.models.channel import Channel as LockChannel
+
+from imagebuild.errors import LockError, RecipeError
+from imagebuild.mirrors.profile import Mirror
+from imagebuild.mirrors.rules import CONDA_ALIAS_UPSTREAMS, url_rules
+from imagebuild.target import Target
+
+LOCK_FILE = "conda-lock.yml"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The parts of an environment.yml imagebuild installs: channels and conda specs."""
+
+    path: Path
+    channels: tuple[str, ...]
+    specs: tuple[str, ...]
+
+
+def read_environment(path: Path) -> Environment:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"not valid YAML: {error}", path=path) from None
+    channels = tuple(str(c) for c in data.get("channels") or [])
+    specs: list[str] = []
+    for index, item in enumerate(data.get("dependencies") or []):
+        if isinstance(item, dict):
+            raise RecipeError(
+                f"dependencies[{index}]: a '{next(iter(item), '')}:' section is not installed by imagebuild",
+                path=path,
+                hint="put pip packages in requirements.txt beside the recipe ([python] requirements)",
+            )
+        specs.append(str(item))
+    if not channels:
+        raise RecipeError("channels: none given", path=path, hint="name at least one channel, e.g. conda-forge")
+    if not specs:
+        raise RecipeError("dependencies: none given", path=path)
+    return Environment(path, channels, tuple(specs))
+
+
+def channel_url(channel: str) -> str:
+    """'conda-forge' -> https://conda.anaconda.org/conda-forge; URLs stay as they are."""
+    return channel.rstrip("/") if "://" in channel else f"{CONDA_ALIAS_UPSTREAMS[0]}/{channel}"
+
+
+@dataclass(frozen=True)
+class ChannelRoute:
+    """Where a channel lives upstream, and where this run reads it (the mirror's copy, or upstream)."""
+
+    upstream: str
+    used: str
+
+
+def routes(environment: Environment, mirror: Mirror | None) -> list[ChannelRoute]:
+    rules = url_rules(mirror.spec).only("conda") if mirror is not None else None
+    found = []
+    for channel in environment.channels:
+        upstream = channel_url(channel)
+        found.append(ChannelRoute(upstream, rules.apply_line(upstream) if rules else upstream))
+    return found
+
+
+def _virtual_packages(target: Target) -> list[rattler.GenericVirtualPackage]:
+    """The image's platform as conda sees it: Linux with the suite's glibc."""
+    glibc = ".".join(str(part) for part in target.glibc)
+    return [
+        rattler.GenericVirtualPackage(rattler.PackageName(name), rattler.Version(version), rattler.BuildString("0"))
+        for name, version in (("__unix", "0"), ("__linux", "6.1"), ("__glibc", glibc), ("__archspec", "1"))
+    ]
+
+
+def subdir(target: Target) -> str:
+    return {"x86_64": "linux-64", "aarch64": "linux-aarch64"}[target.machine]
+
+
+def solve(environment: Environment, target: Target, channel_routes: Sequence[ChannelRoute], mirror: Mirror | None) -> list:
+    """rattler's solution for the image's platform; errors name the conflict or the channel (and mirror)."""
+    platform = subdir(target)
+    try:
+        return asyncio.run(
+            rattler.solve(
+                [rattler.Channel(route.used) for route in channel_routes],
+                list(environment.specs),
+                platforms=[platform, "noarch"],
+                virtual_packages=_virtual_packages(target),
+            )
+        )
+    except rattler.exceptions.SolverError as error:
+        raise LockError(
+            f"the conda environment does not solve for {platform}:\n{error}",
+            path=environment.path,
+            hint="loosen or correct the specs named above",
+        ) from None
+    except (rattler.exceptions.GatewayError, rattler.exceptions.FetchRepoDataError) as error:
+        via = f" through mirror '{mirror.name}' ({mirror.path})" if mirror else ""
+        channels = ", ".join(route.used for route in channel_routes)
+        raise LockError(
+            f"a conda channel cannot be read{via}: {channels}: {str(error).splitlines()[0]}",
+            path=environment.path,
+            hint="check the channel names, and the mirror's [conda] section ('imagebuild mirror check')",
+        ) from None
+
+
+def _upstream_url(url: str, channel_routes: Sequence[ChannelRoute]) -> str:
+    for route in channel_routes:
+        if url.startswith(route.used + "/"):
+            return route.upstream + url[len(route.used) :]
+    return url
+
+
+def lockfile(records: list, environment: Environment, target: Target, channel_routes: Sequence[ChannelRoute]) -> Lockfile:
+    """The solution in conda-lock's model, with upstream URLs and both hashes of every package."""
+    platform = subdir(target)
+    packages = [
+        LockedDependency(
+            name=record.name.normalized,
+            version=str(record.version),
+            manager="conda",
+            platform=platform,
+            dependencies={dep.split(" ", 1)[0]: (dep.split(" ", 1)[1] if " " in dep else "") for dep in record.depends},
+            url=_upstream_url(record.url, channel_routes),
+            hash=HashModel(md5=record.md5.hex() if record.md5 else None, sha256=record.sha256.hex() if record.sha256 else None),
+            build=str(record.build),
+            categories={"main"},
+        )
+        for record in sorted(records, key=lambda r: r.name.normalized)
+    ]
+    metadata = LockMeta(
+        content_hash={platform: ""},
+        channels=[LockChannel.from_string(route.upstream) for route in channel_routes],
+        platforms=[platform],
+        sources=[environment.path.name],
+        time_metadata=TimeMeta(created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")),
+    )
+    return Lockfile(package=packages, metadata=metadata)
+
+
+def write(lock: Lockfile, path: Path) -> None:
+    write_conda_lock_file(lock, path, metadata_choices=None)

@@ -1,0 +1,86 @@
+"""Conda environments solved by rattler against a real local channel and written as conda-lock
+files that conda-lock parses back; errors name the conflict, or the channel and the mirror."""
+
+from pathlib import Path
+
+import pytest
+from conda_lock.lockfile import parse_conda_lock_file
+
+from imagebuild import conda
+from imagebuild.errors import LockError, RecipeError
+from imagebuild.mirrors.profile import Mirror, MirrorProfile
+from imagebuild.target import DEBIAN_TARGETS
+from tests.conda_channel import ChannelServer, index, make_package
+
+BOOKWORM = DEBIAN_TARGETS["bookworm"]
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("channel")
+    make_package(folder, "linux-64", "hello-tool", "1.0", ["hello-data >=2"], {"bin/hello-tool": b"#!/bin/sh\necho hello\n"})
+    make_package(folder, "noarch", "hello-data", "2.1", [], {"share/hello/data.txt": b"42\n"})
+    make_package(folder, "noarch", "hello-data", "1.0", [], {"share/hello/data.txt": b"1\n"})
+    index(folder)
+    server = ChannelServer(folder)
+    yield server
+    server.close()
+
+
+def _environment(tmp_path: Path, channels: list[str], specs: list[str]) -> conda.Environment:
+    path = tmp_path / "environment.yml"
+    path.write_text("channels:\n" + "".join(f"  - {c}\n" for c in channels) + "dependencies:\n" + "".join(f"  - {s}\n" for s in specs))
+    return conda.read_environment(path)
+
+
+def test_lock_is_a_conda_lock_file_with_both_hashes(tmp_path, channel):
+    environment = _environment(tmp_path, [channel.url], ["hello-tool"])
+    routes = conda.routes(environment, None)
+    records = conda.solve(environment, BOOKWORM, routes, None)
+    conda.write(conda.lockfile(records, environment, BOOKWORM, routes), tmp_path / conda.LOCK_FILE)
+    parsed = parse_conda_lock_file(tmp_path / conda.LOCK_FILE)
+    by_name = {p.name: p for p in parsed.package}
+    assert set(by_name) == {"hello-tool", "hello-data"}
+    assert by_name["hello-data"].version == "2.1"  # the newest that satisfies hello-tool's dependency
+    assert by_name["hello-tool"].dependencies == {"hello-data": ">=2"}
+    assert by_name["hello-tool"].url == f"{channel.url}/linux-64/hello-tool-1.0-0.tar.bz2"
+    assert len(by_name["hello-tool"].hash.sha256 or "") == 64 and len(by_name["hello-tool"].hash.md5 or "") == 32
+    assert parsed.metadata.platforms == ["linux-64"]
+
+
+def test_the_mirror_is_read_and_upstream_urls_are_written(tmp_path, channel):
+    upstream = "https://conda.anaconda.org/imagebuild-test"
+    environment = _environment(tmp_path, ["imagebuild-test"], ["hello-tool"])
+    mirror = Mirror("site", tmp_path / "site.toml", MirrorProfile(conda={"channels": {"imagebuild-test": channel.url}}))
+    routes = conda.routes(environment, mirror)
+    assert routes[0].used == channel.url
+    records = conda.solve(environment, BOOKWORM, routes, mirror)
+    lock = conda.lockfile(records, environment, BOOKWORM, routes)
+    assert {p.url.rsplit("/", 2)[0] for p in lock.package} == {upstream}
+
+
+def test_a_spec_that_does_not_solve_names_the_conflict(tmp_path, channel):
+    environment = _environment(tmp_path, [channel.url], ["hello-tool", "hello-data <2"])
+    with pytest.raises(LockError) as caught:
+        conda.solve(environment, BOOKWORM, conda.routes(environment, None), None)
+    assert "does not solve" in caught.value.message
+    assert "hello-tool" in caught.value.message and "hello-data" in caught.value.message
+
+
+def test_an_unreachable_channel_names_channel_and_mirror(tmp_path):
+    environment = _environment(tmp_path, ["gone"], ["hello-tool"])
+    mirror = Mirror("site", tmp_path / "site.toml", MirrorProfile(conda={"channels": {"gone": "http://127.0.0.1:9/gone"}}))
+    with pytest.raises(LockError) as caught:
+        conda.solve(environment, BOOKWORM, conda.routes(environment, mirror), mirror)
+    assert "http://127.0.0.1:9/gone" in caught.value.message and "mirror 'site'" in caught.value.message
+
+
+def test_pip_sections_and_empty_files_are_refused_with_the_fix(tmp_path):
+    path = tmp_path / "environment.yml"
+    path.write_text("channels: [conda-forge]\ndependencies:\n  - python\n  - pip:\n    - six\n")
+    with pytest.raises(RecipeError, match=r"dependencies\[1\]") as caught:
+        conda.read_environment(path)
+    assert "requirements.txt" in caught.value.hint
+    path.write_text("dependencies: [python]\n")
+    with pytest.raises(RecipeError, match="channels"):
+        conda.read_environment(path)
