@@ -3,12 +3,14 @@ micromamba binary needed) and written as a standard conda-lock file through cond
 models, so conda-lock users can read it.
 
 The solve goes through the mirror profile's conda rewrites; the lock records the upstream
-channel URLs (the same files, the same hashes), and the build rewrites them again. Work in
-progress for issue 6: installing the locked records into an image is not done yet.
+channel URLs (the same files, the same hashes), and the build rewrites them again on the way
+in (support/install-conda), so the lock and the content hash do not depend on the mirror.
 """
 
 import asyncio
-import datetime
+import hashlib
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,12 @@ import rattler
 import rattler.exceptions
 import yaml
 from conda_lock.lockfile import write_conda_lock_file
-from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, LockMeta, Lockfile, TimeMeta
+from conda_lock.lockfile.v2prelim.models import (
+    HashModel,
+    LockedDependency,
+    Lockfile,
+    LockMeta,
+)
 from conda_lock.models.channel import Channel as LockChannel
 
 from imagebuild.errors import LockError, RecipeError
@@ -147,14 +154,24 @@ def lockfile(records: list, environment: Environment, target: Target, channel_ro
         for record in sorted(records, key=lambda r: r.name.normalized)
     ]
     metadata = LockMeta(
-        content_hash={platform: ""},
+        content_hash={platform: hashlib.sha256(environment.path.read_bytes()).hexdigest()},
         channels=[LockChannel.from_string(route.upstream) for route in channel_routes],
         platforms=[platform],
         sources=[environment.path.name],
-        time_metadata=TimeMeta(created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")),
     )
     return Lockfile(package=packages, metadata=metadata)
 
 
-def write(lock: Lockfile, path: Path) -> None:
-    write_conda_lock_file(lock, path, metadata_choices=None)
+def write(lock: Lockfile, path: Path) -> bool:
+    """Write the lock; False when the file already says exactly this (it is not touched)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        staged = Path(scratch) / path.name
+        write_conda_lock_file(lock, staged, metadata_choices=None)
+        if path.is_file() and path.read_bytes() == staged.read_bytes():
+            return False
+        shutil.move(staged, path)
+    return True
+
+
+def conda_lock_path(directory: Path) -> Path:
+    return directory / LOCK_FILE

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild.assets import DeclaredAsset
+from imagebuild.conda import conda_lock_path
 from imagebuild.errors import AssetError, ImagebuildError, LockError
 from imagebuild.fetch import Fetcher
 from imagebuild.lock import ImageLock, LockState, lock_state, read_lock
@@ -26,6 +27,7 @@ class ImageInputs:
     assets: tuple[tuple[AssetSpec, Path], ...] = ()
     skipped: tuple[AssetSpec, ...] = ()
     dev_wheels: tuple[Path, ...] = ()
+    conda_lock: Path | None = None
 
     def wheels(self) -> list[tuple[str, Path]]:
         """(file name, file on the host) of every wheel the image installs: dev packages, then wheel assets."""
@@ -63,6 +65,15 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
             path=recipe.path,
             hint=f"run 'imagebuild lock {recipe.name}' to pin each ref to a commit",
         )
+    conda_lock = None
+    if recipe.conda_environment is not None:
+        conda_lock = conda_lock_path(recipe.directory)
+        if not conda_lock.is_file():
+            raise LockError(
+                f"{recipe.name}: the conda environment has no lock yet",
+                path=recipe.conda_environment,
+                hint=f"run 'imagebuild lock {recipe.name}' to solve it into {conda_lock.name}",
+            )
     assets, skipped, wheels = [], [], []
     if lock is not None:
         locked = {package.name: package for package in lock.dev_packages}
@@ -81,4 +92,11 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
             skipped.append(spec)
             continue
         assets.append((spec, path))
-    return ImageInputs(lock=lock, lock_state=state, assets=tuple(assets), skipped=tuple(skipped), dev_wheels=tuple(wheels))
+    return ImageInputs(
+        lock=lock,
+        lock_state=state,
+        assets=tuple(assets),
+        skipped=tuple(skipped),
+        dev_wheels=tuple(wheels),
+        conda_lock=conda_lock,
+    )

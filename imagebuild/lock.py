@@ -21,6 +21,7 @@ import tomli_w
 from packaging.utils import parse_wheel_filename
 from uv import find_uv_bin
 
+from imagebuild import conda
 from imagebuild.assets import DeclaredAsset
 from imagebuild.devpackages import LockedDevPackage, resolve
 from imagebuild.errors import LockError
@@ -54,7 +55,12 @@ def lock_path(recipe: Recipe) -> Path:
 
 
 def needs_lock(recipe: Recipe) -> bool:
-    return recipe.requirements is not None or bool(recipe.spec.dev_packages) or any(a.wheel for a in recipe.spec.assets)
+    return (
+        recipe.requirements is not None
+        or recipe.conda_environment is not None
+        or bool(recipe.spec.dev_packages)
+        or any(a.wheel for a in recipe.spec.assets)
+    )
 
 
 def read_lock(recipe: Recipe) -> ImageLock | None:
@@ -80,6 +86,8 @@ def inputs_digest(item: BuildPlan) -> str:
         ],
         "target": [target.python_version, _platform(target)],
     }
+    if recipe.conda_environment is not None:
+        facts["conda"] = [recipe.conda_environment.read_text(), recipe.spec.conda.prefix]
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -192,6 +200,17 @@ class LockOutcome:
     changed_pins: dict[str, list[str | None]]
 
 
+def _lock_conda(item: BuildPlan, fetcher: Fetcher) -> bool:
+    """conda-lock.yml beside the recipe: the environment solved for the image's platform."""
+    assert item.recipe.conda_environment is not None
+    environment = conda.read_environment(item.recipe.conda_environment)
+    routes = conda.routes(environment, fetcher.mirror)
+    target = image_target(item)
+    fetcher.say(f"{item.name}: solving {environment.path.name} for {conda.subdir(target)} with rattler")
+    records = conda.solve(environment, target, routes, fetcher.mirror)
+    return conda.write(conda.lockfile(records, environment, target, routes), conda.conda_lock_path(item.recipe.directory))
+
+
 def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> LockOutcome:
     """Resolve dev package refs to commits, build their wheels, resolve the requirements, write the lock.
 
@@ -207,7 +226,10 @@ def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> L
             named.symlink_to(fetcher.asset(DeclaredAsset(spec, recipe)))
             local.append((str(parse_wheel_filename(spec.file_name)[0]), named))
         kept = previous.requirements if previous and not upgrade else ""
-        requirements = compile_requirements(item, local, fetcher.git_env, fetcher.say, previous=kept)
+        requirements = ""
+        if recipe.requirements is not None or local:
+            requirements = compile_requirements(item, local, fetcher.git_env, fetcher.say, previous=kept)
+    conda_written = _lock_conda(item, fetcher) if recipe.conda_environment is not None else False
     target = image_target(item)
     lock = ImageLock(
         inputs=inputs_digest(item),
@@ -216,7 +238,7 @@ def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> L
         dev_packages=dev,
         requirements=requirements,
     )
-    written = write_lock(item, lock)
+    written = write_lock(item, lock) or conda_written
     before = previous.pins() if previous else {}
     after = lock.pins()
     earlier = {package.name: package.commit for package in previous.dev_packages} if previous else {}

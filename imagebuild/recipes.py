@@ -78,6 +78,11 @@ class SmokeSection(StrictModel):
     cell_timeout: int = Field(default=600, gt=0, description="seconds one cell may run")
 
 
+class CondaSection(StrictModel):
+    environment: str | None = Field(default=None, description="an environment.yml beside the recipe")
+    prefix: PathInImage = Field(default="/opt/conda", description="where the environment is installed; its bin/ is on PATH")
+
+
 class CaSection(StrictModel):
     keep: bool = Field(default=False, description="leave the build's CA bundle in the image for runtime use")
 
@@ -200,6 +205,7 @@ class RecipeFile(StrictModel):
     post_build: str | None = Field(default=None, description="a postBuild script run as the user")
     os: OsSection = OsSection()
     python: PythonSection = PythonSection()
+    conda: CondaSection = CondaSection()
     env: dict[str, str] = {}
     files: list[FileCopy] = []
     hooks: HooksSection = HooksSection()
@@ -264,6 +270,7 @@ class Recipe:
     apt_packages: tuple[str, ...]
     requirements: Path | None
     post_build: Path | None
+    conda_environment: Path | None
     files: tuple[tuple[Path, FileCopy], ...]
     hooks: tuple[Path, ...]
     notebooks: tuple[Path, ...]
@@ -360,6 +367,9 @@ def load_recipe(path: Path) -> Recipe:
         else None
     )
     post_build = _existing(directory, spec.post_build, path, "post_build") if spec.post_build else None
+    conda_environment = (
+        _existing(directory, spec.conda.environment, path, "[conda].environment") if spec.conda.environment else None
+    )
     files = tuple(
         (_existing(directory, item.src, path, f"[files][{index}].src"), item) for index, item in enumerate(spec.files)
     )
@@ -370,6 +380,7 @@ def load_recipe(path: Path) -> Recipe:
         apt_packages=tuple(sorted({p for p in apt if p})),
         requirements=requirements,
         post_build=post_build,
+        conda_environment=conda_environment,
         files=files,
         hooks=_globbed(directory, spec.hooks.before_notebook),
         notebooks=_globbed(directory, spec.smoke.notebooks),

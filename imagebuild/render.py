@@ -15,12 +15,16 @@ from pathlib import Path
 
 import jinja2
 
+from imagebuild.conda import subdir
 from imagebuild.errors import AssetError
 from imagebuild.inputs import ImageInputs
 from imagebuild.plan import BuildPlan
+from imagebuild.target import image_target
 
 INSTALLER = "uv==0.13.9"
 """The installer put into every root image's virtual environment; one pin for all images."""
+CONDA_INSTALLER = ["py-rattler==0.28.0", "pyyaml==6.0.3"]
+"""What installs a locked conda environment in a throwaway venv during the build (no binary from a fixed URL)."""
 ASSET_LABEL = "io.imagebuild.asset."
 DEV_PACKAGE_LABEL = "io.imagebuild.dev-package."
 NO_INPUTS = ImageInputs()
@@ -163,6 +167,11 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         files.append(requirements)
     wheels = [ContextFile(f"imagebuild/wheels/{name}", path.read_bytes()) for name, path in inputs.wheels()]
     files += wheels
+    conda_env = None
+    if inputs.conda_lock is not None:
+        files.append(ContextFile("imagebuild/conda-lock.yml", inputs.conda_lock.read_bytes()))
+        files.append(ContextFile("imagebuild/install-conda", support_file("install-conda"), 0o755))
+        conda_env = {"prefix": spec.conda.prefix, "platform": subdir(image_target(plan)), "installer": " ".join(CONDA_INSTALLER)}
     asset_files, asset_copies, asset_installs = _asset_files(recipe.name, inputs)
     files += asset_files
     hooks_from_assets = [f for f in asset_files if f.arcname.startswith("imagebuild/hooks/")]
@@ -195,6 +204,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         apt_packages=list(recipe.apt_packages),
         requirements=requirements.arcname if requirements else None,
         locked=locked,
+        conda=conda_env,
         wheels=[item.arcname.rsplit("/", 1)[-1] for item in wheels],
         assets=asset_copies,
         asset_installs=asset_installs,

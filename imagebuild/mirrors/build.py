@@ -8,6 +8,7 @@ script are rewritten in place. With `runtime = true`, the root image also gets t
 pip, uv, git and apt configuration for its users (never its credentials).
 """
 
+import json
 from dataclasses import replace
 
 from imagebuild.buildenv import BuildEnvironment
@@ -18,6 +19,7 @@ from imagebuild.mirrors.rules import RuleSet, url_rules
 from imagebuild.render import ContextFile, RenderedImage, User, templates
 
 RUNTIME_DIR = "/usr/local/share/imagebuild/mirror"
+CONDA_MIRRORS_VARIABLE = "IMAGEBUILD_CONDA_MIRRORS"
 BUILD_TIME_PURPOSES = ("pypi", "downloads")
 """Rules applied to the Dockerfile and postBuild text; git and apt go through the build environment."""
 
@@ -33,6 +35,10 @@ def build_environment(mirror: Mirror | None, ca_bundle: bytes | None, debian_arc
     spec = mirror.spec
     credentials = mirror.credentials()
     variables = {**index_variables(mirror, credentials), **git_variables(mirror, credentials)}
+    conda_rules = url_rules(spec).only("conda").rules
+    if conda_rules:  # read by support/install-conda: (upstream prefix, mirror prefix) pairs
+        pairs = [[upstream, with_credentials(rule.mirror, credentials)] for rule in conda_rules for upstream in rule.upstreams]
+        variables[CONDA_MIRRORS_VARIABLE] = json.dumps(pairs)
     apt_rules = url_rules(spec, extra_debian_upstreams=(debian_archive,)).only("apt")
     apt_rules = RuleSet(tuple(replace(rule, mirror=with_credentials(rule.mirror, credentials)) for rule in apt_rules.rules))
     if mirror.ca_cert is not None:

@@ -10,19 +10,14 @@ from imagebuild import conda
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.mirrors.profile import Mirror, MirrorProfile
 from imagebuild.target import DEBIAN_TARGETS
-from tests.conda_channel import ChannelServer, index, make_package
+from tests.conda_channel import serve_hello_channel
 
 BOOKWORM = DEBIAN_TARGETS["bookworm"]
 
 
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("channel")
-    make_package(folder, "linux-64", "hello-tool", "1.0", ["hello-data >=2"], {"bin/hello-tool": b"#!/bin/sh\necho hello\n"})
-    make_package(folder, "noarch", "hello-data", "2.1", [], {"share/hello/data.txt": b"42\n"})
-    make_package(folder, "noarch", "hello-data", "1.0", [], {"share/hello/data.txt": b"1\n"})
-    index(folder)
-    server = ChannelServer(folder)
+    server = serve_hello_channel(tmp_path_factory.mktemp("channel"))
     yield server
     server.close()
 
@@ -84,3 +79,20 @@ def test_pip_sections_and_empty_files_are_refused_with_the_fix(tmp_path):
     path.write_text("dependencies: [python]\n")
     with pytest.raises(RecipeError, match="channels"):
         conda.read_environment(path)
+
+
+@pytest.mark.parametrize("profile", ["tuna", "aliyun"])  # the shipped profiles with a conda mirror
+def test_a_conda_lock_file_from_elsewhere_stays_parseable_after_rewriting(tmp_path, profile):
+    """conda-lock's own parser reads the mirrored file; only URL prefixes changed, hashes did not."""
+    from imagebuild.mirrors.files import FileKind, rewrite_file
+    from imagebuild.mirrors.profile import load_mirror
+    from tests.conftest import REPO
+
+    source = REPO / "tests" / "fixtures" / "mirror" / "conda-lock.yml"
+    mirror = load_mirror(profile, REPO)
+    rewritten = tmp_path / "conda-lock.yml"
+    rewritten.write_text(rewrite_file(FileKind.CONDA_LOCK, source.read_text(), mirror.spec, source=source))
+    before, after = parse_conda_lock_file(source), parse_conda_lock_file(rewritten)
+    assert [p.hash for p in after.package] == [p.hash for p in before.package]
+    assert [p.url for p in after.package] != [p.url for p in before.package]
+    assert all("conda.anaconda.org" not in p.url for p in after.package if p.manager == "conda")
