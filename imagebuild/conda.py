@@ -88,6 +88,37 @@ def routes(environment: Environment, mirror: Mirror | None) -> list[ChannelRoute
     return found
 
 
+LOCAL_PACKAGES = "/opt/imagebuild/conda-pkgs"
+"""Where the build puts conda packages carried in as assets; install-conda takes them from there."""
+
+
+@dataclass(frozen=True)
+class LocalPackage:
+    """A conda package carried in by hand: the file in the asset cache, and the URL the lock records
+    (its declared download URL; without one, where the build puts it)."""
+
+    file_name: str
+    path: Path
+    url: str
+
+
+def local_channel(packages: Sequence[LocalPackage], folder: Path) -> ChannelRoute | None:
+    """The carried-in packages as an indexed channel in `folder`, read before any other channel."""
+    if not packages:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for package in packages:
+        named = folder / package.file_name  # rattler reads the archive format from the file name
+        shutil.copyfile(package.path, named)
+        subdir_name = rattler.IndexJson.from_package_archive(named).subdir or "noarch"
+        (folder / subdir_name).mkdir(parents=True, exist_ok=True)
+        named.replace(folder / subdir_name / package.file_name)
+    for subdir_name in ("noarch", "linux-64"):
+        (folder / subdir_name).mkdir(exist_ok=True)
+    asyncio.run(rattler.index.index_fs(folder, write_shards=False, write_zst=False, force=True))
+    return ChannelRoute(upstream=f"file://{LOCAL_PACKAGES}", used=folder.as_uri())
+
+
 def _virtual_packages(target: Target) -> list[rattler.GenericVirtualPackage]:
     """The image's platform as conda sees it: Linux with the suite's glibc."""
     glibc = ".".join(str(part) for part in target.glibc)
@@ -129,14 +160,24 @@ def solve(environment: Environment, target: Target, channel_routes: Sequence[Cha
         ) from None
 
 
-def _upstream_url(url: str, channel_routes: Sequence[ChannelRoute]) -> str:
+def _upstream_url(url: str, channel_routes: Sequence[ChannelRoute], local: Sequence[LocalPackage] = ()) -> str:
+    name = url.rsplit("/", 1)[-1]
+    for package in local:
+        if package.file_name == name and url.startswith("file:"):
+            return package.url or f"file://{LOCAL_PACKAGES}/{url.rsplit('/', 2)[-2]}/{name}"
     for route in channel_routes:
         if url.startswith(route.used + "/"):
             return route.upstream + url[len(route.used) :]
     return url
 
 
-def lockfile(records: list, environment: Environment, target: Target, channel_routes: Sequence[ChannelRoute]) -> Lockfile:
+def lockfile(
+    records: list,
+    environment: Environment,
+    target: Target,
+    channel_routes: Sequence[ChannelRoute],
+    local: Sequence[LocalPackage] = (),
+) -> Lockfile:
     """The solution in conda-lock's model, with upstream URLs and both hashes of every package."""
     platform = subdir(target)
     packages = [
@@ -146,7 +187,7 @@ def lockfile(records: list, environment: Environment, target: Target, channel_ro
             manager="conda",
             platform=platform,
             dependencies={dep.split(" ", 1)[0]: (dep.split(" ", 1)[1] if " " in dep else "") for dep in record.depends},
-            url=_upstream_url(record.url, channel_routes),
+            url=_upstream_url(record.url, channel_routes, local),
             hash=HashModel(md5=record.md5.hex() if record.md5 else None, sha256=record.sha256.hex() if record.sha256 else None),
             build=str(record.build),
             categories={"main"},
@@ -155,7 +196,7 @@ def lockfile(records: list, environment: Environment, target: Target, channel_ro
     ]
     metadata = LockMeta(
         content_hash={platform: hashlib.sha256(environment.path.read_bytes()).hexdigest()},
-        channels=[LockChannel.from_string(route.upstream) for route in channel_routes],
+        channels=[LockChannel.from_string(route.upstream) for route in channel_routes if not route.used.startswith("file:")],
         platforms=[platform],
         sources=[environment.path.name],
     )

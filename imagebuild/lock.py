@@ -203,12 +203,21 @@ class LockOutcome:
 def _lock_conda(item: BuildPlan, fetcher: Fetcher) -> bool:
     """conda-lock.yml beside the recipe: the environment solved for the image's platform."""
     assert item.recipe.conda_environment is not None
-    environment = conda.read_environment(item.recipe.conda_environment)
+    recipe = item.recipe
+    environment = conda.read_environment(recipe.conda_environment)
     routes = conda.routes(environment, fetcher.mirror)
     target = image_target(item)
+    local = [
+        conda.LocalPackage(spec.file_name, fetcher.asset(DeclaredAsset(spec, recipe)), spec.urls[0] if spec.urls else "")
+        for spec in recipe.spec.assets
+        if spec.conda
+    ]
     fetcher.say(f"{item.name}: solving {environment.path.name} for {conda.subdir(target)} with rattler")
-    records = conda.solve(environment, target, routes, fetcher.mirror)
-    return conda.write(conda.lockfile(records, environment, target, routes), conda.conda_lock_path(item.recipe.directory))
+    with tempfile.TemporaryDirectory(prefix="imagebuild-conda-") as scratch:
+        carried = conda.local_channel(local, Path(scratch))
+        records = conda.solve(environment, target, [*([carried] if carried else []), *routes], fetcher.mirror)
+    lock = conda.lockfile(records, environment, target, routes, local)
+    return conda.write(lock, conda.conda_lock_path(recipe.directory))
 
 
 def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> LockOutcome:

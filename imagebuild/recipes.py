@@ -110,6 +110,7 @@ class AssetSpec(StrictModel):
     dest: PathInImage = Field(default="/opt/assets", description="folder in the image it is put or unpacked into")
     unpack: bool = Field(default=False, description="unpack the archive (zip, tar, tar.gz, tar.bz2, tar.xz) into dest")
     wheel: bool = Field(default=False, description="a Python wheel installed into the image's environment")
+    conda: bool = Field(default=False, description="a conda package (.conda, .tar.bz2) offered to the image's conda solver")
     install: str | None = Field(default=None, description="a shell command that installs it; $ASSET_PATH is where it is")
     install_at: Literal["build", "start"] = Field(
         default="build", description="run `install` while building, or once per user at first start (a start hook)"
@@ -141,6 +142,8 @@ class AssetSpec(StrictModel):
             raise ValueError(f"filename must be a plain file name, got {name!r}")
         if self.wheel and (self.unpack or not name.endswith(".whl")):
             raise ValueError("a wheel asset needs a file name ending in .whl and unpack = false")
+        if self.conda and (self.unpack or self.wheel or not name.endswith((".conda", ".tar.bz2"))):
+            raise ValueError("a conda asset needs a file name ending in .conda or .tar.bz2, unpack = false and wheel = false")
         if self.install_at == "start" and self.install is None:
             raise ValueError("install_at = 'start' needs an 'install' command")
         return self

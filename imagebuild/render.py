@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from imagebuild.conda import subdir
+from imagebuild.conda import LOCAL_PACKAGES, subdir
 from imagebuild.errors import AssetError
 from imagebuild.inputs import ImageInputs
 from imagebuild.plan import BuildPlan
@@ -100,7 +100,7 @@ def _asset_files(recipe_name: str, inputs: ImageInputs) -> tuple[list[ContextFil
     files: list[ContextFile] = []
     copies, installs = [], []
     for spec, path in inputs.assets:
-        if spec.wheel:
+        if spec.wheel or spec.conda:
             continue
         arcname = f"assets/{spec.name}"
         if spec.unpack:
@@ -171,7 +171,15 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     if inputs.conda_lock is not None:
         files.append(ContextFile("imagebuild/conda-lock.yml", inputs.conda_lock.read_bytes()))
         files.append(ContextFile("imagebuild/install-conda", support_file("install-conda"), 0o755))
-        conda_env = {"prefix": spec.conda.prefix, "platform": subdir(image_target(plan)), "installer": " ".join(CONDA_INSTALLER)}
+        carried = [ContextFile(f"imagebuild/conda-pkgs/{a.file_name}", path.read_bytes()) for a, path in inputs.assets if a.conda]
+        files += carried
+        conda_env = {
+            "prefix": spec.conda.prefix,
+            "platform": subdir(image_target(plan)),
+            "installer": " ".join(CONDA_INSTALLER),
+            "carried": bool(carried),
+            "local_packages": LOCAL_PACKAGES,
+        }
     asset_files, asset_copies, asset_installs = _asset_files(recipe.name, inputs)
     files += asset_files
     hooks_from_assets = [f for f in asset_files if f.arcname.startswith("imagebuild/hooks/")]

@@ -52,14 +52,16 @@ class ChannelServer:
     """The channel folder over HTTP on loopback, until close()."""
 
     def __init__(self, channel: Path) -> None:
+        self.folder = channel
         handler = functools.partial(_QuietHandler, directory=str(channel))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.httpd.socket.fileno() != -1:
+            self.httpd.shutdown()
+            self.httpd.server_close()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

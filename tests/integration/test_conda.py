@@ -28,7 +28,7 @@ SMOKE = (
 def channel(tmp_path_factory):
     server = serve_hello_channel(tmp_path_factory.mktemp("channel"))
     yield server
-    server.close()
+    server.close()  # again: the test stops it half way
 
 
 def test_conda_environment_is_locked_installed_and_used(engine, base_build, make_project, channel):
@@ -59,6 +59,21 @@ def test_conda_environment_is_locked_installed_and_used(engine, base_build, make
     assert [(n["owner"], n["ok"]) for n in outcome["smoke"]["notebooks"]] == [("base", True), ("test-conda", True)]
     history = json.dumps(engine.client.images.get(outcome["ref"]).history())
     assert channel.url not in history  # the mirror reached the build through its environment, not the Dockerfile
+
+    # the openbabel scenario: packages carried in by hand, the channel gone
+    recipe = folder / "image.toml"
+    for package in lock.package:
+        archive = channel.folder / package.url.split("/imagebuild-test/", 1)[1]
+        recipe.write_text(
+            recipe.read_text()
+            + f'\n[[assets]]\nname = "{package.name}"\nurls = ["{package.url}"]\nsha256 = "{package.hash.sha256}"\nconda = true\n'
+        )
+        assert run("assets", "add", str(archive)).returncode == 0
+    channel.close()
+    offline = run("build", "test-conda", "--mirror", "site", "--offline", "--json")
+    assert offline.returncode == 0, offline.stderr[-4000:]
+    carried = json.loads(offline.stdout)[-1]
+    assert carried["action"] == "built" and carried["smoke"]["notebooks"][-1]["ok"]
 
     check = run("lock", "--check", "test-conda")
     assert check.returncode == 0, check.stdout

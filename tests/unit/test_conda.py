@@ -96,3 +96,19 @@ def test_a_conda_lock_file_from_elsewhere_stays_parseable_after_rewriting(tmp_pa
     assert [p.hash for p in after.package] == [p.hash for p in before.package]
     assert [p.url for p in after.package] != [p.url for p in before.package]
     assert all("conda.anaconda.org" not in p.url for p in after.package if p.manager == "conda")
+
+
+def test_a_carried_in_package_is_solved_from_a_local_channel(tmp_path, channel):
+    """A package no reachable channel has (the openbabel scenario) comes from the asset cache."""
+    from tests.conda_channel import make_package
+
+    carried = make_package(tmp_path / "elsewhere", "noarch", "offline-only", "3.0", [], {"share/offline.txt": b"x\n"})
+    environment = _environment(tmp_path, [channel.url], ["hello-tool", "offline-only"])
+    routes = conda.routes(environment, None)
+    local = [conda.LocalPackage(carried.name, carried, "")]
+    with_local = [conda.local_channel(local, tmp_path / "local"), *routes]
+    records = conda.solve(environment, BOOKWORM, with_local, None)
+    lock = conda.lockfile(records, environment, BOOKWORM, routes, local)
+    urls = {p.name: p.url for p in lock.package}
+    assert urls["offline-only"] == "file:///opt/imagebuild/conda-pkgs/noarch/offline-only-3.0-0.tar.bz2"
+    assert urls["hello-tool"].startswith(channel.url)
