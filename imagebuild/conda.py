@@ -18,7 +18,7 @@ from pathlib import Path
 import rattler
 import rattler.exceptions
 import yaml
-from conda_lock.lockfile import write_conda_lock_file
+from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
 from conda_lock.lockfile.v2prelim.models import (
     HashModel,
     LockedDependency,
@@ -132,7 +132,44 @@ def subdir(target: Target) -> str:
     return {"x86_64": "linux-64", "aarch64": "linux-aarch64"}[target.machine]
 
 
-def solve(environment: Environment, target: Target, channel_routes: Sequence[ChannelRoute], mirror: Mirror | None) -> list:
+def extended(parent: Environment, child: Environment) -> Environment:
+    """A child's environment on top of its parent's: both channel lists, both spec lists."""
+    return Environment(
+        path=child.path,
+        channels=tuple(dict.fromkeys((*parent.channels, *child.channels))),
+        specs=(*parent.specs, *child.specs),
+    )
+
+
+def locked_records(path: Path, platform: str) -> list:
+    """The packages of a conda-lock file as solver records, to hold a parent's pins fixed."""
+    found = []
+    for package in parse_conda_lock_file(path).package:
+        if package.manager != "conda" or package.platform != platform:
+            continue
+        package_subdir = package.url.rsplit("/", 2)[-2]
+        record = rattler.PackageRecord(
+            name=package.name,
+            version=package.version,
+            build=rattler.BuildString(package.build or "0"),
+            build_number=0,
+            subdir=package_subdir,
+            noarch="generic" if package_subdir == "noarch" else None,
+            depends=[f"{name} {spec}".strip() for name, spec in package.dependencies.items()],
+            sha256=bytes.fromhex(package.hash.sha256) if package.hash.sha256 else None,
+            md5=bytes.fromhex(package.hash.md5) if package.hash.md5 else None,
+        )
+        found.append(rattler.RepoDataRecord(record, package.url.rsplit("/", 1)[-1], package.url, package.url.rsplit("/", 2)[0]))
+    return found
+
+
+def solve(
+    environment: Environment,
+    target: Target,
+    channel_routes: Sequence[ChannelRoute],
+    mirror: Mirror | None,
+    pinned: Sequence = (),
+) -> list:
     """rattler's solution for the image's platform; errors name the conflict or the channel (and mirror)."""
     platform = subdir(target)
     try:
@@ -142,6 +179,7 @@ def solve(environment: Environment, target: Target, channel_routes: Sequence[Cha
                 list(environment.specs),
                 platforms=[platform, "noarch"],
                 virtual_packages=_virtual_packages(target),
+                pinned_packages=list(pinned),
             )
         )
     except rattler.exceptions.SolverError as error:

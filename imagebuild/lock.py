@@ -87,7 +87,12 @@ def inputs_digest(item: BuildPlan) -> str:
         "target": [target.python_version, _platform(target)],
     }
     if recipe.conda_environment is not None:
-        facts["conda"] = [recipe.conda_environment.read_text(), recipe.spec.conda.prefix]
+        parents = [conda.conda_lock_path(p.directory) for p in item.ancestors if p.conda_environment is not None]
+        facts["conda"] = [
+            recipe.conda_environment.read_text(),
+            recipe.spec.conda.prefix,
+            [hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None for path in parents],
+        ]
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -200,13 +205,36 @@ class LockOutcome:
     changed_pins: dict[str, list[str | None]]
 
 
+def _conda_parent(item: BuildPlan) -> Recipe | None:
+    """The nearest ancestor with a conda environment; a child extends it, in the same prefix."""
+    parent = next((recipe for recipe in item.ancestors if recipe.conda_environment is not None), None)
+    if parent is None:
+        return None
+    if parent.spec.conda.prefix != item.recipe.spec.conda.prefix:
+        raise LockError(
+            f"[conda].prefix: {item.name} installs into {item.recipe.spec.conda.prefix}, its parent {parent.name} "
+            f"into {parent.spec.conda.prefix}",
+            path=item.recipe.path,
+            hint="a child extends its parent's environment: use the parent's prefix",
+        )
+    if not conda.conda_lock_path(parent.directory).is_file():
+        raise LockError(f"{parent.name} has no conda lock yet", path=parent.path, hint=f"run 'imagebuild lock {item.name}'")
+    return parent
+
+
 def _lock_conda(item: BuildPlan, fetcher: Fetcher) -> bool:
     """conda-lock.yml beside the recipe: the environment solved for the image's platform."""
     assert item.recipe.conda_environment is not None
     recipe = item.recipe
     environment = conda.read_environment(recipe.conda_environment)
-    routes = conda.routes(environment, fetcher.mirror)
     target = image_target(item)
+    pinned = []
+    parent = _conda_parent(item)
+    if parent is not None:  # the parent's environment, its packages held at their locked versions
+        assert parent.conda_environment is not None
+        environment = conda.extended(conda.read_environment(parent.conda_environment), environment)
+        pinned = conda.locked_records(conda.conda_lock_path(parent.directory), conda.subdir(target))
+    routes = conda.routes(environment, fetcher.mirror)
     local = [
         conda.LocalPackage(spec.file_name, fetcher.asset(DeclaredAsset(spec, recipe)), spec.urls[0] if spec.urls else "")
         for spec in recipe.spec.assets
@@ -215,7 +243,7 @@ def _lock_conda(item: BuildPlan, fetcher: Fetcher) -> bool:
     fetcher.say(f"{item.name}: solving {environment.path.name} for {conda.subdir(target)} with rattler")
     with tempfile.TemporaryDirectory(prefix="imagebuild-conda-") as scratch:
         carried = conda.local_channel(local, Path(scratch))
-        records = conda.solve(environment, target, [*([carried] if carried else []), *routes], fetcher.mirror)
+        records = conda.solve(environment, target, [*([carried] if carried else []), *routes], fetcher.mirror, pinned)
     lock = conda.lockfile(records, environment, target, routes, local)
     return conda.write(lock, conda.conda_lock_path(recipe.directory))
 

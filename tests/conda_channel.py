@@ -70,9 +70,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def serve_hello_channel(folder: Path) -> ChannelServer:
-    """The tests' channel: hello-tool (a binary) needing hello-data >=2 (a data file; 1.0 and 2.1 exist)."""
+    """The tests' channel: hello-tool (a binary) needing hello-data >=2 (a data file; 1.0 and 2.1
+    exist), and hello-extra (another data file) needing any hello-data."""
     make_package(folder, "linux-64", "hello-tool", "1.0", ["hello-data >=2"], {"bin/hello-tool": b"#!/bin/sh\necho hello from conda\n"})
     make_package(folder, "noarch", "hello-data", "2.1", [], {"share/hello/data.txt": b"42\n"})
     make_package(folder, "noarch", "hello-data", "1.0", [], {"share/hello/data.txt": b"1\n"})
+    make_package(folder, "noarch", "hello-extra", "0.5", ["hello-data"], {"share/hello/extra.txt": b"extra\n"})
     index(folder)
     return ChannelServer(folder)

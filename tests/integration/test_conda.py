@@ -60,6 +60,21 @@ def test_conda_environment_is_locked_installed_and_used(engine, base_build, make
     history = json.dumps(engine.client.images.get(outcome["ref"]).history())
     assert channel.url not in history  # the mirror reached the build through its environment, not the Dockerfile
 
+    # a child extends the environment; the parent's packages stay as they are
+    child = make_project.recipe(
+        "test-conda-child",
+        'parent = "test-conda"\n[conda]\nenvironment = "environment.yml"\n',
+        {"environment.yml": "channels:\n  - imagebuild-test\ndependencies:\n  - hello-extra\n"},
+    )
+    write_notebook(child / "smoke" / "extra.ipynb", "import pathlib\nassert pathlib.Path('/opt/conda/share/hello/extra.txt').read_text() == 'extra\\n'")
+    parent_lock = (folder / "conda-lock.yml").read_bytes()
+    assert run("lock", "test-conda-child", "--mirror", "site").returncode == 0
+    assert (folder / "conda-lock.yml").read_bytes() == parent_lock
+    extended = run("build", "test-conda-child", "--mirror", "site", "--json")
+    assert extended.returncode == 0, extended.stderr[-4000:]
+    smoked = json.loads(extended.stdout)[-1]["smoke"]["notebooks"]
+    assert [(n["owner"], n["ok"]) for n in smoked] == [("base", True), ("test-conda", True), ("test-conda-child", True)]
+
     # the openbabel scenario: packages carried in by hand, the channel gone
     recipe = folder / "image.toml"
     for package in lock.package:

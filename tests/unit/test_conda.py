@@ -112,3 +112,53 @@ def test_a_carried_in_package_is_solved_from_a_local_channel(tmp_path, channel):
     urls = {p.name: p.url for p in lock.package}
     assert urls["offline-only"] == "file:///opt/imagebuild/conda-pkgs/noarch/offline-only-3.0-0.tar.bz2"
     assert urls["hello-tool"].startswith(channel.url)
+
+
+def _locked(tmp_path, channel, name: str, specs: list[str], parent: Path | None = None):
+    folder = tmp_path / name
+    folder.mkdir()
+    environment = _environment(folder, [channel.url], specs)
+    pinned = []
+    if parent is not None:
+        environment = conda.extended(conda.read_environment(parent / "environment.yml"), environment)
+        pinned = conda.locked_records(parent / conda.LOCK_FILE, "linux-64")
+    routes = conda.routes(environment, None)
+    records = conda.solve(environment, BOOKWORM, routes, None, pinned)
+    conda.write(conda.lockfile(records, environment, BOOKWORM, routes), folder / conda.LOCK_FILE)
+    return folder, {p.name: p.version for p in parse_conda_lock_file(folder / conda.LOCK_FILE).package}
+
+
+def test_a_child_extends_its_parents_environment_without_moving_its_pins(tmp_path, channel):
+    parent, parent_pins = _locked(tmp_path, channel, "parent", ["hello-data"])
+    _child, child_pins = _locked(tmp_path, channel, "child", ["hello-tool"], parent)
+    assert child_pins == {**parent_pins, "hello-tool": "1.0"}
+
+
+def test_a_child_that_would_move_a_parent_pin_does_not_solve(tmp_path, channel):
+    parent, parent_pins = _locked(tmp_path, channel, "parent", ["hello-data <2"])
+    assert parent_pins == {"hello-data": "1.0"}
+    with pytest.raises(LockError, match="does not solve") as caught:
+        _locked(tmp_path, channel, "child", ["hello-tool"], parent)
+    assert "hello-data" in caught.value.message
+
+
+def test_the_installer_takes_exactly_the_lock_and_refuses_a_wrong_hash(tmp_path, channel):
+    """support/install-conda, as the build runs it, on this host: a tampered sha256 is refused."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    folder, _ = _locked(tmp_path, channel, "env", ["hello-tool"])
+    installer = REPO / "imagebuild" / "support" / "install-conda"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RATTLER_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, installer, folder / conda.LOCK_FILE, tmp_path / "prefix", "linux-64"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "prefix" / "share" / "hello" / "data.txt").read_text() == "42\n"
+    lock = yaml.safe_load((folder / conda.LOCK_FILE).read_text())
+    lock["package"][0]["hash"]["sha256"] = "a" * 64
+    (folder / "tampered.yml").write_text(yaml.safe_dump(lock))
+    refused = subprocess.run([sys.executable, installer, folder / "tampered.yml", tmp_path / "other", "linux-64"], env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "hash mismatch" in refused.stderr
