@@ -67,6 +67,23 @@ def _gitconfig(mirror: Mirror) -> str:
     )
 
 
+def _condarc(mirror: Mirror) -> str:
+    """conda's channel settings for the profile: channel_alias and default_channels, and each
+    mirrored named channel as a custom channel (its mirror URL without the channel name)."""
+    conda = mirror.spec.conda
+    assert conda is not None
+    text = f"# Written by imagebuild from mirror profile '{mirror.name}'.\n"
+    text += rewrite_file(FileKind.CONDARC, "", mirror.spec, source=mirror.path)
+    custom = {
+        name: url[: -len(name) - 1]
+        for name, url in sorted(conda.channels.items())
+        if not name.startswith("pkgs/") and url.endswith(f"/{name}")
+    }
+    if custom:
+        text += "custom_channels:\n" + "".join(f"  {name}: {base}\n" for name, base in custom.items())
+    return text
+
+
 def runtime_files(mirror: Mirror, debian_archive: str) -> list[tuple[ContextFile, str]]:
     """(context file, destination) pairs that configure the mirror for the image's users."""
     spec = mirror.spec
@@ -77,6 +94,8 @@ def runtime_files(mirror: Mirror, debian_archive: str) -> list[tuple[ContextFile
         found.append((ContextFile("imagebuild/mirror/uv.toml", _uv_toml(mirror).encode()), "/etc/uv/uv.toml"))
     if spec.git:
         found.append((ContextFile("imagebuild/mirror/gitconfig", _gitconfig(mirror).encode()), "/etc/gitconfig"))
+    if spec.conda is not None:
+        found.append((ContextFile("imagebuild/mirror/condarc", _condarc(mirror).encode()), "/etc/conda/.condarc"))
     apt_sed = url_rules(spec, extra_debian_upstreams=(debian_archive,)).only("apt").sed_script()
     if apt_sed:
         found.append((ContextFile("imagebuild/mirror/apt.sed", apt_sed.encode()), f"{RUNTIME_DIR}/apt.sed"))

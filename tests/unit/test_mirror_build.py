@@ -3,6 +3,7 @@
 import textwrap
 
 import pytest
+import yaml
 
 from imagebuild.errors import RecipeError
 from imagebuild.mirrors.build import build_environment
@@ -108,3 +109,17 @@ def test_runtime_mirror_adds_its_configuration_to_the_root_image_without_credent
     assert "insteadOf = https://github.com/" in files["imagebuild/mirror/gitconfig"]
     assert all("alice" not in text and "s3cr" not in text for text in files.values())
     assert "imagebuild/mirror/pip.conf" not in {f.arcname for f in runtime["child"].rendered.files}
+
+
+def test_runtime_conda_configuration_names_each_mirrored_channel():
+    from imagebuild.mirrors.build import runtime_files
+    from imagebuild.mirrors.profile import load_mirror
+    from tests.conftest import REPO
+
+    files = {destination: item.data.decode() for item, destination in runtime_files(load_mirror("tuna", REPO), "http://deb.debian.org/debian")}
+    condarc = yaml.safe_load(files["/etc/conda/.condarc"])
+    assert condarc["custom_channels"]["conda-forge"] == "https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud"
+    assert condarc["default_channels"] == [
+        "https://mirrors.tuna.tsinghua.edu.cn/anaconda/pkgs/main",
+        "https://mirrors.tuna.tsinghua.edu.cn/anaconda/pkgs/r",
+    ]
