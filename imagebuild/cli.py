@@ -182,7 +182,12 @@ def images(as_json: JsonOption = False) -> None:
     rows = []
     for name, recipe in sorted(project.recipes.items()):
         base = recipe.spec.parent or recipe.spec.root
-        builds = [image for image in built if (image.labels or {}).get(IMAGE_LABEL) == name]
+        builds = [
+            image
+            for image in built
+            if (image.labels or {}).get(IMAGE_LABEL) == name
+            and any(tag.startswith(f"{project.config.build.repository}/{name}:") for tag in image.tags)
+        ]  # this project's repository only: other projects (and test runs) may build the same recipe
         for image in builds or [None]:
             rows.append(
                 {
