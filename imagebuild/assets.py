@@ -24,7 +24,7 @@ import requests
 import requests.adapters
 from urllib3.util.retry import Retry
 
-from imagebuild.errors import AssetError
+from imagebuild.errors import AssetError, connection_reason
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.rules import url_rules
@@ -161,7 +161,7 @@ class AssetCache:
                 try:
                     staging = self._download_with_retries(session, url, spec.sha256, progress, say)
                 except (requests.RequestException, OSError) as error:
-                    failures.append(f"{_without_credentials(url)}: {_reason(error)}")
+                    failures.append(f"{_without_credentials(url)}: {connection_reason(error)}")
                     say(f"asset '{asset.name}': {failures[-1]}")
                     continue
                 actual = sha256_of(staging)
@@ -193,7 +193,7 @@ class AssetCache:
             except (requests.RequestException, OSError) as error:
                 if attempt == ATTEMPTS:
                     raise
-                say(f"{_without_credentials(url)}: {_reason(error)}; continuing (attempt {attempt + 1} of {ATTEMPTS})")
+                say(f"{_without_credentials(url)}: {connection_reason(error)}; continuing (attempt {attempt + 1} of {ATTEMPTS})")
                 time.sleep(attempt)
         raise AssertionError("unreachable")
 
@@ -239,15 +239,6 @@ def _without_credentials(url: str) -> str:
     parts = urlsplit(url)
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
-
-def _reason(error: BaseException) -> str:
-    text = str(error)
-    for marker in ("Name or service not known", "Connection refused", "timed out", "Temporary failure in name resolution"):
-        if marker in text:
-            return marker.lower()
-    if isinstance(error, requests.HTTPError) and error.response is not None:
-        return f"HTTP {error.response.status_code}"
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 @contextlib.contextmanager

@@ -2,6 +2,25 @@
 
 from pathlib import Path
 
+_CONNECTION_FAILURES = (
+    "Name or service not known",
+    "Connection refused",
+    "timed out",
+    "Temporary failure in name resolution",
+)
+
+
+def connection_reason(error: BaseException) -> str:
+    """A short reason for a failed HTTP request (requests/urllib3 bury it in a long message)."""
+    text = str(error)
+    for marker in _CONNECTION_FAILURES:
+        if marker in text:
+            return marker.lower()
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code}"
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
 
 class ImagebuildError(Exception):
     """An error the user can act on: where it happened, what is wrong, what to try."""

@@ -13,7 +13,7 @@ from imagebuild.assets import DeclaredAsset
 from imagebuild.conda import conda_lock_path
 from imagebuild.errors import AssetError, ImagebuildError, LockError
 from imagebuild.fetch import Fetcher
-from imagebuild.lock import ImageLock, LockState, lock_state, read_lock
+from imagebuild.lock import ImageLock, lock_state, read_lock
 from imagebuild.plan import BuildPlan
 from imagebuild.recipes import AssetSpec
 
@@ -23,7 +23,6 @@ class ImageInputs:
     """What `render` adds to an image beyond its recipe folder."""
 
     lock: ImageLock | None = None
-    lock_state: LockState | None = None
     assets: tuple[tuple[AssetSpec, Path], ...] = ()
     skipped: tuple[AssetSpec, ...] = ()
     dev_wheels: tuple[Path, ...] = ()
@@ -94,7 +93,6 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
         assets.append((spec, path))
     return ImageInputs(
         lock=lock,
-        lock_state=state,
         assets=tuple(assets),
         skipped=tuple(skipped),
         dev_wheels=tuple(wheels),

@@ -19,7 +19,7 @@ import oras.container
 import oras.provider
 import requests
 
-from imagebuild.errors import PublishError
+from imagebuild.errors import PublishError, connection_reason
 from imagebuild.system import apt_install, cache_dir
 
 USER_VARIABLE, PASSWORD_VARIABLE = "IMAGEBUILD_REGISTRY_USER", "IMAGEBUILD_REGISTRY_PASSWORD"
@@ -78,7 +78,7 @@ class Registry:
                     response = self._oras.session.request(method, url, headers=headers, timeout=TIMEOUT)
         except requests.RequestException as error:
             raise PublishError(
-                f"registry {self.host} does not answer: {_reason(error)}",
+                f"registry {self.host} does not answer: {connection_reason(error)}",
                 hint="start it ('imagebuild registry up' for the bundled one) or pass --registry HOST[:PORT]",
             ) from None
         if response.status_code in (401, 403):
@@ -134,13 +134,6 @@ def _check(response: requests.Response, doing: str) -> None:
     if response.status_code >= 400:
         raise PublishError(f"{doing}: the registry answered HTTP {response.status_code}: {response.text[:200]}")
 
-
-def _reason(error: BaseException) -> str:
-    text = str(error)
-    for marker in ("Connection refused", "Name or service not known", "timed out"):
-        if marker in text:
-            return marker.lower()
-    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 # -- the bundled registry ----------------------------------------------------------------------
