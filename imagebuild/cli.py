@@ -84,7 +84,7 @@ def build(
         return
     table = Table("image", "action", "content tag", "seconds", "smoke", "published")
     for outcome in outcomes:
-        smoke = "skipped" if no_smoke else (f"{len(outcome.smoke.notebooks)} passed" if outcome.smoke else "passed before")
+        smoke = "skipped" if no_smoke else (outcome.smoke.summary() if outcome.smoke else "passed before")
         published = describe_publication(outcome.published) if outcome.published else "-"
         table.add_row(outcome.name, outcome.action, outcome.ref, f"{outcome.seconds:.1f}", smoke, published)
     out.print(table)
@@ -167,7 +167,10 @@ def smoke(
         print(json.dumps(asdict(result), indent=2))
         return
     for item in result.notebooks:
-        out.print(f"[green]passed[/] {item.owner}/{item.notebook} ({item.seconds:.1f} s)")
+        if item.skipped:
+            out.print(f"[yellow]skipped[/] {item.owner}/{item.notebook}: {item.skipped}")
+        else:
+            out.print(f"[green]passed[/] {item.owner}/{item.notebook} ({item.seconds:.1f} s)")
 
 
 @app.command()

@@ -29,9 +29,9 @@ from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, Project, plan
 from imagebuild.publish import PublishResult, publish
-from imagebuild.render import render
+from imagebuild.render import ASSET_LABEL, render
 from imagebuild.rootfs import ensure_root_image, host_archive
-from imagebuild.smoke import SmokeResult, run_smoke
+from imagebuild.smoke import NotebookResult, SmokeResult, run_smoke
 from imagebuild.system import exclusive
 
 
@@ -92,11 +92,22 @@ def prepare(project: Project, plans: list[BuildPlan], fetcher: Fetcher) -> list[
     return contexts
 
 
-def smoke_notebooks(item: BuildPlan, extra: list[Path]) -> list[tuple[str, Path]]:
-    """The image's own notebooks, its ancestors' (they must still pass), and the admin's."""
-    owners = [*reversed(item.ancestors), item.recipe]
-    found = [(recipe.name, path) for recipe in owners for path in recipe.notebooks]
-    return found + [("extra", path) for path in extra]
+def smoke_notebooks(
+    item: BuildPlan, extra: list[Path], assets_in_image: set[str]
+) -> tuple[list[tuple[str, Path]], list[NotebookResult]]:
+    """The notebooks to run: the image's own, its ancestors' (they must still pass), and the
+    admin's; and those skipped because the optional asset they need is not in the image."""
+    run, skipped = [], []
+    for recipe in [*reversed(item.ancestors), item.recipe]:
+        needs = recipe.spec.smoke.needs_asset
+        for path in recipe.notebooks:
+            asset = needs.get(path.relative_to(recipe.directory).as_posix())
+            if asset is None or asset in assets_in_image:
+                run.append((recipe.name, path))
+            else:
+                reason = f"optional asset '{asset}' is not in the image"
+                skipped.append(NotebookResult(owner=recipe.name, notebook=path.name, ok=True, seconds=0.0, skipped=reason))
+    return run + [("extra", path) for path in extra], skipped
 
 
 def _revision(root: Path) -> str:
@@ -125,14 +136,20 @@ def _labels(project: Project, context: BuildContext, root_id: str) -> dict[str, 
 def smoke_image(
     project: Project, engine: Engine, item: BuildPlan, ref: str, extra: list[Path], reporter: Reporter
 ) -> SmokeResult:
-    notebooks = smoke_notebooks(item, extra)
+    image = engine.image(ref)
+    labels = (image.labels if image else None) or {}
+    assets = {key.removeprefix(ASSET_LABEL) for key in labels if key.startswith(ASSET_LABEL)}
+    notebooks, skipped = smoke_notebooks(item, extra, assets)
     reporter.say(f"smoke-testing {ref} with {len(notebooks)} notebook(s)")
+    for result in skipped:
+        reporter.say(f"warning: skipping {result.owner}/{result.notebook}: {result.skipped}")
     result = run_smoke(
         engine,
         ref,
         notebooks,
         cell_timeout=item.recipe.spec.smoke.cell_timeout,
         output_dir=project.output_dir / item.name / "smoke",
+        skipped=skipped,
     )
     if not result.ok:
         raise result.failure()

@@ -36,6 +36,17 @@ class StrictModel(BaseModel):
 class OsSection(StrictModel):
     packages: list[str] = Field(default=[], description="Debian packages installed with apt-get")
     packages_file: str | None = Field(default=None, description="an apt.txt beside the recipe, one package a line")
+    locales: list[str] = Field(
+        default=[], description="UTF-8 locales generated in the image, e.g. 'en_US.UTF-8' (PostgreSQL databases ask for one)"
+    )
+
+    @field_validator("locales")
+    @classmethod
+    def _utf8_locales(cls, locales: list[str]) -> list[str]:
+        for locale in locales:
+            if not re.fullmatch(r"[a-z]{2,3}_[A-Z]{2}(@[a-z]+)?\.UTF-8", locale):
+                raise ValueError(f"'{locale}' is not a UTF-8 locale name; write it like 'en_US.UTF-8'")
+        return locales
 
 
 class PythonSection(StrictModel):
@@ -76,6 +87,10 @@ class HooksSection(StrictModel):
 class SmokeSection(StrictModel):
     notebooks: list[str] = Field(default=["smoke/*.ipynb"], description="notebooks executed inside the image")
     cell_timeout: int = Field(default=600, gt=0, description="seconds one cell may run")
+    needs_asset: dict[str, str] = Field(
+        default={},
+        description="notebook -> the optional asset it needs; in an image built without that asset it is reported skipped",
+    )
 
 
 class CondaSection(StrictModel):
@@ -360,7 +375,7 @@ def _globbed(directory: Path, patterns: list[str]) -> tuple[Path, ...]:
 def load_recipe(path: Path) -> Recipe:
     spec = parse_toml(path, RecipeFile)
     directory = path.parent
-    apt = list(spec.os.packages)
+    apt = list(spec.os.packages) + (["locales"] if spec.os.locales else [])
     if spec.os.packages_file:
         listing = _existing(directory, spec.os.packages_file, path, "[os].packages_file")
         apt += [line.split("#")[0].strip() for line in listing.read_text().splitlines()]
@@ -376,6 +391,8 @@ def load_recipe(path: Path) -> Recipe:
     files = tuple(
         (_existing(directory, item.src, path, f"[files][{index}].src"), item) for index, item in enumerate(spec.files)
     )
+    notebooks = _globbed(directory, spec.smoke.notebooks)
+    _check_needed_assets(spec, notebooks, directory, path)
     return Recipe(
         name=directory.name,
         path=path,
@@ -386,8 +403,27 @@ def load_recipe(path: Path) -> Recipe:
         conda_environment=conda_environment,
         files=files,
         hooks=_globbed(directory, spec.hooks.before_notebook),
-        notebooks=_globbed(directory, spec.smoke.notebooks),
+        notebooks=notebooks,
     )
+
+
+def _check_needed_assets(spec: RecipeFile, notebooks: tuple[Path, ...], directory: Path, path: Path) -> None:
+    """Each [smoke].needs_asset entry names one of the recipe's smoke notebooks and optional assets."""
+    names = {notebook.relative_to(directory).as_posix() for notebook in notebooks}
+    optional = {asset.name for asset in spec.assets if asset.optional}
+    for notebook, asset in spec.smoke.needs_asset.items():
+        if notebook not in names:
+            raise RecipeError(
+                f"[smoke].needs_asset names '{notebook}', which is not one of the smoke notebooks",
+                path=path,
+                hint=f"use a path relative to the recipe folder: {', '.join(sorted(names)) or '(none found)'}",
+            )
+        if asset not in optional:
+            raise RecipeError(
+                f"[smoke].needs_asset: '{asset}' is not an optional asset of this recipe",
+                path=path,
+                hint=f"optional assets here: {', '.join(sorted(optional)) or '(none)'}; a required asset is always in the image",
+            )
 
 
 def load_recipes(images_dir: Path) -> dict[str, Recipe]:

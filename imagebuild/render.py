@@ -210,6 +210,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         venv=_venv(plan),
         installer=INSTALLER,
         apt_packages=list(recipe.apt_packages),
+        locales=spec.os.locales,
         requirements=requirements.arcname if requirements else None,
         locked=locked,
         conda=conda_env,

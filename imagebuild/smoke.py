@@ -30,6 +30,7 @@ class NotebookResult:
     cell: int | None = None
     source: str = ""
     error: str = ""
+    skipped: str = ""  # why it did not run (an optional asset it needs is not in the image)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class SmokeResult:
     @property
     def ok(self) -> bool:
         return all(result.ok for result in self.notebooks)
+
+    def summary(self) -> str:
+        skipped = sum(1 for result in self.notebooks if result.skipped)
+        passed = f"{len(self.notebooks) - skipped} passed"
+        return f"{passed}, {skipped} skipped" if skipped else passed
 
     def failure(self) -> SmokeError:
         lines = [f"smoke test of {self.image} failed"]
@@ -95,10 +101,12 @@ def run_smoke(
     *,
     cell_timeout: int,
     output_dir: Path,
+    skipped: list[NotebookResult],
 ) -> SmokeResult:
-    """Run `notebooks` (owner recipe, path) in `image`; the container is always removed."""
+    """Run `notebooks` (owner recipe, path) in `image`; the container is always removed.
+    `skipped` (not run, with the reason) are reported beside the results."""
     if not notebooks:
-        return SmokeResult(image=image)
+        return SmokeResult(image=image, notebooks=tuple(skipped))
     output_dir.mkdir(parents=True, exist_ok=True)
     container = engine.client.containers.create(
         image,
@@ -125,6 +133,7 @@ def run_smoke(
             f"smoke run in {image} exited with {exit_status} before reporting results:\n{tail}",
             path=output_dir / "smoke.log",
         )
-    result = SmokeResult(image=image, notebooks=tuple(NotebookResult(**item) for item in raw))  # type: ignore[arg-type]
+    ran = tuple(NotebookResult(**item) for item in raw)  # type: ignore[arg-type]
+    result = SmokeResult(image=image, notebooks=ran + tuple(skipped))
     (output_dir / "smoke.json").write_text(json.dumps([vars(n) for n in result.notebooks], indent=2))
     return result

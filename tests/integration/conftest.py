@@ -2,6 +2,7 @@
 and shared by every test (a rebuild of an unchanged image is a content-hash lookup)."""
 
 import datetime
+import gzip
 import io
 import secrets
 import subprocess
@@ -75,6 +76,31 @@ def test_ca() -> TestCa:
     return TestCa(pem=pem, marker=body[len(body) // 2].encode(), trusted_bundle=host_bytes + b"\n" + pem, alone=pem)
 
 
+# Real PBE pseudopotentials that Debian's quantum-espresso-data ships (SSSP itself, on Materials
+# Cloud, cannot be downloaded here); Si's is the SSSP 1.x kind (pslibrary 1.0.0, ultrasoft).
+DISTRIBUTION_PSEUDOS = ["Si.pbe-nl-rrkjus_psl.1.0.0.UPF", "C.pbe-rrkjus.UPF", "N.pbe-n-rrkjus_psl.1.0.0.UPF", "O.pbe-rrkjus.UPF"]
+
+
+@pytest.fixture(scope="session")
+def distribution_pseudo_archive(tmp_path_factory) -> Path:
+    """An SSSP-style tar.gz of those UPF files, taken from the distribution's package."""
+    work = tmp_path_factory.mktemp("qe-data")
+    download = ["apt-get", "download", "quantum-espresso-data"]
+    if subprocess.run(download, cwd=work, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)  # a fresh machine has no lists
+        subprocess.run(download, cwd=work, check=True, capture_output=True)
+    (deb,) = work.glob("quantum-espresso-data_*.deb")
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
+    archive = work / "SSSP_1.3.0_PBE_efficiency.tar.gz"
+    # The same bytes every session (no gzip timestamp; the files keep the package's times), so
+    # the image's content hash, and with it the build, is shared between runs.
+    with archive.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed:
+        with tarfile.open(fileobj=packed, mode="w") as bundle:
+            for name in DISTRIBUTION_PSEUDOS:
+                bundle.add(work / "root" / "usr" / "share" / "espresso" / "pseudo" / name, arcname=name)
+    return archive
+
+
 @pytest.fixture(scope="session")
 def repo_project() -> Project:
     return load_project(REPO)
@@ -113,3 +139,48 @@ def saved_image_blobs(engine, ref: str) -> list[bytes]:
                 with tarfile.open(fileobj=io.BytesIO(data)) as layer:
                     blobs += [layer.extractfile(m).read() for m in layer.getmembers() if m.isfile()]
     return blobs
+
+
+# Scripts run in an aiidalab container (`aiida_python`). Each first waits (within a limit) until
+# `verdi status` is all green: after a start the daemon comes up once RabbitMQ has booted.
+WAIT_FOR_AIIDA = """
+import subprocess, sys, time
+deadline = time.monotonic() + 240
+while True:
+    status = subprocess.run(["verdi", "status"], capture_output=True, text=True).stdout
+    if all(f"✔ {part}:" in status for part in ("profile", "storage", "broker", "daemon")):
+        break
+    if time.monotonic() > deadline:
+        sys.exit("AiiDA not ready:" + status)
+    time.sleep(1)
+from aiida import load_profile, orm
+load_profile()
+"""
+
+# A calculation job through the daemon; prints its UUID.
+AIIDA_SUBMIT = WAIT_FOR_AIIDA + """
+from aiida.engine import submit
+code = orm.InstalledCode(label="bash-add", computer=orm.load_computer("localhost"),
+                         filepath_executable="/bin/bash", default_calc_job_plugin="core.arithmetic.add").store()
+builder = code.get_builder()
+builder.x, builder.y = orm.Int(20), orm.Int(22)
+node = submit(builder)
+while not node.is_terminated:
+    time.sleep(1)
+assert node.is_finished_ok, node.exit_status
+print("UUID", node.uuid)
+"""
+
+# The calculation of argv[1] is still there, finished; prints localhost's MPI process count.
+AIIDA_CHECK = WAIT_FOR_AIIDA + """
+node = orm.load_node(sys.argv[1])
+assert node.is_finished_ok and node.outputs.sum.value == 42, node.outputs.sum.value
+print("MPIPROCS", orm.load_computer("localhost").get_default_mpiprocs_per_machine())
+"""
+
+
+def aiida_python(container, script: str, *args: str) -> str:
+    exit_code, output = container.exec_run(["python", "-c", script, *args], user="jovyan")
+    text = output.decode(errors="replace")
+    assert exit_code == 0, text + container.logs().decode(errors="replace")[-3000:]
+    return text

@@ -23,7 +23,7 @@ from imagebuild.ca import read_ca_bundle
 from imagebuild.plan import load_project
 from imagebuild.publish import record_path
 from tests.conftest import REPO, free_port, offline_fetcher
-from tests.integration.conftest import QUIET
+from tests.integration.conftest import AIIDA_CHECK, AIIDA_SUBMIT, QUIET, aiida_python
 
 pytestmark = pytest.mark.engine
 
@@ -129,7 +129,7 @@ def hub(tmp_path_factory, engine, built, registry, published):
     else:
         pytest.fail("the hub did not answer:\n" + container.logs().decode()[-3000:])
     yield url, session, folder, date_tag, container
-    for user in ("alice", "bob", "carol", "dave"):
+    for user in ("alice", "bob", "carol", "dave", *(f"{name}again" for name in SCIENCE)):
         session.delete(f"{url}/hub/api/users/{user}/server", timeout=60)
     container.remove(force=True)
     for volume in engine.client.volumes.list(filters={"name": "jupyterhub-user-"}):
@@ -147,7 +147,7 @@ def _wait_ready(url: str, session: requests.Session, user: str, container) -> No
         model = session.get(f"{url}/hub/api/users/{user}", timeout=30).json()
         if (model.get("servers") or {}).get("", {}).get("ready"):
             return
-        time.sleep(2)
+        time.sleep(0.5)
     pytest.fail(f"{user}'s server did not become ready:\n" + container.logs().decode()[-4000:])
 
 
@@ -163,6 +163,40 @@ def test_hub_spawns_each_selected_tag_at_its_published_digest(engine, hub, publi
     assert running.image.id == published[name]["image_id"]
     assert published[name]["digest"] in running.attrs["Config"]["Image"]
     assert any(d.endswith(published[name]["digest"]) for d in running.image.attrs["RepoDigests"])
+
+
+def _stop(url: str, session: requests.Session, engine, user: str) -> None:
+    session.delete(f"{url}/hub/api/users/{user}/server", timeout=120)
+    deadline = time.monotonic() + 120
+    while engine.client.containers.list(all=True, filters={"name": f"jupyter-{user}"}):
+        assert time.monotonic() < deadline, f"{user}'s container was not removed"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("name", SCIENCE)
+def test_first_and_second_start_through_the_hub(engine, hub, published, name):
+    """Each image spawned through the hub, stopped, and spawned again on the same home volume,
+    beside the servers other tests left running (each gets its own service ports on the host
+    network). Prints both times; aiidalab's calculation from the first start is there after the
+    second, with the daemon running again and nothing initialised twice."""
+    url, session, _folder, date_tag, container = hub
+    user = f"{name}again"  # no "-": DockerSpawner escapes it in container names
+    seconds, uuid = [], None
+    for start in ("first", "second"):
+        began = time.monotonic()
+        spawned = _spawn(url, session, user, f"{name} {date_tag[name]}")
+        assert spawned.status_code in (201, 202), spawned.text + container.logs().decode()[-4000:]
+        _wait_ready(url, session, user, container)
+        seconds.append(time.monotonic() - began)
+        (running,) = engine.client.containers.list(filters={"name": f"jupyter-{user}"})
+        if name == "aiidalab" and start == "first":
+            uuid = aiida_python(running, AIIDA_SUBMIT).split("UUID ")[1].split()[0]
+        elif name == "aiidalab":
+            aiida_python(running, AIIDA_CHECK, uuid)
+            logs = running.logs().decode(errors="replace")
+            assert "created AiiDA profile" not in logs and "creating the PostgreSQL cluster" not in logs, logs
+        _stop(url, session, engine, user)
+    print(f"{name} through the hub: first start ready in {seconds[0]:.1f} s, second start in {seconds[1]:.1f} s")
 
 
 def test_hub_refuses_an_image_that_is_not_selected(hub, registry, published):

@@ -1,8 +1,9 @@
 import pytest
 
 from imagebuild.errors import RecipeError
+from imagebuild.pipeline import prepare, smoke_notebooks
 from imagebuild.plan import load_project, plan
-from tests.conftest import REPO
+from tests.conftest import REPO, offline_fetcher, write_notebook
 
 
 def test_bundled_recipes_load_and_inherit():
@@ -103,3 +104,66 @@ def test_apt_file_comments_and_blank_lines_are_ignored(make_project):
     )
     recipe = load_project(make_project.root).recipes["child"]
     assert recipe.apt_packages == ("curl", "unzip", "zip")
+
+
+def test_locales_are_generated_in_the_os_layer(make_project):
+    make_project.recipe("child", 'parent = "base"\n[os]\npackages = ["zip"]\nlocales = ["en_US.UTF-8", "de_CH.UTF-8"]\n')
+    project = load_project(make_project.root)
+    assert project.recipes["child"].apt_packages == ("locales", "zip")
+    (context,) = prepare(project, plan(project, ["child"]), offline_fetcher())[1:]
+    dockerfile = context.rendered.dockerfile
+    assert "printf '%s UTF-8\\n' en_US.UTF-8 de_CH.UTF-8 > /etc/locale.gen && locale-gen" in dockerfile
+    assert dockerfile.index("locale-gen") < dockerfile.index("rm -rf /var/lib/apt/lists/*")
+
+
+def test_a_locale_that_is_not_utf8_is_refused_with_the_spelling(make_project):
+    make_project.recipe("child", 'parent = "base"\n[os]\nlocales = ["en_US"]\n')
+    with pytest.raises(RecipeError, match=r"\[os\]\.locales") as caught:
+        load_project(make_project.root)
+    assert "write it like 'en_US.UTF-8'" in caught.value.render()
+
+
+NEEDS_ASSET = """
+parent = "base"
+[smoke]
+needs_asset = {{ "{notebook}" = "{asset}" }}
+[[assets]]
+name = "pseudos"
+filename = "pseudos.tar.gz"
+sha256 = "{sha}"
+optional = {optional}
+"""
+
+
+@pytest.mark.parametrize(
+    ("notebook", "asset", "optional", "message"),
+    [
+        ("smoke/other.ipynb", "pseudos", "true", "'smoke/other.ipynb', which is not one of the smoke notebooks"),
+        ("smoke/scf.ipynb", "potentials", "true", "'potentials' is not an optional asset of this recipe"),
+        ("smoke/scf.ipynb", "pseudos", "false", "'pseudos' is not an optional asset of this recipe"),
+    ],
+)
+def test_needs_asset_names_a_smoke_notebook_and_an_optional_asset(make_project, notebook, asset, optional, message):
+    folder = make_project.recipe(
+        "child", NEEDS_ASSET.format(notebook=notebook, asset=asset, sha="a" * 64, optional=optional)
+    )
+    write_notebook(folder / "smoke" / "scf.ipynb", "print(1)")
+    with pytest.raises(RecipeError, match="needs_asset") as caught:
+        load_project(make_project.root)
+    rendered = caught.value.render()
+    assert message in rendered and str(folder / "image.toml") in rendered
+
+
+def test_a_notebook_is_skipped_only_when_its_optional_asset_is_missing(make_project):
+    folder = make_project.recipe(
+        "child", NEEDS_ASSET.format(notebook="smoke/scf.ipynb", asset="pseudos", sha="a" * 64, optional="true")
+    )
+    for name in ("scf", "plain"):
+        write_notebook(folder / "smoke" / f"{name}.ipynb", "print(1)")
+    item = plan(load_project(make_project.root), ["child"])[-1]
+    ran, skipped = smoke_notebooks(item, [], assets_in_image=set())
+    assert [(owner, path.name) for owner, path in ran] == [("base", "base.ipynb"), ("child", "plain.ipynb")]
+    assert [(s.owner, s.notebook, s.ok) for s in skipped] == [("child", "scf.ipynb", True)]
+    assert skipped[0].skipped == "optional asset 'pseudos' is not in the image"
+    ran, skipped = smoke_notebooks(item, [], assets_in_image={"pseudos"})
+    assert [path.name for _, path in ran] == ["base.ipynb", "plain.ipynb", "scf.ipynb"] and not skipped

@@ -44,11 +44,18 @@ class PinnedImageSpawner(DockerSpawner):
 
 
 class HostNetworkSpawner(PinnedImageSpawner):
-    """User containers on the host's network (single-server and loopback setups): each gets a free port."""
+    """User containers on the host's network (single-server and loopback setups): each gets a free port,
+    and so does each service the bundled images run inside their containers (aiidalab's PostgreSQL,
+    RabbitMQ and Erlang's port mapper), which would otherwise collide between two users' servers."""
+
+    service_ports = ("AIIDA_POSTGRES_PORT", "AIIDA_BROKER_PORT", "RABBITMQ_DIST_PORT", "ERL_EPMD_PORT")
 
     async def start(self):
         self.port = random_port()
         return await super().start()
+
+    def get_env(self):
+        return {**super().get_env(), **{name: str(random_port()) for name in self.service_ports}}
 
     async def get_ip_and_port(self):
         return self.host_ip, self.port

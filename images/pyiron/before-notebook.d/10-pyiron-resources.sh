@@ -1,7 +1,8 @@
 #!/bin/bash
 # Write pyiron's configuration (~/.pyiron, or $PYIRONCONFIG) and create its folders on first start:
-# SQLite job database in ~/pyiron/pyiron.db, resources in ~/pyiron/resources, projects in
-# ~/pyiron/projects, project check off (so projects may live anywhere in the home directory).
+# SQLite job database in ~/pyiron/pyiron.db, resources in ~/pyiron/resources (the user's) and
+# $VIRTUAL_ENV/share/pyiron (the image's LAMMPS, see postBuild), projects in ~/pyiron/projects,
+# project check off (so projects may live anywhere in the home directory).
 # Idempotent: an existing config file is never touched; missing folders are (re)created.
 # Safe to execute or to source: the work runs in a subshell, nothing leaks into start.sh.
 (
@@ -19,11 +20,11 @@
     # Keys as read by pyiron_base.state.settings.Settings.file_configuration_map; the booleans
     # must be literal True/False (parsed with ast.literal_eval). "~" is expanded by pyiron.
     tmp="$(mktemp "$config.XXXXXX")"
-    cat > "$tmp" <<'INI'
+    cat > "$tmp" <<INI
 [DEFAULT]
 PROJECT_CHECK_ENABLED = False
 FILE = ~/pyiron/pyiron.db
-RESOURCE_PATHS = ~/pyiron/resources
+RESOURCE_PATHS = ~/pyiron/resources, ${VIRTUAL_ENV:-/opt/venv}/share/pyiron
 PROJECT_PATHS = ~/pyiron/projects
 INI
     chmod 644 "$tmp"
