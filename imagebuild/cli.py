@@ -17,7 +17,7 @@ from imagebuild import pipeline
 from imagebuild.cli_hub import hub_app
 from imagebuild.cli_inputs import assets_app, lock
 from imagebuild.cli_mirror import mirror_app
-from imagebuild.cli_publish import describe_publication, push, registry_app, tags
+from imagebuild.cli_publish import describe_publication, diff, push, registry_app, tags
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
 from imagebuild.plan import load_project, plan
@@ -231,6 +231,7 @@ def engine_status(as_json: JsonOption = False) -> None:
 app.command("lock")(lock)
 app.command("push")(push)
 app.command("tags")(tags)
+app.command("diff")(diff)
 app.add_typer(registry_app, name="registry")
 app.add_typer(hub_app, name="hub")
 

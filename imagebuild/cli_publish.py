@@ -5,11 +5,15 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
+from rich.markdown import Markdown
 from rich.table import Table
 
 from imagebuild import pipeline
 from imagebuild import registry as registry_module
 from imagebuild.context import HASH_LABEL
+from imagebuild.errors import PublishError, RecipeError
+from imagebuild.manifest import INVENTORY_PATH, ImageFacts
+from imagebuild.manifest import diff as image_diff
 from imagebuild.plan import load_project
 from imagebuild.publish import PublishResult, registry_host, registry_repository
 from imagebuild.terminal import (
@@ -91,3 +95,37 @@ def registry_up(registry: RegistryOption = None) -> None:
     """Use the registry that answers, or install (Debian/Ubuntu, root) and start Debian's docker-registry on loopback."""
     project = load_project()
     registry_module.up(registry_host(project, registry), lambda message: err.print(f"[bold blue]>[/] {message}"))
+
+
+def _published_facts(remote: registry_module.Registry, project, reference: str) -> ImageFacts:
+    """NAME:TAG as the registry has it: labels, compressed size and the inventory in its top layer."""
+    name, _, tag = reference.partition(":")
+    if not name or not tag:
+        raise RecipeError(f"'{reference}' is not IMAGE:TAG", hint="e.g. 'imagebuild diff aiidalab:2026-11-29 aiidalab:2026-11-30'")
+    repository = registry_repository(project, name)
+    image = remote.image(repository, tag)
+    if image is None:
+        raise PublishError(f"{remote.host}/{repository} has no tag '{tag}'", hint=f"'imagebuild tags {name}' lists the tags it has")
+    inventory = remote.read_file(repository, image, INVENTORY_PATH)
+    if inventory is None:
+        raise PublishError(
+            f"{remote.host}/{repository}:{tag} carries no inventory ({INVENTORY_PATH})",
+            hint="it was built by an imagebuild without manifests; rebuild and push it",
+        )
+    return ImageFacts.of(f"{name}:{tag}", image.labels, image.size, inventory)
+
+
+def diff(
+    before: Annotated[str, typer.Argument(help="IMAGE:TAG, e.g. aiidalab:2026-11-29")],
+    after: Annotated[str, typer.Argument(help="IMAGE:TAG, e.g. aiidalab:2026-11-30")],
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What changed between two published tags (packages, dev package commits, assets, size), from the registry alone."""
+    project = load_project()
+    remote = registry_module.Registry(registry_host(project, registry))
+    result = image_diff(_published_facts(remote, project, before), _published_facts(remote, project, after))
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+        return
+    out.print(Markdown(result.markdown()))

@@ -1,4 +1,4 @@
-"""Step 11, hub: a ready-to-run JupyterHub (DockerSpawner) that offers exactly the published
+"""Step 12, hub: a ready-to-run JupyterHub (DockerSpawner) that offers exactly the published
 tags an admin selects.
 
 `hub init` writes the folder (compose file, jupyterhub_config.py, hub.toml settings, an empty

@@ -1,7 +1,7 @@
 """The whole pipeline, top to bottom:
 
 load recipes -> plan -> gather inputs -> render -> mirror rewrite -> assemble context -> build
--> smoke -> tag -> push; `imagebuild hub` then offers what was pushed (hub.py).
+-> smoke -> tag -> push -> manifest; `imagebuild hub` then offers what was pushed (hub.py).
 
 An image whose content hash is already in the engine is not built again; `latest` moves
 only after the smoke notebooks passed. A mirror profile used only while building leaves the
@@ -10,10 +10,11 @@ content hash alone: the same recipe gives the same image, whichever mirror deliv
 
 import contextlib
 import datetime
+import json
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imagebuild import __version__
@@ -23,6 +24,8 @@ from imagebuild.engine import Engine, Image
 from imagebuild.errors import BuildError, PublishError
 from imagebuild.fetch import Fetcher
 from imagebuild.inputs import gather
+from imagebuild.manifest import INVENTORY_PATH, ImageFacts, manifest
+from imagebuild.manifest import write as write_manifest
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.check import preflight
 from imagebuild.mirrors.profile import Mirror
@@ -234,8 +237,37 @@ def push(
                 f"{item.name}: the current recipe's image ({ref}) is {state}; only smoke-tested images are pushed",
                 hint=f"run 'imagebuild build {item.name}' (add --push to publish once it passes)",
             )
-        results.append(publish(project, engine, item, image, registry, moving=moving_tag, say=reporter.say))
+        result = publish(project, engine, item, image, registry, moving=moving_tag, say=reporter.say)
+        write_image_manifest(project, engine, context, image, None, result, fetcher.mirror)
+        results.append(result)
     return results
+
+
+def write_image_manifest(
+    project: Project,
+    engine: Engine,
+    context: BuildContext,
+    image: Image,
+    smoke: SmokeResult | None,
+    published: PublishResult | None,
+    mirror: Mirror | None,
+) -> None:
+    """build/NAME/manifest.{json,md}: the image's inventory, provenance, smoke results, tags."""
+    name = context.rendered.plan.name
+    ref = content_ref(project, name, context.content_hash)
+    inventory = engine.run_script(ref, f"cat {INVENTORY_PATH} 2>/dev/null || true").encode()
+    facts = ImageFacts.of(ref, image.labels, image.attrs["Size"], inventory or None)
+    smoke_file = project.output_dir / name / "smoke" / "smoke.json"
+    runs = [asdict(n) for n in smoke.notebooks] if smoke else json.loads(smoke_file.read_text()) if smoke_file.is_file() else []
+    document = manifest(
+        facts,
+        name=name,
+        content_hash=context.content_hash,
+        mirror=mirror.name if mirror else None,
+        smoke=runs,
+        published=asdict(published) if published else None,
+    )
+    write_manifest(document, project.output_dir / name)
 
 
 @dataclass(frozen=True)
@@ -280,6 +312,7 @@ class _Build:
             published = publish(
                 project, engine, item, image, self.publishing.registry, moving=self.publishing.moving_tag, say=reporter.say
             )
+        write_image_manifest(project, engine, context, image, result, published, self.mirror)
         return ImageOutcome(
             name=item.name,
             content_hash=context.content_hash,

@@ -7,9 +7,11 @@ are never written anywhere or logged. Registries on loopback are spoken to over 
 Docker engine does; every other one over https.
 """
 
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +53,12 @@ class RemoteImage:
     config_digest: str
     labels: dict[str, str]
     created: str | None
+    layers: tuple[tuple[str, int], ...] = ()  # (digest, compressed size), bottom first
+
+    @property
+    def size(self) -> int:
+        """Bytes a pull transfers: the compressed layers."""
+        return sum(size for _, size in self.layers)
 
 
 class Registry:
@@ -127,7 +135,24 @@ class Registry:
             config_digest=config_digest,
             labels=(config.get("config") or {}).get("Labels") or {},
             created=config.get("created"),
+            layers=tuple((layer["digest"], layer.get("size", 0)) for layer in manifest.get("layers") or []),
         )
+
+    def read_file(self, repository: str, image: RemoteImage, path: str, *, top_layers: int = 3) -> bytes | None:
+        """The file at `path` (absolute) as the image's top layers hold it, newest first; None if
+        none of them has it. Reads only those (small) layer blobs, not the image."""
+        member = path.lstrip("/")
+        for digest, _size in reversed(image.layers[-top_layers:]):
+            blob = self._request("GET", f"/v2/{repository}/blobs/{digest}")
+            _check(blob, f"reading layer {digest[:19]} of {repository}:{image.tag}")
+            with tarfile.open(fileobj=io.BytesIO(blob.content)) as layer:
+                try:
+                    handle = layer.extractfile(member)
+                except KeyError:
+                    continue
+                if handle is not None:
+                    return handle.read()
+        return None
 
 
 def _check(response: requests.Response, doing: str) -> None:

@@ -156,6 +156,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     files: list[ContextFile] = []
     if is_root:
         files.append(ContextFile("imagebuild/with-build-env", support_file("with-build-env"), 0o755))
+        files.append(ContextFile("imagebuild/inventory", support_file("inventory"), 0o755))
     requirements = None
     locked = inputs.lock is not None
     if inputs.lock is not None:
@@ -223,6 +224,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         post_build=post_build.arcname if post_build else None,
         env=dict(sorted(spec.env.items())),
         kept_ca=kept_ca.arcname if kept_ca else None,
+        conda_prefixes=[r.spec.conda.prefix for r in [*plan.ancestors, recipe] if r.conda_environment],
         labels=dict(sorted({**spec.labels, **input_labels(inputs)}.items())),
     )
     return RenderedImage(

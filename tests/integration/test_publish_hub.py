@@ -77,6 +77,31 @@ def test_push_publishes_every_tag_and_tags_reads_them_back(built, registry, publ
         assert record[-1]["digest"] == result["digest"] and record[-1]["registry"] == registry
 
 
+def test_manifests_record_what_was_pushed_and_diff_reads_the_registry_alone(built, registry, published):
+    for name in SCIENCE:
+        document = json.loads((REPO / "build" / name / "manifest.json").read_text())
+        assert document["digest"] == published[name]["digest"] and document["registry"] == registry
+        assert set(document["tags"]) == {t["tag"] for t in published[name]["tags"] if t["action"] != "held"}
+        assert document["content_hash"] == built[name].content_hash and document["parent"].startswith("imagebuild/base:sha-")
+        assert {run["owner"] for run in document["smoke"]} == {"base", name}
+        assert "python3.11" in document["os_packages"] and "jupyterlab" in document["python_packages"]
+        assert f"| {name}/" in (REPO / "build" / name / "manifest.md").read_text()
+    tag = {name: f"sha-{built[name].content_hash[:12]}" for name in SCIENCE}
+    compared = _cli("diff", f"aiidalab:{tag['aiidalab']}", f"pyiron:{tag['pyiron']}", "--registry", registry, "--json")
+    assert compared.returncode == 0, compared.stderr
+    result = json.loads(compared.stdout)
+    os_changes = {c["name"]: c["kind"] for c in result["packages"]["os_packages"]}
+    python_changes = {c["name"]: c["kind"] for c in result["packages"]["python_packages"]}
+    assert os_changes["lammps"] == "added" and os_changes["rabbitmq-server"] == "removed"
+    assert python_changes["pyiron-atomistics"] == "added" and python_changes["aiida-core"] == "removed"
+    assert "jupyterlab" not in python_changes  # both carry base's pin
+    assert result["size_before"] > 0 and result["size_after"] > 0
+    shown = _cli("diff", f"aiidalab:{tag['aiidalab']}", f"pyiron:{tag['pyiron']}", "--registry", registry)
+    assert shown.returncode == 0 and "pyiron-atomistics" in shown.stdout
+    missing = _cli("diff", "aiidalab:no-such-tag", f"pyiron:{tag['pyiron']}", "--registry", registry)
+    assert missing.returncode == 9 and "has no tag 'no-such-tag'" in missing.stderr
+
+
 def test_a_second_push_moves_only_the_moving_tag(registry, published):
     again = _cli("push", "pyiron", "--registry", registry, "--json")
     assert again.returncode == 0, again.stderr
