@@ -7,6 +7,7 @@ through the SDK's classic builder and reads images back by their content-hash la
 import io
 import shutil
 import subprocess
+import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -141,6 +142,19 @@ class Engine:
         """The output of a bash script in a throwaway container of `ref`, without network."""
         output = self.client.containers.run(ref, ["bash", "-c", script], remove=True, network_mode="none")
         return output.decode(errors="replace")
+
+    def read_file(self, ref: str, path: str) -> bytes | None:
+        """A file of image `ref`, copied out of a created (never started) container; None if absent."""
+        container = self.client.containers.create(ref, ["true"], network_disabled=True)
+        try:
+            stream, _ = container.get_archive(path)
+        except docker.errors.NotFound:
+            return None
+        finally:
+            container.remove(force=True)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            member = archive.extractfile(archive.getmembers()[0])
+            return member.read() if member else None
 
     def tag(self, image: Image, ref: str) -> None:
         repository, tag = ref.rsplit(":", 1)

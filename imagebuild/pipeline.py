@@ -255,8 +255,7 @@ def write_image_manifest(
     """build/NAME/manifest.{json,md}: the image's inventory, provenance, smoke results, tags."""
     name = context.rendered.plan.name
     ref = content_ref(project, name, context.content_hash)
-    inventory = engine.run_script(ref, f"cat {INVENTORY_PATH} 2>/dev/null || true").encode()
-    facts = ImageFacts.of(ref, image.labels, image.attrs["Size"], inventory or None)
+    facts = ImageFacts.of(ref, image.labels, image.attrs["Size"], engine.read_file(ref, INVENTORY_PATH))
     smoke_file = project.output_dir / name / "smoke" / "smoke.json"
     runs = [asdict(n) for n in smoke.notebooks] if smoke else json.loads(smoke_file.read_text()) if smoke_file.is_file() else []
     document = manifest(

@@ -1,6 +1,15 @@
 import json
 
-from imagebuild.manifest import ORDERS, Change, ImageFacts, changes, diff, manifest, markdown, write
+from imagebuild.manifest import (
+    ORDERS,
+    Change,
+    ImageFacts,
+    changes,
+    diff,
+    manifest,
+    markdown,
+    write,
+)
 from imagebuild.render import ASSET_LABEL, DEV_PACKAGE_LABEL
 
 

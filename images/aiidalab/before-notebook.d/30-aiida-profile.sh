@@ -15,16 +15,22 @@
     read -r -d '' prepare <<'PY' || true
 import math
 import os
-import socket
-import time
-import warnings
-
-warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder")
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import warnings
 from importlib.metadata import entry_points, version
 from pathlib import Path
+
+import psutil
+from aiida import load_profile, orm
+from aiida.common.exceptions import NotExistent
+from aiida.engine.daemon.client import get_daemon_client
+from aiida.manage.configuration import get_config, reset_config
+
+warnings.filterwarnings("ignore", message="Creating AiiDA configuration folder")
 
 SERVICES = Path(os.environ.get("AIIDA_SERVICES_DIR") or Path.home() / ".aiida-services")
 PROFILE = os.environ.get("AIIDA_PROFILE_NAME", "default")
@@ -106,12 +112,6 @@ def create_profile() -> None:
         sys.exit(f"verdi presto did not create a PostgreSQL/RabbitMQ profile:\n{done.stdout}{done.stderr}")
     say(f"created AiiDA profile '{PROFILE}' (PostgreSQL, RabbitMQ) and computer localhost")
 
-
-import psutil
-from aiida import load_profile, orm
-from aiida.common.exceptions import NotExistent
-from aiida.engine.daemon.client import get_daemon_client
-from aiida.manage.configuration import get_config, reset_config
 
 first_start = not get_config(create=True).profile_names
 if first_start:
