@@ -34,7 +34,7 @@ from imagebuild.plan import BuildPlan, Project, plan
 from imagebuild.publish import PublishResult, publish
 from imagebuild.render import ASSET_LABEL, render
 from imagebuild.rootfs import ensure_root_image, host_archive
-from imagebuild.smoke import NotebookResult, SmokeResult, run_smoke
+from imagebuild.smoke import SMOKED_REF_FILE, NotebookResult, SmokeResult, run_smoke
 from imagebuild.system import exclusive
 
 
@@ -243,6 +243,14 @@ def push(
     return results
 
 
+def _earlier_smoke(folder: Path, ref: str) -> list[dict]:
+    """The results of the last smoke run in `folder`, if it was a run of `ref` (else none)."""
+    smoked = folder / SMOKED_REF_FILE
+    if not smoked.is_file() or smoked.read_text() != ref:
+        return []
+    return json.loads((folder / "smoke.json").read_text())
+
+
 def write_image_manifest(
     project: Project,
     engine: Engine,
@@ -256,8 +264,7 @@ def write_image_manifest(
     name = context.rendered.plan.name
     ref = content_ref(project, name, context.content_hash)
     facts = ImageFacts.of(ref, image.labels, image.attrs["Size"], engine.read_file(ref, INVENTORY_PATH))
-    smoke_file = project.output_dir / name / "smoke" / "smoke.json"
-    runs = [asdict(n) for n in smoke.notebooks] if smoke else json.loads(smoke_file.read_text()) if smoke_file.is_file() else []
+    runs = [asdict(n) for n in smoke.notebooks] if smoke else _earlier_smoke(project.output_dir / name / "smoke", ref)
     document = manifest(
         facts,
         name=name,

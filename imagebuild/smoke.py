@@ -17,6 +17,7 @@ from imagebuild.render import User, support_file
 
 WORKDIR = "/tmp/imagebuild-smoke"
 ORDER_FILE = "notebooks.json"
+SMOKED_REF_FILE = "smoke.ref"
 # Run the docker-stacks start hooks when the image has them, then the notebooks.
 START = 'if command -v start.sh >/dev/null; then exec start.sh "$@"; else exec "$@"; fi'
 
@@ -136,4 +137,5 @@ def run_smoke(
     ran = tuple(NotebookResult(**item) for item in raw)  # type: ignore[arg-type]
     result = SmokeResult(image=image, notebooks=ran + tuple(skipped))
     (output_dir / "smoke.json").write_text(json.dumps([vars(n) for n in result.notebooks], indent=2))
+    (output_dir / SMOKED_REF_FILE).write_text(image)  # which image these results belong to
     return result
