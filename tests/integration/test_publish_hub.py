@@ -86,7 +86,9 @@ def test_manifests_record_what_was_pushed_and_diff_reads_the_registry_alone(buil
         if built[name].smoke is not None:  # smoke-tested in this session (a warm engine may have done it before)
             assert [run["notebook"] for run in document["smoke"]] == [n.notebook for n in built[name].smoke.notebooks]
         assert "python3.11" in document["os_packages"] and "jupyterlab" in document["python_packages"]
-        assert f"| {name}/" in (REPO / "build" / name / "manifest.md").read_text()
+        text = (REPO / "build" / name / "manifest.md").read_text()
+        assert text.startswith(f"# {name}: ")
+        assert f"| published | {registry} {published[name]['digest']} |" in text and "## Python packages" in text
     tag = {name: f"sha-{built[name].content_hash[:12]}" for name in SCIENCE}
     compared = _cli("diff", f"aiidalab:{tag['aiidalab']}", f"pyiron:{tag['pyiron']}", "--registry", registry, "--json")
     assert compared.returncode == 0, compared.stderr
