@@ -14,7 +14,7 @@ from imagebuild.context import HASH_LABEL
 from imagebuild.errors import PublishError, RecipeError
 from imagebuild.manifest import INVENTORY_PATH, ImageFacts
 from imagebuild.manifest import diff as image_diff
-from imagebuild.plan import load_project
+from imagebuild.plan import Project, load_project
 from imagebuild.publish import PublishResult, registry_host, registry_repository
 from imagebuild.terminal import (
     JsonOption,
@@ -97,7 +97,7 @@ def registry_up(registry: RegistryOption = None) -> None:
     registry_module.up(registry_host(project, registry), lambda message: err.print(f"[bold blue]>[/] {message}"))
 
 
-def _published_facts(remote: registry_module.Registry, project, reference: str) -> ImageFacts:
+def _published_facts(remote: registry_module.Registry, project: Project, reference: str) -> ImageFacts:
     """NAME:TAG as the registry has it: labels, compressed size and the inventory in its top layer."""
     name, _, tag = reference.partition(":")
     if not name or not tag:

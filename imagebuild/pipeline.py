@@ -32,7 +32,7 @@ from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, Project, plan
 from imagebuild.publish import PublishResult, publish
-from imagebuild.render import ASSET_LABEL, render
+from imagebuild.render import input_provenance, render
 from imagebuild.rootfs import ensure_root_image, host_archive
 from imagebuild.smoke import SMOKED_REF_FILE, NotebookResult, SmokeResult, run_smoke
 from imagebuild.system import exclusive
@@ -141,8 +141,7 @@ def smoke_image(
 ) -> SmokeResult:
     image = engine.image(ref)
     labels = (image.labels if image else None) or {}
-    assets = {key.removeprefix(ASSET_LABEL) for key in labels if key.startswith(ASSET_LABEL)}
-    notebooks, skipped = smoke_notebooks(item, extra, assets)
+    notebooks, skipped = smoke_notebooks(item, extra, set(input_provenance(labels)["assets"]))
     reporter.say(f"smoke-testing {ref} with {len(notebooks)} notebook(s)")
     for result in skipped:
         reporter.say(f"warning: skipping {result.owner}/{result.notebook}: {result.skipped}")
