@@ -4,6 +4,8 @@ archive proxy), side by side in one run on this machine. Prints the figures; ass
 
     python bench/mirror_build.py [--rounds N]
 
+(bench/build_speed.py imports `measure` for its table.)
+
 The root image is already in the engine (bootstrapping is not timed). The first mirrored
 build warms the archive proxy and is reported as 'mirror, cold'.
 """
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +34,7 @@ description = "benchmark mirrors on loopback"
 index_url = "http://127.0.0.1:{port}/simple"
 [apt]
 debian = "{proxy}/debian"
+debian_security = "{proxy}/debian-security"
 [serve]
 pypi = "../wheelhouse"
 """
@@ -48,10 +52,28 @@ def timed(root: Path, *args: str) -> float:
     return time.monotonic() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, help="builds per side (alternating)")
-    rounds = parser.parse_args().rounds
+@dataclass(frozen=True)
+class MirrorFigures:
+    """One run's seconds: the sync, the build that warmed the archive proxy, and each round's
+    upstream and warm-mirror build of `base --no-cache`."""
+
+    upstream: str
+    sync: float
+    cold: float
+    direct: list[float]
+    mirrored: list[float]
+
+    @property
+    def upstream_median(self) -> float:
+        return statistics.median(self.direct)
+
+    @property
+    def warm_median(self) -> float:
+        return statistics.median(self.mirrored)
+
+
+def measure(rounds: int) -> MirrorFigures:
+    """Sync, warm the archive proxy, then alternate upstream and mirrored builds `rounds` times."""
     with tempfile.TemporaryDirectory(prefix="bench-mirror-") as scratch:
         root = Path(scratch) / "project"
         shutil.copytree(REPO / "images" / "base", root / "images" / "base")
@@ -69,12 +91,20 @@ def main() -> None:
             mirrored.append(timed(root, *build, "--mirror", "bench"))
         proxy.close()
         subprocess.run(["docker", "image", "rm", "-f", *_tags()], capture_output=True, check=False)
-    upstream_s, warm_s = statistics.median(direct), statistics.median(mirrored)
-    print(f"base, --no-cache, {rounds} round(s) per side, upstream {upstream}")
-    print(f"  mirror sync base (once)     {sync:7.1f} s")
-    print(f"  mirror, cold archive proxy  {cold:7.1f} s")
-    print(f"  upstream (PyPI + Debian)    {upstream_s:7.1f} s   runs: {', '.join(f'{t:.1f}' for t in direct)}")
-    print(f"  mirror, warm                {warm_s:7.1f} s   runs: {', '.join(f'{t:.1f}' for t in mirrored)}")
+    return MirrorFigures(upstream=upstream, sync=sync, cold=cold, direct=direct, mirrored=mirrored)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1, help="builds per side (alternating)")
+    rounds = parser.parse_args().rounds
+    figures = measure(rounds)
+    upstream_s, warm_s = figures.upstream_median, figures.warm_median
+    print(f"base, --no-cache, {rounds} round(s) per side, upstream {figures.upstream}")
+    print(f"  mirror sync base (once)     {figures.sync:7.1f} s")
+    print(f"  mirror, cold archive proxy  {figures.cold:7.1f} s")
+    print(f"  upstream (PyPI + Debian)    {upstream_s:7.1f} s   runs: {', '.join(f'{t:.1f}' for t in figures.direct)}")
+    print(f"  mirror, warm                {warm_s:7.1f} s   runs: {', '.join(f'{t:.1f}' for t in figures.mirrored)}")
     print(f"  upstream / warm mirror      {upstream_s / warm_s:7.2f}x")
 
 

@@ -22,9 +22,10 @@ from urllib.parse import unquote, urlsplit
 import certifi
 import requests
 import requests.adapters
+from urllib3.exceptions import MaxRetryError, NameResolutionError
 from urllib3.util.retry import Retry
 
-from imagebuild.errors import AssetError, connection_reason
+from imagebuild.errors import UNKNOWN_HOST, AssetError, connection_reason
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.rules import url_rules
@@ -184,15 +185,15 @@ class AssetCache:
         progress: Callable[[int, int | None], None],
         say: Callable[[str], None],
     ) -> Path:
-        """A dropped connection is tried again from where it stopped; a 4xx answer is final."""
+        """A dropped connection is tried again from where it stopped; a 4xx answer or an unknown host is final."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._download(session, url, sha256, progress)
             except requests.HTTPError:
                 raise
             except (requests.RequestException, OSError) as error:
-                if attempt == ATTEMPTS:
-                    raise
+                if attempt == ATTEMPTS or UNKNOWN_HOST in str(error):
+                    raise  # a host name that does not resolve will not resolve a second later
                 say(f"{_without_credentials(url)}: {connection_reason(error)}; continuing (attempt {attempt + 1} of {ATTEMPTS})")
                 time.sleep(attempt)
         raise AssertionError("unreachable")
@@ -241,12 +242,22 @@ def _without_credentials(url: str) -> str:
 
 
 
+class _Retry(Retry):
+    """urllib3's retries, except for a host name that does not resolve: asking again will not help
+    (an optional asset from an unreachable site would otherwise hold up every build)."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # noqa: ANN001, ANN206
+        if isinstance(error, NameResolutionError) and UNKNOWN_HOST in str(error):
+            raise MaxRetryError(_pool, url, error)  # type: ignore[arg-type]
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 @contextlib.contextmanager
 def _session(mirror: Mirror | None, ca_bundle: bytes | None) -> Iterator[requests.Session]:
     """A session that retries connection errors and 5xx answers and trusts the build's CA
     (the host's bundle or --ca-cert, plus the profile's ca_cert)."""
     session = requests.Session()
-    retry = Retry(total=ATTEMPTS - 1, backoff_factor=1, status_forcelist=(500, 502, 503, 504), allowed_methods=["GET"])
+    retry = _Retry(total=ATTEMPTS - 1, backoff_factor=1, status_forcelist=(500, 502, 503, 504), allowed_methods=["GET"])
     adapter = requests.adapters.HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

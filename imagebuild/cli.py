@@ -17,6 +17,7 @@ from imagebuild import pipeline
 from imagebuild.cli_hub import hub_app
 from imagebuild.cli_inputs import assets_app, lock
 from imagebuild.cli_mirror import mirror_app
+from imagebuild.cli_nightly import nightly_command
 from imagebuild.cli_publish import describe_publication, diff, push, registry_app, tags
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
@@ -232,6 +233,7 @@ app.command("lock")(lock)
 app.command("push")(push)
 app.command("tags")(tags)
 app.command("diff")(diff)
+app.command("nightly")(nightly_command)
 app.add_typer(registry_app, name="registry")
 app.add_typer(hub_app, name="hub")
 

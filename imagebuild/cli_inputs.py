@@ -11,6 +11,7 @@ from rich.table import Table
 from imagebuild.assets import DeclaredAsset, declared_assets
 from imagebuild.errors import AssetError, LockError
 from imagebuild.lock import lock_image, lock_state, read_lock
+from imagebuild.pipeline import debian_archive
 from imagebuild.plan import load_project, plan
 from imagebuild.terminal import (
     CaOption,
@@ -53,7 +54,10 @@ def lock(
             raise typer.Exit(LockError.exit_code)
         return
     fetcher = make_fetcher(project, mirror, ca_cert, offline=False)
-    outcomes = [lock_image(item, fetcher, upgrade=upgrade) for item in plans if lock_state(item).state != "none"]
+    archive = debian_archive(project)
+    outcomes = [
+        lock_image(item, fetcher, debian_archive=archive, upgrade=upgrade) for item in plans if lock_state(item).state != "none"
+    ]
     if as_json:
         print(json.dumps([asdict(outcome) for outcome in outcomes], indent=2))
         return

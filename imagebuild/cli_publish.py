@@ -12,7 +12,7 @@ from imagebuild import pipeline
 from imagebuild import registry as registry_module
 from imagebuild.context import HASH_LABEL
 from imagebuild.errors import PublishError, RecipeError
-from imagebuild.manifest import INVENTORY_PATH, ImageFacts
+from imagebuild.manifest import ImageFacts, published_facts
 from imagebuild.manifest import diff as image_diff
 from imagebuild.plan import Project, load_project
 from imagebuild.publish import PublishResult, registry_host, registry_repository
@@ -98,7 +98,7 @@ def registry_up(registry: RegistryOption = None) -> None:
 
 
 def _published_facts(remote: registry_module.Registry, project: Project, reference: str) -> ImageFacts:
-    """NAME:TAG as the registry has it: labels, compressed size and the inventory in its top layer."""
+    """NAME:TAG as the registry has it."""
     name, _, tag = reference.partition(":")
     if not name or not tag:
         raise RecipeError(f"'{reference}' is not IMAGE:TAG", hint="e.g. 'imagebuild diff aiidalab:2026-11-29 aiidalab:2026-11-30'")
@@ -106,13 +106,7 @@ def _published_facts(remote: registry_module.Registry, project: Project, referen
     image = remote.image(repository, tag)
     if image is None:
         raise PublishError(f"{remote.host}/{repository} has no tag '{tag}'", hint=f"'imagebuild tags {name}' lists the tags it has")
-    inventory = remote.read_file(repository, image, INVENTORY_PATH)
-    if inventory is None:
-        raise PublishError(
-            f"{remote.host}/{repository}:{tag} carries no inventory ({INVENTORY_PATH})",
-            hint="it was built by an imagebuild without manifests; rebuild and push it",
-        )
-    return ImageFacts.of(f"{name}:{tag}", image.labels, image.size, inventory)
+    return published_facts(remote, repository, name, image)
 
 
 def diff(

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+UNKNOWN_HOST = "Name or service not known"
 _CONNECTION_FAILURES = (
-    "Name or service not known",
+    UNKNOWN_HOST,
     "Connection refused",
     "timed out",
     "Temporary failure in name resolution",

@@ -19,16 +19,18 @@ from typing import Literal
 
 import tomli_w
 from packaging.utils import parse_wheel_filename
+from pydantic import Field
 from uv import find_uv_bin
 
 from imagebuild import conda
+from imagebuild.archive import package_indexes
 from imagebuild.assets import DeclaredAsset
 from imagebuild.devpackages import LockedDevPackage, resolve
 from imagebuild.errors import LockError
 from imagebuild.fetch import Fetcher
 from imagebuild.plan import BuildPlan
 from imagebuild.recipes import Recipe, StrictModel, parse_toml
-from imagebuild.target import Target, image_target
+from imagebuild.target import Target, debian_suite, image_target
 
 LOCK_FILE = "image.lock"
 HEADER = "# Written by `imagebuild lock`; commit it. Builds use these pins and commits until the next lock.\n"
@@ -43,6 +45,9 @@ class ImageLock(StrictModel):
     python: str
     platform: str
     dev_packages: list[LockedDevPackage] = []
+    debian: dict[str, str] = Field(
+        default={}, description="root images: suite -> sha256 of its package index when locked; a change rebuilds with the updates"
+    )
     requirements: str = ""
 
     def pins(self) -> dict[str, str]:
@@ -184,7 +189,7 @@ def _ancestor_pins(item: BuildPlan) -> dict[str, str]:
 def write_lock(item: BuildPlan, lock: ImageLock) -> bool:
     """Write the lock file; False when it already says exactly this (the file is not touched)."""
     path = lock_path(item.recipe)
-    text = HEADER + tomli_w.dumps(lock.model_dump(), multiline_strings=True)
+    text = HEADER + tomli_w.dumps(lock.model_dump(exclude=set() if lock.debian else {"debian"}), multiline_strings=True)
     if path.is_file() and path.read_text() == text:
         return False
     staging = path.with_name(f".{path.name}.tmp")
@@ -248,8 +253,14 @@ def _lock_conda(item: BuildPlan, fetcher: Fetcher) -> bool:
     return conda.write(lock, conda.conda_lock_path(recipe.directory))
 
 
-def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> LockOutcome:
-    """Resolve dev package refs to commits, build their wheels, resolve the requirements, write the lock.
+def _debian_pins(indexes: dict[str, str]) -> dict[str, str]:
+    """Package index changes, shown among the pin changes: 'debian:bookworm-security' -> short hash."""
+    return {f"debian:{suite}": digest[:12] for suite, digest in indexes.items()}
+
+
+def lock_image(item: BuildPlan, fetcher: Fetcher, *, debian_archive: str, upgrade: bool = False) -> LockOutcome:
+    """Resolve dev package refs to commits, build their wheels, resolve the requirements, record
+    the Debian package indexes a root image installs from (`debian_archive`), write the lock.
 
     Pins of the previous lock are kept where they still fit, unless `upgrade`.
     """
@@ -268,16 +279,18 @@ def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> L
             requirements = compile_requirements(item, local, fetcher.git_env, fetcher.say, previous=kept)
     conda_written = _lock_conda(item, fetcher) if recipe.conda_environment is not None else False
     target = image_target(item)
+    suite = debian_suite(recipe.spec.root or "")
     lock = ImageLock(
         inputs=inputs_digest(item),
         python=target.python_version,
         platform=_platform(target),
         dev_packages=dev,
+        debian=package_indexes(debian_archive, suite, target.machine, fetcher.mirror) if suite else {},
         requirements=requirements,
     )
     written = write_lock(item, lock) or conda_written
-    before = previous.pins() if previous else {}
-    after = lock.pins()
+    before = {**(previous.pins() if previous else {}), **_debian_pins(previous.debian if previous else {})}
+    after = {**lock.pins(), **_debian_pins(lock.debian)}
     earlier = {package.name: package.commit for package in previous.dev_packages} if previous else {}
     return LockOutcome(
         name=item.name,

@@ -14,6 +14,8 @@ from debian.debian_support import Version as DebianVersion
 from packaging.version import InvalidVersion
 from packaging.version import Version as PythonVersion
 
+from imagebuild.errors import PublishError
+from imagebuild.registry import Registry, RemoteImage
 from imagebuild.render import input_provenance
 
 INVENTORY_PATH = "/usr/local/share/imagebuild/inventory.json"
@@ -33,6 +35,18 @@ class ImageFacts:
     def of(cls, ref: str, labels: dict[str, str] | None, size: int, inventory: bytes | None) -> "ImageFacts":
         listed = json.loads(inventory) if inventory else {}
         return cls(ref, labels or {}, size, {section: listed.get(section, {}) for section in SECTIONS})
+
+
+def published_facts(registry: Registry, repository: str, name: str, image: RemoteImage) -> ImageFacts:
+    """A published image as the registry has it: labels, compressed size and the inventory in
+    its top layer (only that layer is read)."""
+    inventory = registry.read_file(repository, image, INVENTORY_PATH)
+    if inventory is None:
+        raise PublishError(
+            f"{registry.host}/{repository}:{image.tag} carries no inventory ({INVENTORY_PATH})",
+            hint="it was built by an imagebuild without manifests; rebuild and push it",
+        )
+    return ImageFacts.of(f"{name}:{image.tag}", image.labels, image.size, inventory)
 
 
 Kind = Literal["added", "removed", "upgraded", "downgraded", "changed"]

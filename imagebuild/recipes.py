@@ -269,6 +269,18 @@ class PublishSection(StrictModel):
     )
 
 
+class NightlySection(StrictModel):
+    """`imagebuild nightly`'s retention of published images (--keep-daily and friends override)."""
+
+    upgrade: bool = Field(
+        default=True, description="the lock refresh takes the newest Python pins; false keeps pins that still fit (dev refs move either way)"
+    )
+    keep_daily: int = Field(default=7, ge=1, description="keep the newest image of each of the newest N days")
+    keep_monthly: int = Field(default=6, ge=0, description="and of each of the newest M months")
+    prune: bool = Field(default=True, description="delete what the policy lets go (the registry must allow deletes)")
+    hubs: list[str] = Field(default=[], description="hub folders (`hub init`) whose offered images are never deleted")
+
+
 class ProjectConfig(StrictModel):
     """The schema of imagebuild.toml at the project root (all optional)."""
 
@@ -276,6 +288,7 @@ class ProjectConfig(StrictModel):
     bootstrap: BootstrapSection = BootstrapSection()
     build: BuildSection = BuildSection()
     publish: PublishSection = PublishSection()
+    nightly: NightlySection = NightlySection()
 
 
 @dataclass(frozen=True)

@@ -74,16 +74,18 @@ class Registry:
         else:
             self._oras.auth.load_configs(oras.container.Container(f"{host}/probe", registry=host))
 
-    def _request(self, method: str, path: str, headers: dict[str, str] | None = None) -> requests.Response:
+    def _request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, data: bytes | None = None
+    ) -> requests.Response:
         """One request, answering an authentication challenge once (oras's token flow), never retried here."""
         url = f"{self.scheme}://{self.host}{path}"
         headers = dict(headers or {})
         try:
-            response = self._oras.session.request(method, url, headers=headers, timeout=TIMEOUT)
+            response = self._oras.session.request(method, url, headers=headers, data=data, timeout=TIMEOUT)
             if response.status_code in (401, 403):
                 headers, changed = self._oras.auth.authenticate_request(response, headers)
                 if changed:
-                    response = self._oras.session.request(method, url, headers=headers, timeout=TIMEOUT)
+                    response = self._oras.session.request(method, url, headers=headers, data=data, timeout=TIMEOUT)
         except requests.RequestException as error:
             raise PublishError(
                 f"registry {self.host} does not answer: {connection_reason(error)}",
@@ -137,6 +139,26 @@ class Registry:
             created=config.get("created"),
             layers=tuple((layer["digest"], layer.get("size", 0)) for layer in manifest.get("layers") or []),
         )
+
+    def retag(self, repository: str, digest: str, tag: str) -> None:
+        """Point `tag` at the manifest `digest` of the same repository, in the registry alone
+        (no pull, no push of layers): how moving tags follow an image that is already published."""
+        found = self._request("GET", f"/v2/{repository}/manifests/{digest}", {"Accept": ", ".join(MANIFEST_TYPES)})
+        _check(found, f"reading {repository}@{digest[:19]}")
+        media_type = found.headers.get("Content-Type", MANIFEST_TYPES[0])
+        put = self._request("PUT", f"/v2/{repository}/manifests/{tag}", {"Content-Type": media_type}, found.content)
+        _check(put, f"tagging {repository}@{digest[:19]} as {tag}")
+
+    def delete(self, repository: str, digest: str) -> None:
+        """Delete the manifest `digest` and with it every tag naming it (the registry must allow
+        deletes; its garbage collection frees the layers later)."""
+        response = self._request("DELETE", f"/v2/{repository}/manifests/{digest}")
+        if response.status_code == 405:
+            raise PublishError(
+                f"registry {self.host} does not allow deleting {repository}@{digest[:19]} (HTTP 405)",
+                hint="enable deletes (distribution: storage.delete.enabled: true), or set [nightly] prune = false in imagebuild.toml",
+            )
+        _check(response, f"deleting {repository}@{digest[:19]}")
 
     def read_file(self, repository: str, image: RemoteImage, path: str, *, top_layers: int = 3) -> bytes | None:
         """The file at `path` (absolute) as the image's top layers hold it, newest first; None if

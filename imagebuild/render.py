@@ -15,11 +15,12 @@ from pathlib import Path
 
 import jinja2
 
+from imagebuild.archive import SECURITY_ARCHIVE
 from imagebuild.conda import LOCAL_PACKAGES, subdir
 from imagebuild.errors import AssetError
 from imagebuild.inputs import ImageInputs
 from imagebuild.plan import BuildPlan
-from imagebuild.target import image_target
+from imagebuild.target import debian_suite, image_target
 
 INSTALLER = "uv==0.13.9"
 """The installer put into every root image's virtual environment; one pin for all images."""
@@ -212,6 +213,8 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         installer=INSTALLER,
         apt_packages=list(recipe.apt_packages),
         locales=spec.os.locales,
+        debian_indexes=" ".join(f"{suite}={digest[:12]}" for suite, digest in sorted(inputs.lock.debian.items())) if inputs.lock else "",
+        debian_security=f"deb {SECURITY_ARCHIVE} {debian_suite(spec.root or '')}-security main",
         requirements=requirements.arcname if requirements else None,
         locked=locked,
         conda=conda_env,

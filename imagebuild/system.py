@@ -36,8 +36,11 @@ def run(command: list[str], *, log: Path | None = None) -> None:
 
 
 def port_is_free(port: int) -> bool:
-    """Whether a server could listen on this loopback port now."""
+    """Whether a server could listen on this loopback port now. Servers here set SO_REUSEADDR
+    (http.server does), so a port still in TIME_WAIT after the last build's server is free; the
+    fixed port, and so the build argument and Docker's layer cache, stays the same."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -30,14 +30,14 @@ MirrorOption = Annotated[
     typer.Option(
         "--mirror",
         envvar="IMAGEBUILD_MIRROR",
-        help="mirror profile: a name from mirrors/, a .toml path, or 'none' (default: [build] mirror in imagebuild.toml)",
+        help="mirror profile: a name from mirrors/, a .toml path, or 'none' (default: \\[build] mirror in imagebuild.toml)",
     ),
 ]
 
 
 RegistryOption = Annotated[
     str | None,
-    typer.Option("--registry", envvar="IMAGEBUILD_REGISTRY", help="registry HOST[:PORT] (default: [publish] registry)"),
+    typer.Option("--registry", envvar="IMAGEBUILD_REGISTRY", help="registry HOST[:PORT] (default: \\[publish] registry)"),
 ]
 NightlyOption = Annotated[bool, typer.Option("--nightly", help="move the 'edge' tag instead of 'latest'")]
 OfflineOption = Annotated[

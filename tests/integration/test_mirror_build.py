@@ -53,6 +53,7 @@ index_url = "{index_url}"
 
 [apt]
 debian = "{proxy}/debian"
+debian_security = "{proxy}/debian-security"
 
 [serve]
 pypi = "../wheelhouse"

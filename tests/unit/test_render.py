@@ -139,3 +139,29 @@ def test_bundled_images_render(tmp_path):
     for child in ("aiidalab", "pyiron"):
         assert "useradd" not in by_name[child].rendered.dockerfile
         assert assemble(by_name[child].rendered).tar == by_name[child].tar
+
+
+def test_a_root_image_takes_debian_updates_up_to_its_lock(make_project):
+    """The lock's package indexes are in the OS layer's command: a new index rebuilds that layer
+    (Docker's cache key is the command), with the security suite and `apt-get upgrade`."""
+    lock = make_project.root / "images" / "base" / "image.lock"
+    project = load_project(make_project.root)
+    (base,) = prepare(project, plan(project, ["base"]), offline_fetcher())
+    assert "debian-indexes bookworm=" in base.rendered.dockerfile
+    assert "deb http://deb.debian.org/debian-security bookworm-security main" in base.rendered.dockerfile
+    assert "with-build-env apt-get upgrade -y" in base.rendered.dockerfile
+    child_lines = [line for line in _contexts_with_child(make_project)[-1].rendered.dockerfile.splitlines() if "apt-get" in line]
+    assert child_lines and not any("upgrade" in line for line in child_lines)  # a child builds on its parent's upgrade
+    text = lock.read_text()
+    lock.write_text(text.replace(text[text.index('bookworm-security = "') + 21 :][:64], "0" * 64))
+    (moved,) = prepare(project, plan(project, ["base"]), offline_fetcher())
+    assert "bookworm-security=000000000000" in moved.rendered.dockerfile
+    assert moved.content_hash != base.content_hash
+    lock.write_text(text[: text.index("\n[debian]")] + "\n")  # a lock from before Debian was tracked
+    (untracked,) = prepare(project, plan(project, ["base"]), offline_fetcher())
+    assert "upgrade" not in untracked.rendered.dockerfile and "debian-indexes" not in untracked.rendered.dockerfile
+
+
+def _contexts_with_child(make_project):
+    make_project.recipe("child", CHILD, CHILD_FILES)
+    return _contexts(make_project.root)[1]
