@@ -68,8 +68,7 @@ def nightly_command(
     else:
         table = Table("image", "action", "content tag", "seconds", "smoke", "pushed")
         for night in result.images:
-            content = f"sha-{night.content_hash[:12]}" if night.content_hash else "-"
-            table.add_row(night.name, night.action, content, f"{night.seconds:.1f}", night.smoke or "-", ", ".join(night.pushed) or "-")
+            table.add_row(*night.row())
         out.print(table)
         for night in result.images:
             if night.error:

@@ -65,6 +65,14 @@ class ImageNight:
     error: str = ""
     exit_code: int = 0
 
+    @property
+    def content_tag(self) -> str:
+        return f"sha-{self.content_hash[:12]}" if self.content_hash else "-"
+
+    def row(self) -> list[str]:
+        """image, action, content tag, seconds, smoke, pushed: one line of the table and the report."""
+        return [self.name, self.action, self.content_tag, f"{self.seconds:.1f}", self.smoke or "-", ", ".join(self.pushed) or "-"]
+
 
 @dataclass
 class NightlyReport:
@@ -98,10 +106,7 @@ class NightlyReport:
     def markdown(self) -> str:
         lines = [f"# Nightly of {self.started}", "", self.summary(), ""]
         lines += ["| image | action | content tag | seconds | smoke | pushed |", "| --- | --- | --- | ---: | --- | --- |"]
-        for night in self.images:
-            content = f"sha-{night.content_hash[:12]}" if night.content_hash else "-"
-            row = [night.name, night.action, content, f"{night.seconds:.1f}", night.smoke or "-", ", ".join(night.pushed) or "-"]
-            lines.append("| " + " | ".join(row) + " |")
+        lines += ["| " + " | ".join(night.row()) + " |" for night in self.images]
         for night in self.images:
             if night.error:
                 lines += ["", f"## {night.name}: {night.action}", "", "```", night.error, "```"]
