@@ -23,6 +23,9 @@ class BuildEnvironment:
     ca_bundle: bytes | None = None
     variables: tuple[tuple[str, str], ...] = ()
     apt_sed: str = ""
+    condarc: str = ""
+    """The mirror's channel settings, for conda and micromamba commands a build runs itself
+    (repo2docker's build packs): channel names resolve through the mirror."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Credential values in `variables`/`apt_sed`, so tests and logs can check they never leak."""
 
@@ -30,16 +33,19 @@ class BuildEnvironment:
         """Path -> body, as with-build-env asks for them."""
         flags = [("IMAGEBUILD_HAS_CA", "1")] if self.ca_bundle else []
         flags += [("IMAGEBUILD_HAS_APT", "1")] if self.apt_sed else []
+        flags += [("IMAGEBUILD_HAS_CONDARC", "1")] if self.condarc else []
         script = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in (*self.variables, *flags))
         served = {"/env": script.encode()}
         if self.ca_bundle:
             served["/ca.pem"] = self.ca_bundle
         if self.apt_sed:
             served["/apt.sed"] = self.apt_sed.encode()
+        if self.condarc:
+            served["/condarc"] = self.condarc.encode()
         return served
 
     def __bool__(self) -> bool:
-        return bool(self.ca_bundle or self.variables or self.apt_sed)
+        return bool(self.ca_bundle or self.variables or self.apt_sed or self.condarc)
 
 
 class BuildEnvServer:

@@ -68,12 +68,16 @@ def _last_line(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def resolve(spec: DevPackageSpec, env: dict[str, str]) -> LockedDevPackage:
-    """The commit `spec.ref` names now: a branch, then a tag (peeled), then a full ref name."""
+def resolve(spec: DevPackageSpec, env: dict[str, str], *, what: str | None = None) -> LockedDevPackage:
+    """The commit `spec.ref` names now: a branch, then a tag (peeled), then a full ref name.
+
+    `what` names the repository in errors (default: the dev package).
+    """
+    what = what or f"dev package '{spec.name}'"
     listing = _git(["ls-remote", spec.url], env)
     if listing.returncode != 0:
         raise LockError(
-            f"dev package '{spec.name}': cannot read git repository {spec.url} (ref '{spec.ref}'): "
+            f"{what}: cannot read git repository {spec.url} (ref '{spec.ref}'): "
             f"{_last_line(listing.stderr)}",
             hint="check the URL and your access; behind a filtered network add a [git] rewrite to the mirror profile",
         )
@@ -86,7 +90,7 @@ def resolve(spec: DevPackageSpec, env: dict[str, str]) -> LockedDevPackage:
     branches = sorted(name.removeprefix("refs/heads/") for name in refs if name.startswith("refs/heads/"))
     shown = ", ".join(branches[:10]) + (" ..." if len(branches) > 10 else "")
     raise LockError(
-        f"dev package '{spec.name}': no branch or tag '{spec.ref}' in {spec.url}",
+        f"{what}: no branch or tag '{spec.ref}' in {spec.url}",
         hint=f"branches there: {shown or '(none)'}; correct 'ref' in the recipe",
     )
 

@@ -1,6 +1,6 @@
 """Step 3, gather inputs: everything an image takes from outside its recipe folder, on the
 host and verified before any build starts: assets from the cache (fetched unless offline),
-the image's lock, and the wheels of its dev packages at their locked commits.
+the image's lock, the wheels of its dev packages and the commit of its [source] repository.
 
 A missing input fails here, naming each missing asset and the command that supplies it,
 so a build never stops half way for want of a file.
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imagebuild.assets import DeclaredAsset
 from imagebuild.conda import conda_lock_path
+from imagebuild.devpackages import LockedDevPackage
 from imagebuild.errors import AssetError, ImagebuildError, LockError
 from imagebuild.fetch import Fetcher
 from imagebuild.lock import ImageLock, lock_state, read_lock
@@ -27,6 +28,8 @@ class ImageInputs:
     skipped: tuple[AssetSpec, ...] = ()
     dev_wheels: tuple[Path, ...] = ()
     conda_lock: Path | None = None
+    source: LockedDevPackage | None = None
+    """The locked commit a [source] recipe's repository is captured at (binder.py)."""
 
     def wheels(self) -> list[tuple[str, Path]]:
         """(file name, file on the host) of every wheel the image installs: dev packages, then wheel assets."""
@@ -58,6 +61,12 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
     if state.state == "stale":
         fetcher.say(f"warning: {recipe.name}'s lock is stale (the recipe changed since it was written); {state.hint()}")
     lock = read_lock(recipe)
+    if recipe.spec.source is not None and (lock is None or lock.source is None):
+        raise LockError(
+            f"{recipe.name}: its [source] repository has no locked commit yet",
+            path=recipe.path,
+            hint=f"run 'imagebuild lock {recipe.name}' to pin [source].ref to a commit",
+        )
     if recipe.spec.dev_packages and lock is None:
         raise LockError(
             f"{recipe.name}: dev packages have no locked commit yet",
@@ -97,4 +106,5 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
         skipped=tuple(skipped),
         dev_wheels=tuple(wheels),
         conda_lock=conda_lock,
+        source=lock.source if lock is not None else None,
     )

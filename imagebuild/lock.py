@@ -29,7 +29,7 @@ from imagebuild.devpackages import LockedDevPackage, resolve
 from imagebuild.errors import LockError
 from imagebuild.fetch import Fetcher
 from imagebuild.plan import BuildPlan
-from imagebuild.recipes import Recipe, StrictModel, parse_toml
+from imagebuild.recipes import DevPackageSpec, Recipe, StrictModel, parse_toml
 from imagebuild.target import Target, debian_suite, image_target
 
 LOCK_FILE = "image.lock"
@@ -42,8 +42,11 @@ class ImageLock(StrictModel):
 
     version: Literal[1] = 1
     inputs: str
-    python: str
-    platform: str
+    python: str = ""
+    platform: str = ""
+    source: LockedDevPackage | None = Field(
+        default=None, description="a [source] recipe: the commit its ref named when locked; builds fetch that commit"
+    )
     dev_packages: list[LockedDevPackage] = []
     debian: dict[str, str] = Field(
         default={}, description="root images: suite -> sha256 of its package index when locked; a change rebuilds with the updates"
@@ -62,6 +65,7 @@ def lock_path(recipe: Recipe) -> Path:
 def needs_lock(recipe: Recipe) -> bool:
     return (
         recipe.requirements is not None
+        or recipe.spec.source is not None
         or recipe.conda_environment is not None
         or bool(recipe.spec.dev_packages)
         or any(a.wheel for a in recipe.spec.assets)
@@ -80,6 +84,8 @@ def _platform(target: Target) -> str:
 def inputs_digest(item: BuildPlan) -> str:
     """What a lock of `item` is made from; any change makes its lock stale."""
     recipe = item.recipe
+    if recipe.spec.source is not None:
+        return hashlib.sha256(json.dumps({"source": recipe.spec.source.model_dump()}, sort_keys=True).encode()).hexdigest()
     target = image_target(item)
     facts = {
         "requirements": recipe.requirements.read_text() if recipe.requirements else None,
@@ -189,7 +195,8 @@ def _ancestor_pins(item: BuildPlan) -> dict[str, str]:
 def write_lock(item: BuildPlan, lock: ImageLock) -> bool:
     """Write the lock file; False when it already says exactly this (the file is not touched)."""
     path = lock_path(item.recipe)
-    text = HEADER + tomli_w.dumps(lock.model_dump(exclude=set() if lock.debian else {"debian"}), multiline_strings=True)
+    empty = {name for name in ("debian", "source", "python", "platform") if not getattr(lock, name)}
+    text = HEADER + tomli_w.dumps(lock.model_dump(exclude=empty), multiline_strings=True)
     if path.is_file() and path.read_text() == text:
         return False
     staging = path.with_name(f".{path.name}.tmp")
@@ -258,6 +265,15 @@ def _debian_pins(indexes: dict[str, str]) -> dict[str, str]:
     return {f"debian:{suite}": digest[:12] for suite, digest in indexes.items()}
 
 
+def lock_source(recipe: Recipe, env: dict[str, str]) -> LockedDevPackage:
+    """The commit [source].ref names now, resolved as a dev package's ref is (through the mirror's
+    git rewrites in `env`); the lock keeps the repository as the recipe writes it, not a host path."""
+    assert recipe.spec.source is not None and recipe.source is not None
+    spec = DevPackageSpec(name=recipe.name, url=recipe.source, ref=recipe.spec.source.ref)
+    locked = resolve(spec, env, what=f"{recipe.name} [source]")
+    return locked.model_copy(update={"url": recipe.spec.source.repo})
+
+
 def lock_image(item: BuildPlan, fetcher: Fetcher, *, debian_archive: str, upgrade: bool = False) -> LockOutcome:
     """Resolve dev package refs to commits, build their wheels, resolve the requirements, record
     the Debian package indexes a root image installs from (`debian_archive`), write the lock.
@@ -266,6 +282,10 @@ def lock_image(item: BuildPlan, fetcher: Fetcher, *, debian_archive: str, upgrad
     """
     recipe = item.recipe
     previous = read_lock(recipe)
+    if recipe.spec.source is not None:
+        source = lock_source(recipe, fetcher.git_env)
+        lock = ImageLock(inputs=inputs_digest(item), source=source)
+        return _outcome(item, previous, lock, write_lock(item, lock), [source])
     dev = [resolve(spec, fetcher.git_env) for spec in recipe.spec.dev_packages]
     with tempfile.TemporaryDirectory(prefix="imagebuild-wheels-") as scratch:
         local = [(package.name, fetcher.dev_wheel(item, package)) for package in dev]
@@ -288,13 +308,21 @@ def lock_image(item: BuildPlan, fetcher: Fetcher, *, debian_archive: str, upgrad
         debian=package_indexes(debian_archive, suite, target.machine, fetcher.mirror) if suite else {},
         requirements=requirements,
     )
-    written = write_lock(item, lock) or conda_written
+    return _outcome(item, previous, lock, write_lock(item, lock) or conda_written, dev)
+
+
+def _outcome(
+    item: BuildPlan, previous: ImageLock | None, lock: ImageLock, written: bool, dev: list[LockedDevPackage]
+) -> LockOutcome:
+    """What changed from `previous` to `lock` (a source's commit is listed among the dev packages)."""
     before = {**(previous.pins() if previous else {}), **_debian_pins(previous.debian if previous else {})}
     after = {**lock.pins(), **_debian_pins(lock.debian)}
     earlier = {package.name: package.commit for package in previous.dev_packages} if previous else {}
+    if previous is not None and previous.source is not None:
+        earlier[previous.source.name] = previous.source.commit
     return LockOutcome(
         name=item.name,
-        path=str(lock_path(recipe)),
+        path=str(lock_path(item.recipe)),
         written=written,
         packages=len(after),
         dev_packages=[{**package.model_dump(), "previous_commit": earlier.get(package.name)} for package in dev],

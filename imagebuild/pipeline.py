@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imagebuild import __version__
+from imagebuild.binder import capture
 from imagebuild.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
 from imagebuild.engine import Engine, Image
@@ -87,12 +88,23 @@ def prepare(project: Project, plans: list[BuildPlan], fetcher: Fetcher) -> list[
     mirror = fetcher.mirror
     for item in plans:
         spec = item.recipe.spec
-        base_ref = spec.root if spec.parent is None else content_ref(project, spec.parent, hashes[spec.parent])
-        rendered = render(item, base_ref or "", ca_bundle=fetcher.ca_bundle, inputs=inputs[item.name])
+        if spec.source is not None:
+            source = inputs[item.name].source
+            assert source is not None  # gather() refuses a source recipe without a locked commit
+            rendered = capture(item, source, mirror)
+        else:
+            base_ref = spec.root if spec.parent is None else content_ref(project, spec.parent, hashes[spec.parent])
+            rendered = render(item, base_ref or "", ca_bundle=fetcher.ca_bundle, inputs=inputs[item.name])
         context = assemble(rewrite_for_build(rendered, mirror, archive))
         hashes[item.name] = context.content_hash
         contexts.append(context)
     return contexts
+
+
+def root_image(context: BuildContext) -> str:
+    """The image at the bottom of a context's chain: its recipes' root, or a captured repository's base."""
+    rendered = context.rendered
+    return rendered.base_ref if rendered.plan.recipe.spec.source is not None else rendered.plan.root_image
 
 
 def smoke_notebooks(
@@ -104,7 +116,7 @@ def smoke_notebooks(
     for recipe in [*reversed(item.ancestors), item.recipe]:
         needs = recipe.spec.smoke.needs_asset
         for path in recipe.notebooks:
-            asset = needs.get(path.relative_to(recipe.directory).as_posix())
+            asset = needs.get(path.relative_to(recipe.directory).as_posix()) if needs else None
             if asset is None or asset in assets_in_image:
                 run.append((recipe.name, path))
             else:
@@ -197,7 +209,7 @@ def build(
         )
         root_ids = {
             root: ensure_root_image(engine, root, debian_archive(project), reporter.say, mirror)
-            for root in sorted({p.root_image for p in plans})
+            for root in sorted({root_image(context) for context in contexts})
         }
         build = _Build(
             project, engine, root_ids, server, mirror, smoke=smoke, rebuild=rebuild, publishing=publishing, reporter=reporter
@@ -340,7 +352,7 @@ class _Build:
             return self.engine.build(
                 context,
                 tag=ref,
-                labels=_labels(self.project, context, self.root_ids[item.root_image]),
+                labels=_labels(self.project, context, self.root_ids[root_image(context)]),
                 buildargs={BUILD_ARG: build_env},
                 nocache=self.rebuild,
                 log_path=output / "build.log",

@@ -37,9 +37,12 @@ class BuildPlan:
 
     @property
     def root_image(self) -> str:
-        """The root reference at the bottom of this image's chain, e.g. 'debian:bookworm'."""
+        """The root reference at the bottom of this image's chain, e.g. 'debian:bookworm'.
+
+        A [source] recipe has none: its captured Dockerfile names its base (BuildContext.root_image).
+        """
         bottom = self.ancestors[-1] if self.ancestors else self.recipe
-        assert bottom.spec.root is not None  # guaranteed by RecipeFile's validator
+        assert bottom.spec.root is not None  # guaranteed by RecipeFile's validator, for recipes without [source]
         return bottom.spec.root
 
 
@@ -78,6 +81,12 @@ def _ancestors(project: Project, name: str) -> tuple[Recipe, ...]:
                 f"parent: no recipe named '{parent}' (chain {' -> '.join([*chain, parent])})",
                 path=recipe.path,
                 hint=f"known images: {', '.join(sorted(project.recipes))}",
+            )
+        if project.recipes[parent].spec.source is not None:
+            raise RecipeError(
+                f"parent: '{parent}' is built by repo2docker from a [source] repository and cannot be a parent",
+                path=recipe.path,
+                hint="build on a layered recipe, or put these layers into the repository's Binder files",
             )
         chain.append(parent)
         recipe = project.recipes[parent]

@@ -173,19 +173,39 @@ class AssetSpec(StrictModel):
         return self.dest if self.unpack else f"{self.dest.rstrip('/')}/{self.file_name}"
 
 
+def _git_ref(ref: str) -> str:
+    if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
+        raise ValueError(f"must be a branch, tag or commit, got {ref!r}")
+    return ref
+
+
+GitRef = Annotated[str, AfterValidator(_git_ref)]
+
+
 class DevPackageSpec(StrictModel):
     """A Python package built from a git commit: `imagebuild lock` turns the ref into a commit."""
 
     name: Name = Field(description="its distribution name, e.g. 'aiida-core'")
     url: str = Field(description="the git repository, e.g. 'https://github.com/aiidateam/aiida-core.git'")
-    ref: str = Field(description="a branch, tag or commit")
+    ref: GitRef = Field(description="a branch, tag or commit")
 
-    @field_validator("ref")
-    @classmethod
-    def _ref(cls, ref: str) -> str:
-        if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
-            raise ValueError(f"must be a branch, tag or commit, got {ref!r}")
-        return ref
+
+GIT_URL_SCHEMES = ("https", "http", "ssh", "git", "file")
+
+
+class SourceSpec(StrictModel):
+    """A Binder repository built by repo2docker instead of layers: `imagebuild lock` pins `ref` to a commit."""
+
+    repo: str = Field(description="a git URL (https://, ssh://, git://, file://) or a folder relative to the recipe")
+    ref: GitRef = Field(default="HEAD", description="a branch, tag or commit")
+
+    @property
+    def is_url(self) -> bool:
+        return urlsplit(self.repo).scheme in GIT_URL_SCHEMES
+
+
+SOURCE_FIELDS = {"description", "source", "smoke", "tags"}
+"""What a source recipe may set: repo2docker decides base and layers, imagebuild smoke-tests and tags."""
 
 
 TAG_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -218,6 +238,7 @@ class RecipeFile(StrictModel):
     """The schema of images/<name>/image.toml."""
 
     description: str = ""
+    source: SourceSpec | None = Field(default=None, description="a Binder repository repo2docker builds instead of layers")
     parent: str | None = Field(default=None, description="another recipe this image builds on")
     root: str | None = Field(default=None, description="a root image reference such as 'debian:bookworm'")
     post_build: str | None = Field(default=None, description="a postBuild script run as the user")
@@ -245,8 +266,20 @@ class RecipeFile(StrictModel):
 
     @model_validator(mode="after")
     def _one_base(self) -> "RecipeFile":
+        if self.source is not None:
+            layered = sorted(self.model_fields_set - SOURCE_FIELDS)
+            if layered:
+                raise ValueError(
+                    f"a [source] recipe is built by repo2docker from the repository alone; remove {', '.join(layered)} "
+                    "(put such settings in the repository's Binder files: apt.txt, requirements.txt, postBuild, ...)"
+                )
+            if self.smoke.needs_asset:
+                raise ValueError("[smoke].needs_asset: a [source] recipe has no assets")
+            return self
         if (self.parent is None) == (self.root is None):
-            raise ValueError("set exactly one of 'parent' (another recipe) or 'root' (e.g. 'debian:bookworm')")
+            raise ValueError(
+                "set exactly one of 'parent' (another recipe), 'root' (e.g. 'debian:bookworm') or [source] (a Binder repository)"
+            )
         return self
 
 
@@ -305,6 +338,9 @@ class Recipe:
     files: tuple[tuple[Path, FileCopy], ...]
     hooks: tuple[Path, ...]
     notebooks: tuple[Path, ...]
+    source: str | None = None
+    """Where [source] is fetched from: its URL, or its folder as a file:// URL (repo2docker then fetches
+    it with git at the locked commit, not as a working tree)."""
 
     @property
     def directory(self) -> Path:
@@ -378,10 +414,10 @@ def _existing(directory: Path, relative: str, recipe_path: Path, field: str) -> 
     return path
 
 
-def _globbed(directory: Path, patterns: list[str]) -> tuple[Path, ...]:
+def globbed(directory: Path, patterns: list[str]) -> tuple[Path, ...]:
     found: set[Path] = set()
     for pattern in patterns:
-        found.update(Path(p) for p in glob.glob(str(directory / pattern)) if Path(p).is_file())
+        found.update(Path(p) for p in glob.glob(str(directory / pattern), recursive=True) if Path(p).is_file())
     return tuple(sorted(found))
 
 
@@ -404,7 +440,7 @@ def load_recipe(path: Path) -> Recipe:
     files = tuple(
         (_existing(directory, item.src, path, f"[files][{index}].src"), item) for index, item in enumerate(spec.files)
     )
-    notebooks = _globbed(directory, spec.smoke.notebooks)
+    notebooks = () if spec.source else globbed(directory, spec.smoke.notebooks)  # a source's are in its repository
     _check_needed_assets(spec, notebooks, directory, path)
     return Recipe(
         name=directory.name,
@@ -415,9 +451,23 @@ def load_recipe(path: Path) -> Recipe:
         post_build=post_build,
         conda_environment=conda_environment,
         files=files,
-        hooks=_globbed(directory, spec.hooks.before_notebook),
+        hooks=globbed(directory, spec.hooks.before_notebook),
         notebooks=notebooks,
+        source=_source_location(spec.source, directory, path) if spec.source else None,
     )
+
+
+def _source_location(source: SourceSpec, directory: Path, recipe_path: Path) -> str:
+    if source.is_url:
+        return source.repo
+    folder = (directory / source.repo).resolve()
+    if not folder.is_dir():
+        raise RecipeError(
+            f"[source].repo: folder '{source.repo}' not found",
+            path=recipe_path,
+            hint=f"give a git URL, or a git repository's folder relative to {directory}",
+        )
+    return folder.as_uri()
 
 
 def _check_needed_assets(spec: RecipeFile, notebooks: tuple[Path, ...], directory: Path, path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 from dataclasses import replace
 
 from imagebuild.buildenv import BuildEnvironment
+from imagebuild.mirrors.captured import rewrite_captured
 from imagebuild.mirrors.files import FileKind, rewrite_file
 from imagebuild.mirrors.hostenv import git_variables, index_variables, with_credentials
 from imagebuild.mirrors.profile import Mirror
@@ -45,7 +46,11 @@ def build_environment(mirror: Mirror | None, ca_bundle: bytes | None, debian_arc
         ca_bundle = (ca_bundle or b"") + b"\n" + mirror.ca_cert.read_bytes()
     secrets = tuple(value for pair in credentials.values() for value in pair)
     return BuildEnvironment(
-        ca_bundle=ca_bundle, variables=tuple(variables.items()), apt_sed=apt_rules.sed_script(), secrets=secrets
+        ca_bundle=ca_bundle,
+        variables=tuple(variables.items()),
+        apt_sed=apt_rules.sed_script(),
+        condarc=_condarc(mirror) if spec.conda is not None else "",
+        secrets=secrets,
     )
 
 
@@ -104,7 +109,10 @@ def runtime_files(mirror: Mirror, debian_archive: str) -> list[tuple[ContextFile
 
 def rewrite_for_build(rendered: RenderedImage, mirror: Mirror | None, debian_archive: str) -> RenderedImage:
     """The mirror-rewrite step: download URLs in the Dockerfile and postBuild point at the mirror,
-    and with `runtime = true` a root image gets a last layer configuring the mirror."""
+    and with `runtime = true` a root image gets a last layer configuring the mirror. A context
+    repo2docker made is rewritten even without a mirror: its base and build environment need it."""
+    if rendered.plan.recipe.spec.source is not None:
+        return rewrite_captured(rendered, mirror)
     if mirror is None:
         return rendered
     rules = url_rules(mirror.spec).only(*BUILD_TIME_PURPOSES)

@@ -578,19 +578,34 @@ def _instruction(pieces: list[tuple[int, str]]) -> _Instruction | None:
     return _Instruction(words[0].text.upper(), pieces[0][0], words[1:]) if words else None
 
 
-def _rewrite_dockerfile(document: _Document, profile: MirrorProfile, source: Path) -> str:
+def rewrite_dockerfile(
+    text: str, profile: MirrorProfile, *, source: Path, from_image: Callable[[str], str] | None = None
+) -> str:
+    """The Dockerfile rewrite, with `from_image` choosing each FROM's image instead of the registry mirrors."""
+    return _rewrite_dockerfile(_Document(text), profile, source, from_image)
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, int, list[str]]]:
+    """(keyword, first line, words) of each instruction, lines numbered from 0 as rewrite_file splits them."""
+    return [(i.keyword, i.line, [word.text for word in i.words]) for i in _dockerfile_layout(_Document(text)).instructions]
+
+
+def _rewrite_dockerfile(
+    document: _Document, profile: MirrorProfile, source: Path, from_image: Callable[[str], str] | None = None
+) -> str:
     """FROM and COPY --from image references through the registry mirrors, skipping scratch,
     earlier stages and references with variables; `FROM ${BASE}` rewrites the default of the
     global `ARG BASE=...` instead. Every other instruction and heredoc body: URL rules. Comments
     stay as they are."""
     rules = url_rules(profile)
+    route = from_image or (lambda image: rewrite_image_ref(image, profile.registry))
     layout = _dockerfile_layout(document)
     stages: set[str] = set()
     global_args: dict[str, _Word] = {}
     seen_from = False
     for instruction in layout.instructions:
         if instruction.keyword == "FROM":
-            stage = _rewrite_from(document, instruction, profile, stages, global_args, source)
+            stage = _rewrite_from(document, instruction, route, stages, global_args, source)
             if stage:
                 stages.add(stage.lower())
             seen_from = True
@@ -616,7 +631,7 @@ def _rewrite_dockerfile(document: _Document, profile: MirrorProfile, source: Pat
 def _rewrite_from(
     document: _Document,
     instruction: _Instruction,
-    profile: MirrorProfile,
+    route: Callable[[str], str],
     stages: set[str],
     global_args: dict[str, _Word],
     source: Path,
@@ -633,7 +648,7 @@ def _rewrite_from(
     if reference is not None:
         image = global_args.get(reference.group(1) or reference.group(2), image)
     if image.line is not None and image.text.lower() not in stages:
-        document.replace(image.line, image.start, image.end, rewrite_image_ref(image.text, profile.registry))
+        document.replace(image.line, image.start, image.end, route(image.text))
     return stage
 
 

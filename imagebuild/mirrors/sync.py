@@ -498,6 +498,9 @@ def sync(
     with exclusive(lock, say), tempfile.TemporaryDirectory(prefix="imagebuild-sync-") as scratch:
         run = _Sync(destination, _Source.of(mirror, ca_bundle, Path(scratch)), Path(scratch), say)
         for item in plans:
+            if item.recipe.spec.source is not None:
+                say(f"{item.name}: skipped, repo2docker builds it from its [source] repository")
+                continue
             target = image_target(item)
             if item.recipe.spec.root is not None:
                 say(f"{item.name}: resolving the installer {INSTALLER} for {target}")

@@ -107,3 +107,23 @@ def test_helper_gives_the_command_the_environment_and_leaves_nothing_behind(tmp_
     assert "http://deb.debian.org/debian " not in done.stdout
     scratch = lines[-1].rsplit("/apt/", 1)[0]
     assert scratch.startswith("/tmp/") and not os.path.exists(scratch)
+
+
+def test_helper_points_conda_and_micromamba_at_the_mirrors_channel_settings(tmp_path):
+    """Commands a build runs itself (repo2docker's micromamba) resolve channel names through
+    the mirror: CONDARC and MAMBARC name the served settings, which are gone afterwards."""
+    helper = tmp_path / "with-build-env"
+    helper.write_bytes(support_file("with-build-env"))
+    helper.chmod(0o755)
+    condarc = "channel_alias: http://mirror.example/conda\ncustom_channels:\n  conda-forge: http://mirror.example/cf\n"
+    with BuildEnvServer(BuildEnvironment(condarc=condarc), free_port()) as server:
+        done = subprocess.run(
+            [str(helper), "sh", "-c", 'cat "$CONDARC"; echo "$CONDARC $MAMBARC"'],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "IMAGEBUILD_BUILD_ENV": server.url()},
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(condarc)
+    conda_path, mamba_path = done.stdout.splitlines()[-1].split()
+    assert conda_path == mamba_path and not os.path.exists(conda_path)
