@@ -130,7 +130,10 @@ class ImageDiff:
 
 
 def _commits(labels: dict[str, str]) -> dict[str, str]:
-    return {name: entry["commit"] for name, entry in input_provenance(labels)["dev_packages"].items()}
+    """Dev package commits, and the [source] repository's as '[source]'."""
+    provenance = input_provenance(labels)
+    source = {"[source]": provenance["source"]["commit"]} if provenance["source"] else {}
+    return {**source, **{name: entry["commit"] for name, entry in provenance["dev_packages"].items()}}
 
 
 def diff(before: ImageFacts, after: ImageFacts) -> ImageDiff:
@@ -164,6 +167,7 @@ def manifest(facts: ImageFacts, *, name: str, content_hash: str, mirror: str | N
         "registry": published.get("registry") if published else None,
         "digest": published.get("digest") if published else None,
         "tags": [t["tag"] for t in published.get("tags", []) if t.get("action") != "held"] if published else [],
+        "source": provenance["source"] or None,
         "dev_packages": provenance["dev_packages"],
         "assets": provenance["assets"],
         "smoke": smoke,
@@ -181,6 +185,8 @@ def markdown(document: dict) -> str:
         ("published", f"{document['registry']} {document['digest']}" if document["digest"] else "not pushed"),
         ("tags", ", ".join(document["tags"]) or "-"),
     ]
+    if document.get("source"):
+        rows.append(("source", f"{document['source']['url']} {document['source']['ref']} at {document['source']['commit']}"))
     lines = [f"# {document['image']}: {document['ref']}", "", "| | |", "| --- | --- |"]
     lines += [f"| {key} | {value} |" for key, value in rows]
     if document["smoke"]:

@@ -28,6 +28,7 @@ CONDA_INSTALLER = ["py-rattler==0.28.0", "pyyaml==6.0.3"]
 """What installs a locked conda environment in a throwaway venv during the build (no binary from a fixed URL)."""
 ASSET_LABEL = "io.imagebuild.asset."
 DEV_PACKAGE_LABEL = "io.imagebuild.dev-package."
+SOURCE_LABEL = "io.imagebuild.source"
 NO_INPUTS = ImageInputs()
 
 
@@ -133,8 +134,9 @@ def input_labels(inputs: ImageInputs) -> dict[str, str]:
 
 
 def input_provenance(labels: dict[str, str]) -> dict[str, dict]:
-    """The assets and dev packages an image's labels name (what `images --json` shows)."""
+    """The assets, dev packages and [source] commit an image's labels name (what `images --json` shows)."""
     return {
+        "source": json.loads(labels[SOURCE_LABEL]) if SOURCE_LABEL in labels else {},
         "assets": {k.removeprefix(ASSET_LABEL): v for k, v in sorted(labels.items()) if k.startswith(ASSET_LABEL)},
         "dev_packages": {
             k.removeprefix(DEV_PACKAGE_LABEL): json.loads(v)

@@ -82,6 +82,10 @@ def test_the_lock_pins_the_ref_and_the_image_is_built_on_the_bootstrapped_root(c
     labels = engine.client.images.get(outcome["ref"]).labels
     assert labels["io.imagebuild.base"] == "debian:bookworm"  # not docker.io's: the bootstrapped root
     assert labels["io.imagebuild.root-id"] == engine.client.images.get("debian:bookworm").id
+    commit = git(course["repo"], "rev-parse", "fall")
+    assert json.loads(labels["io.imagebuild.source"]) == {"url": course["repo"].as_uri(), "ref": "fall", "commit": commit}
+    manifest = json.loads((course["root"] / "build" / "course" / "manifest.json").read_text())
+    assert manifest["source"]["commit"] == commit and manifest["digest"] == outcome["published"]["digest"]
 
 
 def test_pip_reached_only_the_profiles_index_and_nothing_of_the_mirror_is_in_the_image(course, engine):

@@ -10,7 +10,7 @@ from imagebuild.manifest import (
     markdown,
     write,
 )
-from imagebuild.render import ASSET_LABEL, DEV_PACKAGE_LABEL
+from imagebuild.render import ASSET_LABEL, DEV_PACKAGE_LABEL, SOURCE_LABEL
 
 
 def _facts(ref, *, os_packages, python_packages, commit, asset, size):
@@ -79,3 +79,15 @@ def test_manifest_documents_inventory_provenance_smoke_and_tags(tmp_path):
     assert text == markdown(document)
     assert "| aiidalab/a.ipynb | passed | 7.0 |" in text and "| postgresql-15 | 15.18-0+deb12u1 |" in text
     assert "| size (uncompressed) | 1.91 GB |" in text and "| mirror | tuna |" in text
+
+
+def test_a_source_images_commit_is_in_its_manifest_and_its_diff():
+    def facts(commit):
+        labels = {SOURCE_LABEL: json.dumps({"url": "https://git.example.edu/course.git", "ref": "fall", "commit": commit})}
+        return ImageFacts.of(f"course:{commit[:7]}", labels, 1, b"{}")
+
+    changed = diff(facts("a" * 40), facts("b" * 40))
+    assert changed.dev_packages == [Change("[source]", "a" * 40, "b" * 40, "changed")]
+    document = manifest(facts("b" * 40), name="course", content_hash="c" * 64, mirror=None, smoke=[], published=None)
+    assert document["source"]["commit"] == "b" * 40
+    assert f"| source | https://git.example.edu/course.git fall at {'b' * 40} |" in markdown(document)
