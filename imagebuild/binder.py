@@ -5,12 +5,13 @@ result is a RenderedImage like any recipe's, so the mirror step, assembly, conte
 smoke, tags and push treat it as any other image.
 
 The repository's git metadata (.git) is left out of the context: a fresh clone's index and logs
-differ from clone to clone, and the content hash must not. The commit is in the lock and in
-repo2docker's `repo2docker.ref` label.
+differ from clone to clone, and the content hash must not. The commit is in the lock and in the
+image's io.imagebuild.source label, the one line imagebuild adds to repo2docker's Dockerfile here.
 """
 
 import contextlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -35,7 +36,7 @@ from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.plan import BuildPlan
 from imagebuild.recipes import globbed
-from imagebuild.render import ContextFile, RenderedImage, User
+from imagebuild.render import SOURCE_LABEL, ContextFile, RenderedImage, User
 from imagebuild.system import cache_dir
 
 CAPTURE_ENGINE = "imagebuild-capture"
@@ -133,9 +134,16 @@ def capture(item: BuildPlan, source: LockedDevPackage, mirror: Mirror | None) ->
     return RenderedImage(
         plan=replace(item, recipe=replace(recipe, notebooks=notebooks)),
         base_ref="",  # the mirror step routes the FROM and records it here (mirrors/captured.py)
-        dockerfile=dockerfile,
+        dockerfile=dockerfile.rstrip("\n") + "\n" + source_label(source),
         files=files,
     )
+
+
+def source_label(source: LockedDevPackage) -> str:
+    """The repository, ref and commit as the Dockerfile's last line: on the image (manifests and
+    diffs show it) and in the content hash, so a new commit is a new image."""
+    value = json.dumps({"url": source.url, "ref": source.ref, "commit": source.commit}, sort_keys=True)
+    return f"LABEL {json.dumps(SOURCE_LABEL)}={json.dumps(value)}\n"
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ from imagebuild.engine import Engine, Image
 from imagebuild.errors import BuildError, PublishError
 from imagebuild.fetch import Fetcher
 from imagebuild.inputs import gather
-from imagebuild.lock import read_lock
 from imagebuild.manifest import INVENTORY_PATH, ImageFacts, manifest
 from imagebuild.manifest import write as write_manifest
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
@@ -34,7 +33,7 @@ from imagebuild.mirrors.profile import Mirror
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, Project, plan
 from imagebuild.publish import PublishResult, publish
-from imagebuild.render import SOURCE_LABEL, input_provenance, render
+from imagebuild.render import input_provenance, render
 from imagebuild.rootfs import ensure_root_image, host_archive
 from imagebuild.smoke import SMOKED_REF_FILE, NotebookResult, SmokeResult, run_smoke
 from imagebuild.system import exclusive
@@ -135,10 +134,7 @@ def _revision(root: Path) -> str:
 
 def _labels(project: Project, context: BuildContext, root_id: str) -> dict[str, str]:
     recipe = context.rendered.plan.recipe
-    lock = read_lock(recipe) if recipe.spec.source is not None else None
-    source = {SOURCE_LABEL: json.dumps(lock.source.model_dump(include={"url", "ref", "commit"}), sort_keys=True)} if lock and lock.source else {}
     return {
-        **source,
         HASH_LABEL: context.content_hash,
         IMAGE_LABEL: recipe.name,
         "io.imagebuild.base": context.rendered.base_ref,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.binder import capture
+from imagebuild.binder import capture, source_label
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.lock import lock_image, lock_source, read_lock
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
@@ -145,8 +145,9 @@ COPY notebooks/ /home/jovyan/
 
 def test_binder_dockerfile_builds_on_the_bootstrapped_root_and_the_registry_mirror(site, tmp_path):
     repo = make_repo(tmp_path / "course", {"binder/Dockerfile": BINDER_DOCKERFILE})
-    _, _, raw = _captured(site)
-    assert raw.dockerfile == BINDER_DOCKERFILE
+    _, source, raw = _captured(site)
+    label = source_label(source)  # imagebuild's one line: the commit, on the image and in the content hash
+    assert raw.dockerfile == BINDER_DOCKERFILE + label
     assert {f.arcname for f in raw.files} == {"binder/Dockerfile", "notebooks/intro.ipynb"}  # the checkout, without .git
     assert all(f.data == (repo / f.arcname).read_bytes() for f in raw.files)
 
@@ -165,7 +166,8 @@ def test_binder_dockerfile_builds_on_the_bootstrapped_root_and_the_registry_mirr
         f'SHELL ["{WRAPPER}", "/bin/bash", "-o", "pipefail", "-c"]\n'
         "RUN pip install --no-index --find-links /wheels nbclient\n"
         "COPY notebooks/ /home/jovyan/\n"
-        'SHELL ["/bin/bash", "-o", "pipefail", "-c"]\n'
+        + label
+        + 'SHELL ["/bin/bash", "-o", "pipefail", "-c"]\n'
     )
     # without a mirror the debian root is still the bootstrapped one, and other images stay upstream
     unmirrored = rewrite_captured(raw, None)
@@ -192,6 +194,9 @@ def test_lock_records_the_commit_and_the_content_hash_covers_it(site, tmp_path):
     git(repo, "commit", "--quiet", "-m", "more")
     second = locked_hash()
     assert second[0] == git(repo, "rev-parse", "HEAD") and second[1] != first[1]
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "the same files")
+    third = locked_hash()
+    assert third[0] == git(repo, "rev-parse", "HEAD") and third[1] != second[1]  # the commit itself counts
 
 
 def test_unknown_ref_and_unreadable_repository_are_one_line_lock_errors(site, tmp_path):
