@@ -19,11 +19,12 @@ def package_indexes(archive: str, suite: str, machine: str, mirror: Mirror | Non
     means Debian published packages there: `lock` records these, so a root image is rebuilt,
     with `apt-get upgrade`, exactly when its distribution has updates (security fixes included)."""
     index = f"main/binary-{DEBIAN_ARCHITECTURES.get(machine, machine)}/Packages"
+    rules = url_rules(mirror.spec, extra_debian_upstreams=(archive,)).only("apt") if mirror else None
     found = {}
     for name, upstream in ((suite, archive), (f"{suite}-updates", archive), (f"{suite}-security", SECURITY_ARCHIVE)):
         url = f"{upstream}/dists/{name}/InRelease"
-        if mirror is not None:
-            url = url_rules(mirror.spec, extra_debian_upstreams=(archive,)).only("apt").apply_line(url)
+        if rules is not None:
+            url = rules.apply_line(url)
         try:
             response = requests.get(url, timeout=30)
             response.raise_for_status()

@@ -4,12 +4,12 @@
     current commits) -> prepare
     -> already published under its content tag? then nothing is built; only edge (and latest,
        with --promote) follow it, in the registry alone
-    -> else build and smoke-test (pipeline.build), push date, content and version tags plus
-       edge (latest too with --promote), and diff it against the previous edge
+    -> else build and smoke-test those contexts (pipeline.build_prepared), push date, content
+       and version tags plus edge (latest too with --promote), and diff it against the previous edge
     -> retention of old images -> report (build/nightly/report.{json,md})
 
 An image that fails is reported and its children are skipped; unrelated images go on. Nothing
-is pushed that did not pass its smoke notebooks (pipeline.build's rule), and a CI runner that
+is pushed that did not pass its smoke notebooks (the pipeline's rule), and a CI runner that
 starts with an empty engine builds nothing when nothing changed: the registry answers.
 """
 
@@ -171,7 +171,8 @@ class _Night:
     def _image(self, item: BuildPlan, night: ImageNight) -> None:
         if self.options.refresh_locks and lock_state(item).state != "none":
             self._refresh_lock(item, night)
-        context = pipeline.prepare(self.project, plan(self.project, [item.name]), self.fetcher)[-1]
+        contexts = pipeline.prepare(self.project, plan(self.project, [item.name]), self.fetcher)
+        context = contexts[-1]
         night.content_hash = context.content_hash
         repository = registry_repository(self.project, item.name)
         previous = None
@@ -184,13 +185,9 @@ class _Night:
                 return
             previous = self.registry.image(repository, "edge")
             self._pull_ancestors(item)
-        outcome = pipeline.build(
-            self.project,
-            [item.name],
-            fetcher=self.fetcher,
-            reporter=self.reporter,
-            push_to=self.options.registry if self.registry is not None else None,
-            moving_tag="edge",
+        publishing = pipeline.Publishing(self.options.registry if self.registry is not None else None, "edge", {item.name})
+        outcome = pipeline.build_prepared(
+            self.project, contexts, fetcher=self.fetcher, reporter=self.reporter, publishing=publishing
         )[-1]
         night.smoke = outcome.smoke.summary() if outcome.smoke else "passed before"
         if outcome.published is None:
@@ -240,7 +237,7 @@ class _Night:
             remote = f"{self.registry.host}/{registry_repository(self.project, parent.name)}:sha-{content_hash[:12]}"
             self.reporter.say(f"pulling {remote} to build {item.name} on it")
             if not self.engine.try_pull(remote, env_credentials()):
-                continue  # pipeline.build builds it
+                continue  # the build builds it
             pulled = self.engine.image(remote)
             assert pulled is not None
             self.engine.tag(pulled, local)

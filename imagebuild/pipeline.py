@@ -116,6 +116,7 @@ def smoke_notebooks(
     for recipe in [*reversed(item.ancestors), item.recipe]:
         needs = recipe.spec.smoke.needs_asset
         for path in recipe.notebooks:
+            # (a [source] recipe needs no asset, and its notebooks are not under its folder)
             asset = needs.get(path.relative_to(recipe.directory).as_posix()) if needs else None
             if asset is None or asset in assets_in_image:
                 run.append((recipe.name, path))
@@ -188,7 +189,23 @@ def build(
     """
     plans = plan(project, names, everything=everything)
     publishing = Publishing(push_to, moving_tag, set(names) if not everything else {p.name for p in plans})
-    contexts = prepare(project, plans, fetcher)
+    return build_prepared(
+        project, prepare(project, plans, fetcher), smoke=smoke, rebuild=rebuild, fetcher=fetcher, reporter=reporter, publishing=publishing
+    )
+
+
+def build_prepared(
+    project: Project,
+    contexts: list[BuildContext],
+    *,
+    smoke: bool = True,
+    rebuild: bool = False,
+    fetcher: Fetcher,
+    reporter: Reporter,
+    publishing: "Publishing",
+) -> list[ImageOutcome]:
+    """Build, smoke-test and publish contexts `prepare` made, parents first (the nightly prepares
+    each image once to look for its content hash in the registry, then builds those contexts)."""
     engine = Engine()
     mirror = fetcher.mirror
     environment = build_environment(mirror, fetcher.ca_bundle, debian_archive(project))

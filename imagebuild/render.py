@@ -216,7 +216,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         apt_packages=list(recipe.apt_packages),
         locales=spec.os.locales,
         debian_indexes=" ".join(f"{suite}={digest[:12]}" for suite, digest in sorted(inputs.lock.debian.items())) if inputs.lock else "",
-        debian_security=f"deb {SECURITY_ARCHIVE} {debian_suite(spec.root or '')}-security main",
+        debian_security=f"deb {SECURITY_ARCHIVE} {debian_suite(spec.root)}-security main" if spec.root else "",
         requirements=requirements.arcname if requirements else None,
         locked=locked,
         conda=conda_env,
