@@ -41,6 +41,9 @@ from nbformat.v4 import new_code_cell
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# It runs the `imagebuild` command: from a virtual environment that is not activated
+# (`.venv/bin/python bench/...`), that command is found only beside this interpreter.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from bench.mirror_build import measure as measure_mirror  # noqa: E402
 from imagebuild.buildenv import BUILD_ARG, BuildEnvironment, BuildEnvServer  # noqa: E402

@@ -11,6 +11,7 @@ build warms the archive proxy and is reported as 'mirror, cold'.
 """
 
 import argparse
+import os
 import shutil
 import socket
 import statistics
@@ -23,6 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# It runs the `imagebuild` command: from a virtual environment that is not activated
+# (`.venv/bin/python bench/...`), that command is found only beside this interpreter.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from imagebuild.pipeline import debian_archive  # noqa: E402
 from imagebuild.plan import load_project  # noqa: E402

@@ -1,58 +1,78 @@
 """`imagebuild hub ...`: the bundled JupyterHub and the images it offers."""
 
 import json
+import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from imagebuild import hub as hub_module
-from imagebuild.errors import RecipeError
+from imagebuild import engine as engine_module
+from imagebuild.errors import ImagebuildError, RecipeError
+from imagebuild.hub import folder as hub_folder
+from imagebuild.hub import lifecycle
+from imagebuild.hub.compose import find_compose
+from imagebuild.hub.settings import HubFolder
+from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.plan import load_project
 from imagebuild.publish import registry_host, registry_repository
 from imagebuild.registry import Registry
-from imagebuild.terminal import JsonOption, MirrorOption, RegistryOption, out, selected
+from imagebuild.terminal import (
+    JsonOption,
+    RegistryOption,
+    StatusLine,
+    err,
+    make_fetcher,
+    out,
+)
 
-hub_app = typer.Typer(help="The bundled JupyterHub (DockerSpawner) and the images it offers.", no_args_is_help=True)
+hub_app = typer.Typer(help="The bundled JupyterHub (DockerSpawner, PostgreSQL) and the images it offers.", no_args_is_help=True)
 DirOption = Annotated[Path, typer.Option("--dir", help="the hub folder", show_default=True)]
+DirArgument = Annotated[Path, typer.Argument(help="the hub folder", show_default=True)]
+
+
+def _say(message: str) -> None:
+    err.print(f"[bold blue]>[/] {message}")
 
 
 @hub_app.command("init")
 def hub_init(
     folder: Annotated[Path, typer.Argument(help="a new folder for the hub")],
+    admin: Annotated[
+        str | None, typer.Option("--admin", help="user name of the first admin (asked for on a terminal)", show_default=False)
+    ] = None,
     registry: RegistryOption = None,
-    hub_tag: Annotated[str, typer.Option("--hub-tag", help="tag of the hub image to run")] = "latest",
-    mirror: MirrorOption = None,
-    network: Annotated[str, typer.Option("--network", help="'jupyterhub' (compose network) or 'host'")] = "jupyterhub",
+    hub_tag: Annotated[str, typer.Option("--hub-tag", help="tag of the hub, database and proxy images")] = "latest",
     port: Annotated[int, typer.Option("--port", help="port the hub listens on")] = 8000,
     authenticator: Annotated[
-        str, typer.Option("--authenticator", help="github, generic (OAuth/OIDC, e.g. Keycloak), native or dummy")
+        str, typer.Option("--authenticator", help="native, github, generic (OAuth/OIDC, e.g. Keycloak) or dummy")
     ] = "native",
     development: Annotated[bool, typer.Option("--development", help="a test hub: allows the dummy authenticator")] = False,
     proxy_domain: Annotated[
         str | None, typer.Option("--proxy-domain", help="put Caddy in front, with automatic TLS for this domain")
     ] = None,
 ) -> None:
-    """Write a ready-to-run hub: compose.yml, jupyterhub_config.py, hub.toml, images.toml and a 0600 .env."""
-    if authenticator not in ("github", "generic", "native", "dummy"):
-        raise RecipeError(f"--authenticator: unknown kind '{authenticator}'", hint="github, generic, native or dummy")
+    """Write a ready-to-run hub: hub.toml, compose.yml, jupyterhub_config.py, images.toml and a 0600 .env."""
+    if admin is None:
+        if not sys.stdin.isatty():
+            raise RecipeError("--admin NAME is required: the first admin approves sign-ups", hint="e.g. --admin alice")
+        admin = typer.prompt("user name of the hub's first admin")
     project = load_project()
-    written = hub_module.init(
-        folder,
-        project,
-        registry_host(project, registry),
+    request = hub_folder.HubInit(
+        folder=folder,
+        registry=registry_host(project, registry),
+        admin=admin,
         hub_tag=hub_tag,
-        mirror=selected(project, mirror),
-        network=network,
         port=port,
         authenticator=authenticator,
         development=development,
         proxy_domain=proxy_domain,
     )
-    for path in written:
+    for path in hub_folder.init(project, request):
         out.print(f"wrote {path}")
-    out.print(f"next: imagebuild hub select NAME:TAG... --dir {folder}; then docker compose up -d in {folder}")
+    out.print(f"next: imagebuild hub select NAME:TAG... --dir {folder}; then imagebuild hub up {folder}")
 
 
 @hub_app.command("select")
@@ -60,9 +80,10 @@ def hub_select(
     images: Annotated[list[str], typer.Argument(help="NAME:TAG of published images, e.g. aiidalab:2026-11-22")],
     folder: DirOption = Path("hub"),
 ) -> None:
-    """Offer exactly these published tags (each pinned to its digest); tags the registry lacks are refused."""
-    selection = hub_module.select(folder, load_project(), [hub_module.Wanted.parse(text) for text in images])
-    for item in selection.images:
+    """Offer exactly these published tags (each pinned to its digest); the running hub applies it at the next spawn."""
+    project = load_project()
+    wanted = [hub_folder.Wanted.parse(text, project) for text in images]
+    for item in hub_folder.select(folder, project, wanted).images:
         out.print(f"selected {item.label}: {item.ref}")
 
 
@@ -70,7 +91,7 @@ def hub_select(
 def hub_images(folder: DirOption = Path("hub"), as_json: JsonOption = False) -> None:
     """What the hub offers next to what the registry has published."""
     project = load_project()
-    hub = hub_module.HubFolder(folder)
+    hub = HubFolder(folder)
     settings = hub.settings
     chosen = {(item.image, item.tag): item for item in hub.selection.images}
     registry = Registry(settings.registry)
@@ -87,7 +108,7 @@ def hub_images(folder: DirOption = Path("hub"), as_json: JsonOption = False) -> 
         return
     table = Table("image", "tag", "offered", title=f"{settings.registry} (hub: {folder})")
     for row in rows:
-        table.add_row(row["image"], row["tag"], "[green]yes[/]" if row["selected"] else "")
+        table.add_row(str(row["image"]), str(row["tag"]), "[green]yes[/]" if row["selected"] else "")
     out.print(table)
     for label in missing:
         out.print(f"[red]selected but no longer in the registry: {label}[/]")
@@ -99,10 +120,11 @@ def hub_render(
     folder: DirOption = Path("hub"),
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
 ) -> None:
-    """The hub's selection for another deployment target (Zero-to-JupyterHub on Kubernetes)."""
+    """The hub for another deployment target (Zero-to-JupyterHub on Kubernetes)."""
     if target != "z2jh":
         raise RecipeError(f"--target: unknown target '{target}'", hint="the known target is z2jh")
-    values = hub_module.render_z2jh(hub_module.HubFolder(folder).selection)
+    hub = HubFolder(folder)
+    values = render_z2jh(hub.settings, hub.selection)
     if output is None:
         print(values, end="")
     else:
@@ -112,7 +134,90 @@ def hub_render(
 
 @hub_app.command("check")
 def hub_check(folder: DirOption = Path("hub")) -> None:
-    """Validate hub.toml and images.toml."""
-    hub = hub_module.HubFolder(folder)
-    settings, selection = hub.settings, hub.selection
-    out.print(f"{folder}: {settings.authenticator.kind} authenticator, {len(selection.images)} image(s) offered")
+    """Validate hub.toml, images.toml and .env: what `hub up` refuses, said before anything starts."""
+    hub = HubFolder(folder)
+    settings, selection, _secrets = hub.settings, hub.selection, hub.secrets
+    auth = settings.authenticator
+    out.print(f"{folder}: {auth.kind} authenticator (admins: {', '.join(auth.admin_users) or 'none'}), "
+              f"{len(selection.images)} image(s) offered, {settings.public_url}")
+
+
+@hub_app.command("up")
+def hub_up(
+    folder: DirArgument = Path("hub"),
+    as_json: JsonOption = False,
+) -> None:
+    """Start the hub (or apply hub.toml changes): images pulled or built, Compose run, wait until it answers."""
+    if not (folder / "hub.toml").is_file():
+        raise RecipeError("no hub.toml here", path=folder, hint="write a hub with 'imagebuild hub init DIR --admin NAME'")
+    _ = HubFolder(folder).settings  # refuse bad settings before the engine or Compose is touched
+    try:
+        project = load_project()
+    except ImagebuildError:
+        project = None  # outside the project: images must be in the engine or the registry
+    line = StatusLine(err)
+    with line.status:
+        engine_module.up(line.say)
+        request = lifecycle.UpRequest(
+            folder=folder,
+            compose=find_compose(line.say),
+            project=project,
+            fetcher=make_fetcher(project, None, None, offline=False, say=line.say) if project else None,
+            reporter=line.reporter(),
+        )
+        result = lifecycle.up(request, engine_module.Engine())
+    if as_json:
+        print(json.dumps(asdict(result), indent=2))
+        return
+    out.print(f"compose: {result.compose}")
+    for ref, action in result.images.items():
+        out.print(f"image {ref}: {action}")
+    for service, change in result.services.items():
+        out.print(f"service {service}: {change}")
+    settings = HubFolder(folder).settings
+    out.print(f"[bold green]the hub answers at {result.url}[/] ({result.seconds} s)")
+    if settings.authenticator.kind == "native":
+        admin = settings.authenticator.admin_users[0]
+        out.print(f"next: open {result.url}/hub/signup and sign up as '{admin}' (the admin); "
+                  f"approve other users at {result.url}/hub/authorize")
+    else:
+        out.print(f"next: open {result.url} and log in as one of the admins: {', '.join(settings.authenticator.admin_users)}")
+
+
+@hub_app.command("down")
+def hub_down(folder: DirArgument = Path("hub")) -> None:
+    """Stop the hub and its users' servers; every volume (database, homes) is kept."""
+    stopped = lifecycle.down(folder, find_compose(_say), engine_module.Engine(), _say)
+    out.print(f"the hub is stopped ({len(stopped)} user server(s) stopped); volumes kept")
+
+
+@hub_app.command("status")
+def hub_status(folder: DirArgument = Path("hub"), as_json: JsonOption = False) -> None:
+    """Services and their health, the selected images, running user servers."""
+    status = lifecycle.status(folder, engine_module.Engine())
+    if as_json:
+        print(json.dumps(asdict(status), indent=2))
+        return
+    out.print(f"hub '{status.name}' at {status.url}")
+    services = Table("service", "state", "health", "restarts", "image", title="services")
+    for row in status.services:
+        services.add_row(str(row["service"]), str(row["state"]), str(row["health"]), str(row["restarts"]), str(row["image"]))
+    out.print(services if status.services else "no service is running (imagebuild hub up starts them)")
+    selected = Table("label", "image", title="offered images")
+    for item in status.selected:
+        selected.add_row(item["label"], item["ref"])
+    out.print(selected if status.selected else "no image is offered (imagebuild hub select NAME:TAG...)")
+    servers = Table("user", "state", "since", "image", title="user servers")
+    for server in status.user_servers:
+        servers.add_row(server["user"], server["state"], server["since"], server["image"])
+    out.print(servers if status.user_servers else "no user server is running")
+
+
+@hub_app.command("logs")
+def hub_logs(
+    service: Annotated[str | None, typer.Argument(help="db, hub or proxy (default: all)")] = None,
+    folder: DirOption = Path("hub"),
+    tail: Annotated[int, typer.Option("--tail", help="lines per service")] = 100,
+) -> None:
+    """The services' logs."""
+    print(lifecycle.logs(folder, find_compose(_say), service, tail), end="")

@@ -87,6 +87,21 @@ def up(say: Callable[[str], None]) -> EngineStatus:
     raise EngineError(f"dockerd did not answer within {START_TIMEOUT} s", path=log, hint="read the engine log above")
 
 
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What `hub status` and `hub up` need to know of a container."""
+
+    id: str
+    name: str
+    image: str
+    state: str  # running, exited, restarting, ...
+    health: str  # healthy, starting, unhealthy, or "" without a health check
+    started_at: str
+    restarts: int
+    labels: dict[str, str]
+    environment: dict[str, str]
+
+
 class Engine:
     """A connected engine. Build, import and look up images by content hash."""
 
@@ -102,6 +117,42 @@ class Engine:
             return self.client.images.get(ref)
         except docker.errors.ImageNotFound:
             return None
+
+    def containers(self, label: str) -> list[ContainerInfo]:
+        """Containers, running or not, carrying `label` (KEY or KEY=VALUE)."""
+        found = []
+        for container in self.client.containers.list(all=True, filters={"label": label}):
+            attrs = container.attrs
+            state = attrs["State"]
+            found.append(
+                ContainerInfo(
+                    id=container.id,
+                    name=container.name,
+                    image=attrs["Config"]["Image"],
+                    state=state["Status"],
+                    health=(state.get("Health") or {}).get("Status", ""),
+                    started_at=state.get("StartedAt", ""),
+                    restarts=attrs.get("RestartCount", 0),
+                    labels=attrs["Config"].get("Labels") or {},
+                    environment=dict(item.split("=", 1) for item in attrs["Config"].get("Env") or [] if "=" in item),
+                )
+            )
+        return found
+
+    def container_logs(self, container_id: str, tail: int = 20) -> str:
+        try:
+            return self.client.containers.get(container_id).logs(tail=tail).decode(errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    def remove_container(self, container_id: str) -> None:
+        """Stop (with the image's grace period) and remove; a container already gone is fine."""
+        try:
+            container = self.client.containers.get(container_id)
+            container.stop(timeout=30)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
 
     def try_pull(self, ref: str, credentials: tuple[str, str] | None = None) -> bool:
         auth = {"username": credentials[0], "password": credentials[1]} if credentials else None

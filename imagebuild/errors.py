@@ -86,3 +86,9 @@ class PublishError(ImagebuildError):
     """A push, a registry question or the hub's image selection failed; nothing was recorded."""
 
     exit_code = 9
+
+
+class HubError(ImagebuildError):
+    """The hub did not come up (a service failed or never answered); nothing was left running."""
+
+    exit_code = 10

@@ -24,7 +24,7 @@ from imagebuild.context import HASH_LABEL
 from imagebuild.engine import Engine
 from imagebuild.errors import ImagebuildError, PublishError, RecipeError
 from imagebuild.fetch import Fetcher
-from imagebuild.hub import HubFolder
+from imagebuild.hub.settings import HubFolder
 from imagebuild.lock import lock_image, lock_state
 from imagebuild.manifest import diff, published_facts
 from imagebuild.plan import BuildPlan, Project, plan

@@ -13,8 +13,15 @@ from imagebuild.fetch import Fetcher, fetcher_for
 from imagebuild.mirrors.profile import Mirror, selected_mirror
 from imagebuild.plan import Project
 
-out = Console()
-err = Console(stderr=True)
+
+def _console(*, stderr: bool) -> Console:
+    """Lines and table cells kept whole when not on a terminal, so a CI log keeps URLs intact."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, soft_wrap=True, width=400)
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 Names = Annotated[list[str] | None, typer.Argument(help="image names (folders under images/)", show_default=False)]
 AllOption = Annotated[bool, typer.Option("--all", help="every image of the project")]

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import textwrap
 from pathlib import Path
@@ -20,6 +21,13 @@ from imagebuild.mirrors.profile import Mirror
 from imagebuild.system import port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The tests run the `imagebuild` command in subprocesses. Under the README's test command the
+# interpreter is .venv/bin/python of a virtual environment nobody activated, so that command is
+# not on PATH (or an older install elsewhere is): put this interpreter's folder first, for the
+# whole session, so every subprocess finds the `imagebuild` installed beside it. Not resolved:
+# a venv's python is a symlink to the system's.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def write_notebook(path: Path, *sources: str) -> Path:

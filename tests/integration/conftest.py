@@ -4,7 +4,10 @@ and shared by every test (a rebuild of an unchanged image is a content-hash look
 import datetime
 import gzip
 import io
+import json
+import os
 import secrets
+import signal
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -19,10 +22,11 @@ from cryptography.x509.oid import NameOID
 
 from imagebuild import engine as engine_module
 from imagebuild import pipeline
+from imagebuild import registry as registry_module
 from imagebuild.ca import read_ca_bundle
 from imagebuild.context import IMAGE_LABEL
 from imagebuild.plan import Project, load_project, plan
-from tests.conftest import REPO, offline_fetcher
+from tests.conftest import REPO, free_port, offline_fetcher
 
 pytestmark = pytest.mark.engine
 
@@ -110,6 +114,45 @@ def repo_project() -> Project:
 def base_build(engine, repo_project) -> pipeline.ImageOutcome:
     (outcome,) = pipeline.build(repo_project, ["base"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
     return outcome
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (`item.rep_call.failed`): fixtures that keep
+    artifacts of failures (the browser journey's screenshots) read it."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+SCIENCE = ["aiidalab", "pyiron"]
+
+
+@pytest.fixture(scope="session")
+def built(engine, repo_project) -> dict[str, pipeline.ImageOutcome]:
+    """aiidalab, pyiron, the hub and its database, built and smoke-tested once per session."""
+    outcomes = pipeline.build(
+        repo_project, [*SCIENCE, "hub", "postgres"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET
+    )
+    return {outcome.name: outcome for outcome in outcomes}
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Iterator[str]:
+    """Debian's docker-registry on a loopback port of its own, for this session."""
+    host = f"127.0.0.1:{free_port()}"
+    pid = registry_module.up(host, print, storage=tmp_path_factory.mktemp("registry"))
+    yield host
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def published(built, registry) -> dict[str, dict]:
+    """aiidalab and pyiron pushed under all their tags (the hub's own images are not: `hub up` must)."""
+    pushed = imagebuild_cli("push", *SCIENCE, "--registry", registry, "--json", cwd=REPO)
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    return {result["name"]: result for result in json.loads(pushed.stdout)}
 
 
 def imagebuild_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ import pytest
 import tomli_w
 
 from imagebuild import registry as registry_module
-from imagebuild.hub import SELECTION_FILE, SelectedImage, Selection
+from imagebuild.hub.settings import SELECTION_FILE, SelectedImage, Selection
 from tests.conftest import ProjectFactory, free_port, git, write_notebook
 
 pytestmark = pytest.mark.engine

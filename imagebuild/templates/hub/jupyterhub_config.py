@@ -1,21 +1,34 @@
 # JupyterHub configuration written by `imagebuild hub init`. Edit hub.toml, not this file:
 # it reads hub.toml (settings) once at start, and images.toml (the images users may start,
 # written by `imagebuild hub select`) at every spawn, so a new selection needs no restart.
-# Secrets come from the environment (the .env file beside it, mode 0600).
+# Secrets are read from .env beside it (mode 0600, mounted read-only), never from variables,
+# so they appear in no container's configuration.
 # ruff: noqa
 # type: ignore
 
+import asyncio
 import os
+import sys
+import time
 import tomllib
 from pathlib import Path
+from urllib.parse import quote
 
 import docker.errors
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import random_port
 
 HUB_DIR = Path(os.environ.get("IMAGEBUILD_HUB_DIR", Path(__file__).parent))
 settings = tomllib.loads((HUB_DIR / "hub.toml").read_text())
+secrets = dict(
+    line.split("=", 1) for line in (HUB_DIR / ".env").read_text().splitlines() if "=" in line and not line.startswith("#")
+)
 c = get_config()  # noqa: F821
+name = settings.get("name", "hub")
+
+
+def refuse(message: str) -> None:
+    """Stop the hub with one line naming hub.toml (`imagebuild hub check` says the same)."""
+    raise SystemExit(f"hub.toml: {message}")
 
 
 def selected_images(spawner=None) -> dict:
@@ -29,8 +42,9 @@ def options_form(spawner) -> str:
     return f'<label for="image">Image</label><select class="form-control" name="image" required>{options}</select>'
 
 
-class PinnedImageSpawner(DockerSpawner):
-    """Pulls images selected by digest (name@sha256:...), which DockerSpawner would split as name:tag."""
+class HubSpawner(DockerSpawner):
+    """DockerSpawner for images selected by digest (name@sha256:..., which DockerSpawner would
+    split as name:tag), with progress on the spawn page while a large image starts."""
 
     async def pull_image(self, image):
         if "@" not in image:
@@ -42,33 +56,26 @@ class PinnedImageSpawner(DockerSpawner):
             self.log.info("pulling %s", image)
             await self.docker("pull", repository, digest)
 
-
-class HostNetworkSpawner(PinnedImageSpawner):
-    """User containers on the host's network (single-server and loopback setups): each gets a free port,
-    and so does each service the bundled images run inside their containers (aiidalab's PostgreSQL,
-    RabbitMQ and Erlang's port mapper), which would otherwise collide between two users' servers."""
-
-    service_ports = ("AIIDA_POSTGRES_PORT", "AIIDA_BROKER_PORT", "RABBITMQ_DIST_PORT", "ERL_EPMD_PORT")
-
-    async def start(self):
-        self.port = random_port()
-        return await super().start()
-
-    def get_env(self):
-        return {**super().get_env(), **{name: str(random_port()) for name in self.service_ports}}
-
-    async def get_ip_and_port(self):
-        return self.host_ip, self.port
+    async def progress(self):
+        began = time.monotonic()
+        label = self.user_options.get("image", "the image")
+        while True:  # JupyterHub stops reading when the server is up or the spawn failed
+            seconds = int(time.monotonic() - began)
+            yield {
+                "progress": min(95, 10 + seconds // 2),
+                "message": f"Starting {label}: {seconds} s. A first start of a large image may take a minute.",
+            }
+            await asyncio.sleep(2)
 
 
-network = settings.get("network", "jupyterhub")
-host_network = network == "host"
-c.JupyterHub.spawner_class = HostNetworkSpawner if host_network else PinnedImageSpawner
+c.JupyterHub.spawner_class = HubSpawner
 c.DockerSpawner.allowed_images = selected_images
 c.DockerSpawner.options_form = options_form
-c.DockerSpawner.network_name = network
-c.DockerSpawner.use_internal_ip = True  # on the compose network by container IP; on host, no port bindings
+c.DockerSpawner.network_name = f"{name}-jupyterhub"
+c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.remove = True  # the home volume persists; the container follows the selection
+c.DockerSpawner.prefix = f"{name}-user"
+c.DockerSpawner.extra_create_kwargs = {"labels": {"io.imagebuild.hub": name}}  # `imagebuild hub status|down` find them
 c.DockerSpawner.pull_policy = "ifnotpresent"
 c.DockerSpawner.notebook_dir = "/home/jovyan"
 c.DockerSpawner.volumes = {settings["volumes"]["home"]: "/home/jovyan"}
@@ -79,53 +86,72 @@ if settings["volumes"].get("team"):
 c.DockerSpawner.mem_limit = settings["limits"]["memory"]
 c.DockerSpawner.cpu_limit = float(settings["limits"]["cpus"])
 c.DockerSpawner.environment = dict(settings.get("environment", {}))
+spawn = settings.get("spawn", {})
+c.Spawner.start_timeout = int(spawn.get("start_timeout", 600))
+c.Spawner.http_timeout = int(spawn.get("http_timeout", 300))
+c.JupyterHub.cleanup_servers = False  # a recreated hub (hub.toml changed) leaves users' servers running
 
-port = int(settings.get("port", 8000))
-c.JupyterHub.bind_url = f"http://{'127.0.0.1' if host_network else '0.0.0.0'}:{port}"
-if host_network:  # the hub's API and the proxy's API on the two ports after the public one
-    c.JupyterHub.hub_ip = "127.0.0.1"
-    c.JupyterHub.hub_port = port + 1
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 2}"
-else:
-    c.JupyterHub.hub_ip = "0.0.0.0"
-    c.JupyterHub.hub_connect_ip = "hub"
-tls = settings.get("tls", {})
-if tls.get("certificate"):
-    c.JupyterHub.ssl_cert = tls["certificate"]
-    c.JupyterHub.ssl_key = tls["key"]
-    c.JupyterHub.bind_url = c.JupyterHub.bind_url.replace("http://", "https://")
-
+c.JupyterHub.bind_url = "http://0.0.0.0:8000"  # compose publishes it on hub.toml's bind_address and port
+c.JupyterHub.hub_ip = "0.0.0.0"
+c.JupyterHub.hub_connect_ip = "hub"
 data = Path(os.environ.get("IMAGEBUILD_HUB_DATA", HUB_DIR / "data"))
 data.mkdir(parents=True, exist_ok=True)
-c.JupyterHub.db_url = os.environ.get("JUPYTERHUB_DB_URL") or f"sqlite:///{data / 'jupyterhub.sqlite'}"
+# JupyterHub redacts the password when it logs this URL
+c.JupyterHub.db_url = f"postgresql+psycopg2://jupyterhub:{quote(secrets['POSTGRES_PASSWORD'], safe='')}@db/jupyterhub"
 c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = str(data / "jupyterhub-proxy.pid")
 
 authenticator = settings["authenticator"]
 kind = authenticator["kind"]
+admins = set(authenticator.get("admin_users", []))
 if kind == "dummy":
     if not settings.get("development"):
-        raise SystemExit("hub.toml: authenticator kind 'dummy' needs development = true; never use it in production")
+        refuse("authenticator kind 'dummy' needs development = true; never use it in production")
     print("!" * 78 + "\nWARNING: development mode: the dummy authenticator lets anyone log in as anyone.\n" + "!" * 78)
     c.JupyterHub.authenticator_class = "dummy"
     c.Authenticator.allow_all = True
 elif kind == "native":
+    if not admins:
+        refuse("[authenticator].admin_users is empty: nobody could approve a sign-up")
     c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    c.NativeAuthenticator.open_signup = bool(authenticator.get("open_signup", False))
+    c.Authenticator.allow_all = True  # NativeAuthenticator itself admits only approved users
 elif kind in ("github", "generic"):
+    named = authenticator.get("allowed_users", []) or admins
+    named = named or authenticator.get("allowed_organizations" if kind == "github" else "allowed_groups", [])
+    if not named and not authenticator.get("allow_all"):
+        refuse(f"a {kind} hub must say who may log in (allowed_users, ...) or set allow_all = true")
     c.JupyterHub.authenticator_class = "github" if kind == "github" else "generic-oauth"
-    c.OAuthenticator.client_id = os.environ["OAUTH_CLIENT_ID"]
-    c.OAuthenticator.client_secret = os.environ["OAUTH_CLIENT_SECRET"]
+    c.OAuthenticator.client_id = secrets.get("OAUTH_CLIENT_ID", "")
+    c.OAuthenticator.client_secret = secrets.get("OAUTH_CLIENT_SECRET", "")
     c.OAuthenticator.oauth_callback_url = authenticator["oauth_callback_url"]
-    if kind == "generic":
+    c.OAuthenticator.allow_all = bool(authenticator.get("allow_all", False))
+    if kind == "github":
+        c.GitHubOAuthenticator.allowed_organizations = set(authenticator.get("allowed_organizations", []))
+    else:
         c.GenericOAuthenticator.authorize_url = authenticator["authorize_url"]
         c.GenericOAuthenticator.token_url = authenticator["token_url"]
         c.GenericOAuthenticator.userdata_url = authenticator["userdata_url"]
         c.GenericOAuthenticator.username_claim = authenticator.get("username_claim", "preferred_username")
-    c.OAuthenticator.allow_all = not authenticator.get("allowed_users")
-c.Authenticator.admin_users = set(authenticator.get("admin_users", []))
-c.Authenticator.allowed_users = set(authenticator.get("allowed_users", []))
+        if authenticator.get("allowed_groups"):
+            c.GenericOAuthenticator.manage_groups = True
+            c.GenericOAuthenticator.auth_state_groups_key = f"oauth_user.{authenticator.get('claim_groups_key', 'groups')}"
+            c.GenericOAuthenticator.allowed_groups = set(authenticator["allowed_groups"])
+    c.Authenticator.allowed_users = set(authenticator.get("allowed_users", []))
+c.Authenticator.admin_users = admins
 
-admin_token = os.environ.get("IMAGEBUILD_HUB_ADMIN_TOKEN")
-if admin_token:  # for automation (and imagebuild's own tests): an admin service with this token
-    c.JupyterHub.services = [{"name": "imagebuild-admin", "api_token": admin_token}]
-    c.JupyterHub.load_roles = [{"name": "admin", "services": ["imagebuild-admin"]}]
+# Services: `imagebuild hub status` and automation use the API token from .env; the idle culler
+# stops servers nobody used for idle_timeout seconds.
+c.JupyterHub.services = [{"name": "imagebuild", "api_token": secrets["IMAGEBUILD_HUB_API_TOKEN"]}]
+c.JupyterHub.load_roles = [{"name": "admin", "services": ["imagebuild"]}]
+idle_timeout = int(settings.get("idle_timeout", 3600))
+if idle_timeout > 0:
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={idle_timeout}", f"--cull-every={max(10, min(300, idle_timeout // 4))}"],
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {"name": "idle-culler", "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"], "services": ["idle-culler"]}
+    )

@@ -1,0 +1,67 @@
+"""The compose file, rendered from hub.toml, and the Compose program that runs it.
+
+Debian has no `docker compose` plugin for its docker.io 20.10: bookworm ships Compose 1.29 as
+the `docker-compose` package, trixie 2.x. The compose file keeps to what both understand
+(no `name:` key: the project is given with -p; explicit container, network and volume names).
+"""
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagebuild.errors import EngineError
+from imagebuild.hub.settings import HubSettings
+from imagebuild.render import templates
+from imagebuild.system import apt_install, cache_dir
+
+COMPOSE_PACKAGE = "docker-compose"
+
+
+def render_compose(settings: HubSettings, settings_text: str) -> str:
+    """compose.yml for these settings; the hub carries hub.toml's hash, so an edit recreates it alone."""
+    sha = hashlib.sha256(settings_text.encode()).hexdigest()[:16]
+    return templates.get_template("hub/compose.yml.j2").render(settings=settings, settings_sha=sha)
+
+
+@dataclass(frozen=True)
+class Compose:
+    """A Compose program: its command words and what it says of its version."""
+
+    command: tuple[str, ...]
+    version: str
+
+    def run(self, folder: Path, project: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+        """`compose -p PROJECT -f compose.yml ARGS` in the hub folder; output captured."""
+        words = [*self.command, "-p", project, "-f", "compose.yml", *args]
+        try:
+            return subprocess.run(words, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise EngineError(f"{' '.join(words)} did not finish within {timeout} s") from None
+
+
+def _version(command: list[str]) -> str | None:
+    try:
+        answer = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return answer.stdout.strip() if answer.returncode == 0 and answer.stdout.strip() else None
+
+
+def find_compose(say: Callable[[str], None]) -> Compose:
+    """The `docker compose` plugin when present, else a `docker-compose` program, else Debian's package."""
+    candidates = [["docker", "compose"], ["docker-compose"]]
+    for command in candidates:
+        if shutil.which(command[0]) and (version := _version(command)):
+            return Compose(tuple(command), version)
+    say(f"no Compose found; installing the distribution's {COMPOSE_PACKAGE} package")
+    apt_install([COMPOSE_PACKAGE], log=cache_dir() / "compose-install.log")
+    for command in candidates:
+        if shutil.which(command[0]) and (version := _version(command)):
+            return Compose(tuple(command), version)
+    raise EngineError(
+        f"the {COMPOSE_PACKAGE} package was installed but no Compose answers",
+        hint=f"see {cache_dir() / 'compose-install.log'}",
+    )
