@@ -135,8 +135,7 @@ def hub_render(
 @hub_app.command("check")
 def hub_check(folder: DirOption = Path("hub")) -> None:
     """Validate hub.toml, images.toml and .env: what `hub up` refuses, said before anything starts."""
-    hub = HubFolder(folder)
-    settings, selection, _secrets = hub.settings, hub.selection, hub.secrets
+    settings, selection = HubFolder(folder).check()
     auth = settings.authenticator
     out.print(f"{folder}: {auth.kind} authenticator (admins: {', '.join(auth.admin_users) or 'none'}), "
               f"{len(selection.images)} image(s) offered, {settings.public_url}")
@@ -150,7 +149,7 @@ def hub_up(
     """Start the hub (or apply hub.toml changes): images pulled or built, Compose run, wait until it answers."""
     if not (folder / "hub.toml").is_file():
         raise RecipeError("no hub.toml here", path=folder, hint="write a hub with 'imagebuild hub init DIR --admin NAME'")
-    _ = HubFolder(folder).settings  # refuse bad settings before the engine or Compose is touched
+    HubFolder(folder).check()  # refuse bad settings before the engine or Compose is touched
     try:
         project = load_project()
     except ImagebuildError:

@@ -146,13 +146,25 @@ class Engine:
             return ""
 
     def remove_container(self, container_id: str) -> None:
-        """Stop (with the image's grace period) and remove; a container already gone is fine."""
+        """Stop (with a grace period) and remove, and wait until it is gone (a container created
+        with auto-remove goes by itself once stopped; then the engine answers 409 to a remove)."""
         try:
             container = self.client.containers.get(container_id)
             container.stop(timeout=30)
             container.remove(force=True)
         except docker.errors.NotFound:
-            pass
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise EngineError(f"could not remove container {container_id[:12]}: {exc.explanation}") from None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                self.client.containers.get(container_id)
+            except docker.errors.NotFound:
+                return
+            time.sleep(0.5)
+        raise EngineError(f"container {container_id[:12]} was not removed within 120 s", hint="see 'docker ps -a'")
 
     def try_pull(self, ref: str, credentials: tuple[str, str] | None = None) -> bool:
         auth = {"username": credentials[0], "password": credentials[1]} if credentials else None

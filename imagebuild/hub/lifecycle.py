@@ -171,9 +171,7 @@ def _failure(engine: Engine, service: str, container: ContainerInfo | None, what
 
 def up(request: UpRequest, engine: Engine) -> UpResult:
     began = time.monotonic()
-    hub = HubFolder(request.folder)
-    settings = hub.settings
-    _ = hub.selection, hub.secrets  # both readable before anything starts
+    settings, _selection = HubFolder(request.folder).check()  # every file readable before anything starts
     before = service_containers(engine, settings)
     _check_port(settings, before, request.folder)
     images = ensure_images(request, settings, engine)

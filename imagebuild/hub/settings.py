@@ -182,3 +182,17 @@ class HubFolder:
     @property
     def secrets(self) -> dict[str, str]:
         return read_secrets(self.path / SECRETS_FILE)
+
+    def check(self) -> tuple[HubSettings, Selection]:
+        """Everything `hub up` needs from the folder, or the first problem (the secrets' values are
+        never part of a message)."""
+        settings, selection, secrets = self.settings, self.selection, self.secrets
+        required = ["POSTGRES_PASSWORD", "IMAGEBUILD_HUB_API_TOKEN"]
+        if settings.authenticator.kind in ("github", "generic"):
+            required += ["OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET"]
+        for key in required:
+            if not secrets.get(key):
+                raise RecipeError(
+                    f"{key} is empty", path=self.path / SECRETS_FILE, hint=f"set {key}=... (the OAuth app's client, for OAuth hubs)"
+                )
+        return settings, selection

@@ -9,6 +9,7 @@ OAuth against a real OpenID Connect provider; refusals that leave nothing runnin
 
 Each browser step leaves a screenshot in build/test-artifacts/hub-journey/ (kept on failure)."""
 
+import contextlib
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import pytest
 import requests
 
@@ -68,8 +70,10 @@ def _up(folder: Path) -> dict:
 
 
 def _remove_hub_data(engine, name: str) -> None:
+    """User containers (DockerSpawner may be removing them already) and every volume of hub `name`."""
     for container in engine.client.containers.list(all=True, filters={"label": f"io.imagebuild.hub={name}"}):
-        container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.remove(force=True)
     for volume in engine.client.volumes.list():
         if volume.name.startswith(f"{name}-"):
             volume.remove(force=True)
@@ -175,8 +179,9 @@ class Journey:
     def run_cell(self, code: str, expect: str) -> str:
         """A new notebook in the launcher, one cell run; the output, which must match `expect`."""
         self.page.click('.jp-LauncherCard[data-category="Notebook"]')
-        editor = self.page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=STEP_TIMEOUT)
-        editor.click()
+        # a locator, found again at each try: JupyterLab redraws the cell while the notebook loads
+        # (a spinner covers it meanwhile, and Playwright waits until the click would land)
+        self.page.locator(".jp-Notebook .jp-Cell .cm-content").first.click(timeout=STEP_TIMEOUT)
         self.page.keyboard.insert_text(code)
         self.page.keyboard.press("Shift+Enter")
         output = self.page.wait_for_selector(".jp-OutputArea-output", timeout=STEP_TIMEOUT)
@@ -278,11 +283,26 @@ def test_a_spawn_runs_the_published_digest_and_status_lists_it(hub, engine, publ
     api.delete(f"{hub.url}/hub/api/users/eve/server", timeout=120)
 
 
-def test_a_hub_toml_edit_recreates_only_the_hub(hub):
+def test_a_hub_toml_edit_recreates_only_the_hub_and_idle_servers_are_culled(hub):
+    """idle_timeout lowered to 30 s: `hub up` recreates the hub alone, and the idle culler (a hub
+    service) stops a server nobody uses."""
     settings = hub.folder / "hub.toml"
-    settings.write_text(settings.read_text().replace("idle_timeout = 3600", "idle_timeout = 1800"))
+    settings.write_text(settings.read_text().replace("idle_timeout = 3600", "idle_timeout = 30"))
     changed = _up(hub.folder)
     assert changed["services"] == {"db": "unchanged", "hub": "recreated"}
+    api = hub.api
+    api.post(f"{hub.url}/hub/api/users/idle", timeout=30)
+    spawned = api.post(f"{hub.url}/hub/api/users/idle/server", json={"image": f"pyiron {hub.tags['pyiron']}"}, timeout=120)
+    assert spawned.status_code in (201, 202), spawned.text
+    began, deadline, seen_running = time.monotonic(), time.monotonic() + 900, False
+    while True:
+        server = (api.get(f"{hub.url}/hub/api/users/idle", timeout=30).json().get("servers") or {}).get("")
+        seen_running = seen_running or bool(server and server.get("ready"))
+        if seen_running and not server:
+            break
+        assert time.monotonic() < deadline, f"the idle server was not stopped: {server}"
+        time.sleep(2)
+    print(f"idle server stopped by the culler {time.monotonic() - began:.0f} s after its spawn (idle_timeout 30 s)")
 
 
 def test_no_generated_secret_appears_in_files_labels_variables_or_logs(hub, engine):

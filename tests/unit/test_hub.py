@@ -153,3 +153,19 @@ def test_selection_arguments_are_a_project_image_and_a_tag(make_project, text, m
 def test_hub_names_keep_to_what_both_composes_accept(tmp_path):
     assert hub_folder.hub_name(tmp_path / "My-Hub_2") == "myhub2"
     assert hub_folder.hub_name(tmp_path / "2024") == "hub"
+
+
+def test_an_oauth_hub_without_its_client_is_refused_without_echoing_secrets(tmp_path, make_project):
+    folder, _ = _init(tmp_path, make_project, authenticator="github")
+    with pytest.raises(RecipeError, match="OAUTH_CLIENT_ID is empty") as caught:
+        HubFolder(folder).check()
+    assert caught.value.path == folder / ".env"
+    env = folder / ".env"
+    env.write_text(env.read_text().replace("OAUTH_CLIENT_ID=", "OAUTH_CLIENT_ID=abc").replace("OAUTH_CLIENT_SECRET=", "OAUTH_CLIENT_SECRET=s3cr3t"))
+    settings, selection = HubFolder(folder).check()
+    assert settings.authenticator.kind == "github" and selection.images == []
+    password = HubFolder(folder).secrets["POSTGRES_PASSWORD"]
+    env.write_text(env.read_text().replace(f"POSTGRES_PASSWORD={password}", "POSTGRES_PASSWORD="))
+    with pytest.raises(RecipeError, match="POSTGRES_PASSWORD is empty") as caught:
+        HubFolder(folder).check()
+    assert password not in caught.value.render()
