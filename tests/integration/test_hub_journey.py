@@ -95,6 +95,7 @@ def hub(tmp_path_factory, engine, registry, published) -> Iterator[Hub]:
     try:
         yield Hub(folder=folder, url=first["url"], name="journey", tags=tags)
     finally:
+        print(_cli("hub", "logs", "hub", "--dir", str(folder), "--tail", "150").stdout)  # shown when a test failed
         down = _cli("hub", "down", str(folder))
         print(down.stdout, down.stderr)
         _remove_hub_data(engine, "journey")
@@ -193,7 +194,7 @@ class Journey:
     def stop_server(self) -> None:
         self.page.goto(f"{self.url}/hub/home")
         self.page.click("#stop")
-        self.page.wait_for_selector("#start", timeout=STEP_TIMEOUT)
+        self.page.wait_for_selector("#stop", state="hidden", timeout=STEP_TIMEOUT)  # hidden once stopped
         self.shot("stopped")
 
     def close(self) -> None:

@@ -44,7 +44,8 @@ def options_form(spawner) -> str:
 
 class HubSpawner(DockerSpawner):
     """DockerSpawner for images selected by digest (name@sha256:..., which DockerSpawner would
-    split as name:tag), with progress on the spawn page while a large image starts."""
+    split as name:tag), with progress on the spawn page while a large image starts, and a stop
+    that returns once the container is really gone."""
 
     async def pull_image(self, image):
         if "@" not in image:
@@ -55,6 +56,16 @@ class HubSpawner(DockerSpawner):
             repository, digest = image.split("@", 1)
             self.log.info("pulling %s", image)
             await self.docker("pull", repository, digest)
+
+    async def remove_object(self):
+        """Wait until the container is gone: with `remove`, the engine deletes a stopped container
+        in the background, and the user's next server (same name) could not be created meanwhile."""
+        await super().remove_object()
+        for _ in range(240):
+            if await self.get_object() is None:
+                return
+            await asyncio.sleep(0.5)
+        self.log.warning("%s is still not removed after 120 s", self.object_name)
 
     async def progress(self):
         began = time.monotonic()
