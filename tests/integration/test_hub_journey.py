@@ -35,6 +35,8 @@ ARTIFACTS = REPO / "build" / "test-artifacts" / "hub-journey"
 PASSWORD = "a long journey password"
 PROVIDER = "imagebuild-test-oidc"  # the OpenID Connect provider's container, on the OAuth hub's network
 STEP_TIMEOUT = 300_000  # ms: a first start of aiidalab on a slow host, then JupyterLab loading
+VISIBLE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+KERNEL_IDLE = "() => /[^l] \\| Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent || '')"  # not "No Kernel"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -173,19 +175,21 @@ class Journey:
         self.shot(f"chooser-{label.split()[0]}")
         began = time.monotonic()
         self.page.click("form input[type=submit], form button[type=submit]")
-        self.page.wait_for_selector(".jp-LauncherCard", timeout=STEP_TIMEOUT)
+        self.page.wait_for_selector(f".jp-LauncherCard, {VISIBLE_NOTEBOOK}", timeout=STEP_TIMEOUT)
         print(f"{self.who}: {label} spawn -> JupyterLab loaded in {time.monotonic() - began:.1f} s")
         self.shot(f"lab-{label.split()[0]}")
 
     def run_cell(self, code: str, expect: str) -> str:
-        """A new notebook in the launcher, one cell run; the output, which must match `expect`."""
+        """A new notebook from the launcher, one cell run; the output, which must match `expect`."""
+        if not self.page.locator(".jp-LauncherCard").first.is_visible():  # a later start restores the last tabs
+            self.page.keyboard.press("Control+Shift+L")  # launcher:create
         self.page.click('.jp-LauncherCard[data-category="Notebook"]')
+        self.page.wait_for_function(KERNEL_IDLE, timeout=STEP_TIMEOUT)  # a cell run before the kernel answers is lost
         # a locator, found again at each try: JupyterLab redraws the cell while the notebook loads
-        # (a spinner covers it meanwhile, and Playwright waits until the click would land)
-        self.page.locator(".jp-Notebook .jp-Cell .cm-content").first.click(timeout=STEP_TIMEOUT)
+        self.page.locator(f"{VISIBLE_NOTEBOOK} .jp-Cell .cm-content").first.click(timeout=STEP_TIMEOUT)
         self.page.keyboard.insert_text(code)
         self.page.keyboard.press("Shift+Enter")
-        output = self.page.wait_for_selector(".jp-OutputArea-output", timeout=STEP_TIMEOUT)
+        output = self.page.wait_for_selector(f"{VISIBLE_NOTEBOOK} .jp-OutputArea-output", timeout=STEP_TIMEOUT)
         text = output.inner_text()
         self.shot("cell-output")
         assert re.search(expect, text), text
