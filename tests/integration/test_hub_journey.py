@@ -27,6 +27,7 @@ import requests
 from imagebuild.hub.settings import HubFolder
 from imagebuild.system import apt_install, cache_dir
 from tests.conftest import REPO, free_port
+from tests.hub_browser import HubPerson, chromium
 from tests.integration.conftest import SCIENCE, imagebuild_cli
 
 pytestmark = pytest.mark.engine
@@ -35,8 +36,6 @@ ARTIFACTS = REPO / "build" / "test-artifacts" / "hub-journey"
 PASSWORD = "a long journey password"
 PROVIDER = "imagebuild-test-oidc"  # the OpenID Connect provider's container, on the OAuth hub's network
 STEP_TIMEOUT = 300_000  # ms: a first start of aiidalab on a slow host, then JupyterLab loading
-VISIBLE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-KERNEL_IDLE = "() => /[^l] \\| Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent || '')"  # not "No Kernel"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -129,85 +128,17 @@ def browser() -> Iterator[object]:
     """Debian's chromium (installed when missing), driven by Playwright."""
     if shutil.which("chromium") is None:
         apt_install(["chromium"], log=cache_dir() / "chromium-install.log")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
-class Journey:
-    """One person's browser session; every step is photographed (kept when a test fails)."""
-
-    def __init__(self, browser, url: str, who: str) -> None:
-        self.url, self.who, self.step_number = url, who, 0
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(60_000)
-
-    def shot(self, step: str) -> None:
-        self.step_number += 1
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{self.who}-{self.step_number:02d}-{step}.png"))
-
-    def signup(self, user: str) -> None:
-        self.page.goto(f"{self.url}/hub/signup")
-        self.page.fill("#username_input", user)
-        self.page.fill("#password_input", PASSWORD)
-        self.page.fill("#password_confirmation_input", PASSWORD)
-        self.page.click("#signup_submit")
-        self.page.wait_for_load_state()
-        self.shot(f"signed-up-{user}")
-
-    def login(self, user: str) -> None:
-        self.page.goto(f"{self.url}/hub/login")
-        self.page.fill("#username_input", user)
-        self.page.fill("#password_input", PASSWORD)
-        self.page.click("#login_submit")
-        self.page.wait_for_load_state()
-        self.shot(f"logged-in-{user}")
-
-    def start(self, label: str) -> None:
-        """Pick `label` in the image chooser and wait for JupyterLab."""
-        self.page.goto(f"{self.url}/hub/spawn")
-        self.page.select_option("select[name=image]", label=label)
-        self.shot(f"chooser-{label.split()[0]}")
-        began = time.monotonic()
-        self.page.click("form input[type=submit], form button[type=submit]")
-        self.page.wait_for_selector(f".jp-LauncherCard, {VISIBLE_NOTEBOOK}", timeout=STEP_TIMEOUT)
-        print(f"{self.who}: {label} spawn -> JupyterLab loaded in {time.monotonic() - began:.1f} s")
-        self.shot(f"lab-{label.split()[0]}")
-
-    def run_cell(self, code: str, expect: str) -> str:
-        """A new notebook from the launcher, one cell run; the output, which must match `expect`."""
-        if not self.page.locator(".jp-LauncherCard").first.is_visible():  # a later start restores the last tabs
-            self.page.keyboard.press("Control+Shift+L")  # launcher:create
-        self.page.click('.jp-LauncherCard[data-category="Notebook"]')
-        self.page.wait_for_function(KERNEL_IDLE, timeout=STEP_TIMEOUT)  # a cell run before the kernel answers is lost
-        # a locator, found again at each try: JupyterLab redraws the cell while the notebook loads
-        self.page.locator(f"{VISIBLE_NOTEBOOK} .jp-Cell .cm-content").first.click(timeout=STEP_TIMEOUT)
-        self.page.keyboard.insert_text(code)
-        self.page.keyboard.press("Shift+Enter")
-        output = self.page.wait_for_selector(f"{VISIBLE_NOTEBOOK} .jp-OutputArea-output", timeout=STEP_TIMEOUT)
-        text = output.inner_text()
-        self.shot("cell-output")
-        assert re.search(expect, text), text
-        return text
-
-    def stop_server(self) -> None:
-        self.page.goto(f"{self.url}/hub/home")
-        self.page.click("#stop")
-        self.page.wait_for_selector("#stop", state="hidden", timeout=STEP_TIMEOUT)  # hidden once stopped
-        self.shot("stopped")
-
-    def close(self) -> None:
-        self.context.close()
+def person(browser, url: str, who: str) -> HubPerson:
+    return HubPerson(browser, url, who, password=PASSWORD, timeout_ms=STEP_TIMEOUT, shots=ARTIFACTS)
 
 
 @pytest.fixture
-def journeys(browser, request) -> Iterator[list[Journey]]:
-    opened: list[Journey] = []
+def journeys(browser, request) -> Iterator[list[HubPerson]]:
+    opened: list[HubPerson] = []
     yield opened
     failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else True
     for journey in opened:
@@ -221,39 +152,37 @@ def journeys(browser, request) -> Iterator[list[Journey]]:
 
 
 def test_sign_up_approval_spawn_and_persistence_in_a_browser(hub, browser, journeys, engine):
-    admin, user = Journey(browser, hub.url, "admin"), Journey(browser, hub.url, "ada")
+    admin, user = person(browser, hub.url, "admin"), person(browser, hub.url, "ada")
     journeys += [admin, user]
     user.signup("ada")
-    user.login("ada")
-    assert "/hub/login" in user.page.url  # not yet: the admin has not approved ada
+    assert not user.login("ada")  # not yet: the admin has not approved ada
     admin.signup("boss")  # the admin named by `hub init --admin` is approved as they sign up
-    admin.login("boss")
-    admin.page.goto(f"{hub.url}/hub/authorize")
-    admin.page.click('a[href$="/authorize/ada"]')
-    admin.page.wait_for_load_state()
-    admin.shot("approved-ada")
+    assert admin.login("boss")
+    admin.approve("ada")
 
-    user.login("ada")
-    user.start(f"aiidalab {hub.tags['aiidalab']}")
+    assert user.login("ada")
+    seconds = user.start(f"aiidalab {hub.tags['aiidalab']}")
     version = user.run_cell(
-        "import aiida; print('aiida', aiida.__version__); open('journey.txt', 'w').write('written before the restart')",
-        r"aiida \d+\.\d+",
+        "import aiida; print('aiida', aiida.__version__); open('journey.txt', 'w').write('written before the restart')"
     )
-    print(f"aiidalab: {version.strip()}")
-    user.stop_server()
-    user.start(f"pyiron {hub.tags['pyiron']}")
-    user.run_cell("import pyiron_base; print('pyiron_base', pyiron_base.__version__)", r"pyiron_base \d+\.\d+")
-    user.stop_server()
+    assert re.search(r"aiida \d+\.\d+", version), version
+    print(f"ada: aiidalab spawn -> JupyterLab loaded in {seconds:.1f} s; {version.strip()}")
+    user.stop()
+    seconds = user.start(f"pyiron {hub.tags['pyiron']}")
+    output = user.run_cell("import pyiron_base; print('pyiron_base', pyiron_base.__version__)")
+    assert re.search(r"pyiron_base \d+\.\d+", output), output
+    print(f"ada: pyiron spawn -> JupyterLab loaded in {seconds:.1f} s")
+    user.stop()
 
     stopped = _cli("hub", "down", str(hub.folder))
     assert stopped.returncode == 0, stopped.stderr
     assert not engine.client.containers.list(all=True, filters={"label": "com.docker.compose.project=journey"})
     _up(hub.folder)
-    again = Journey(browser, hub.url, "ada-again")  # a new browser session: no cookie from before
+    again = person(browser, hub.url, "ada-again")  # a new browser session: no cookie from before
     journeys.append(again)
-    again.login("ada")  # the account lives in PostgreSQL, on its volume
+    assert again.login("ada")  # the account lives in PostgreSQL, on its volume
     again.start(f"pyiron {hub.tags['pyiron']}")
-    again.run_cell("print(open('journey.txt').read())", "written before the restart")  # the home volume
+    assert "written before the restart" in again.run_cell("print(open('journey.txt').read())")  # the home volume
 
 
 def test_a_new_selection_applies_at_the_next_spawn_without_a_restart(hub, engine):
@@ -433,17 +362,17 @@ def test_generic_oauth_admits_an_allowed_user_and_refuses_another(tmp_path, regi
             time.sleep(1)
         url = f"http://127.0.0.1:{port}"
         for who, allowed in (("alice", True), ("mallory", False)):
-            person = Journey(browser, url, who)
-            journeys.append(person)
-            person.page.goto(f"{url}/hub/oauth_login")
-            person.page.fill("input[name=sub]", who)
-            person.shot("provider")
-            person.page.click("button[type=submit]:has-text('Authorize')")
-            person.page.wait_for_load_state()
-            person.shot("back-at-the-hub")
-            content = person.page.content()
+            visitor = person(browser, url, who)
+            journeys.append(visitor)
+            visitor.page.goto(f"{url}/hub/oauth_login")
+            visitor.page.fill("input[name=sub]", who)
+            visitor.shot("provider")
+            visitor.page.click("button[type=submit]:has-text('Authorize')")
+            visitor.page.wait_for_load_state()
+            visitor.shot("back-at-the-hub")
+            content = visitor.page.content()
             if allowed:
-                assert "/hub/spawn" in person.page.url or "/hub/home" in person.page.url, person.page.url
+                assert "/hub/spawn" in visitor.page.url or "/hub/home" in visitor.page.url, visitor.page.url
                 assert who in content
             else:
                 assert "403" in content or "Forbidden" in content or "not allowed" in content.lower(), content[:2000]
