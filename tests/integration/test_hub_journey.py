@@ -71,10 +71,14 @@ def _up(folder: Path) -> dict:
 
 
 def _remove_hub_data(engine, name: str) -> None:
-    """User containers (DockerSpawner may be removing them already) and every volume of hub `name`."""
-    for container in engine.client.containers.list(all=True, filters={"label": f"io.imagebuild.hub={name}"}):
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            container.remove(force=True)
+    """Everything of hub `name` (an interrupted earlier run leaves it behind): user containers
+    (DockerSpawner may be removing them already), services, network, volumes."""
+    for label in (f"io.imagebuild.hub={name}", f"com.docker.compose.project={name}"):
+        for container in engine.client.containers.list(all=True, filters={"label": label}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
+    for network in engine.client.networks.list(names=[f"{name}-jupyterhub"]):
+        network.remove()
     for volume in engine.client.volumes.list():
         if volume.name.startswith(f"{name}-"):
             volume.remove(force=True)
