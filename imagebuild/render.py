@@ -26,6 +26,8 @@ INSTALLER = "uv==0.13.9"
 """The installer put into every root image's virtual environment; one pin for all images."""
 CONDA_INSTALLER = ["py-rattler==0.28.0", "pyyaml==6.0.3"]
 """What installs a locked conda environment in a throwaway venv during the build (no binary from a fixed URL)."""
+STACKS_FILES = ["start.sh", "run-hooks.sh", "_docker_stacks_log.sh", "fix-permissions", "docker_healthcheck.py"]
+"""support/stacks/: the jupyter/docker-stacks entrypoint side every root image carries (see Dockerfile.j2)."""
 ASSET_LABEL = "io.imagebuild.asset."
 DEV_PACKAGE_LABEL = "io.imagebuild.dev-package."
 SOURCE_LABEL = "io.imagebuild.source"
@@ -160,6 +162,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     if is_root:
         files.append(ContextFile("imagebuild/with-build-env", support_file("with-build-env"), 0o755))
         files.append(ContextFile("imagebuild/inventory", support_file("inventory"), 0o755))
+        files += [ContextFile(f"imagebuild/stacks/{name}", support_file(f"stacks/{name}"), 0o755) for name in STACKS_FILES]
     requirements = None
     locked = inputs.lock is not None
     if inputs.lock is not None:

@@ -18,8 +18,9 @@ from imagebuild.render import User, support_file
 WORKDIR = "/tmp/imagebuild-smoke"
 ORDER_FILE = "notebooks.json"
 SMOKED_REF_FILE = "smoke.ref"
-# Run the docker-stacks start hooks when the image has them, then the notebooks.
-START = 'if command -v start.sh >/dev/null; then exec start.sh "$@"; else exec "$@"; fi'
+# Run the docker-stacks start hooks when the image has them and its entrypoint has not run
+# start.sh already (images before start.sh became the entrypoint), then the notebooks.
+START = 'if [ -z "$_START_SH_EXECUTED" ] && command -v start.sh >/dev/null; then exec start.sh "$@"; else exec "$@"; fi'
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,3 @@
 #!/bin/bash
-# What DockerSpawner runs: the hooks, then JupyterHub's single-user server with its arguments.
-set -e
-exec /usr/local/bin/start.sh jupyterhub-singleuser "$@"
+# For hub configurations that name the shell script (c.DockerSpawner.cmd = "start-singleuser.sh").
+exec /usr/local/bin/start-singleuser.py "$@"

@@ -27,7 +27,8 @@ def test_base_builds_and_passes_its_smoke_notebook(engine, repo_project, base_bu
         assert image.labels[f"org.opencontainers.image.{label}"]
     config = image.attrs["Config"]
     assert config["User"] == "1000"
-    assert config["Cmd"] == ["start-singleuser.sh"]
+    assert config["Entrypoint"] == ["tini", "-g", "--", "start.sh"]
+    assert config["Cmd"] == ["start-notebook.py"]
     assert engine.image(pipeline.latest_ref(repo_project, "base")).id == image.id
     smoke = smoke_of(repo_project, engine, base_build)
     assert [(n.notebook, n.ok) for n in smoke.notebooks] == [("base.ipynb", True)]

@@ -176,10 +176,12 @@ def test_labels_name_the_dev_package_commit_and_the_asset(engine, site, first_bu
 
 
 def test_first_start_lists_the_pseudopotential_family(engine, first_build):
+    # the family is installed in the background once the profile (also made in the background) exists
+    waiting = f"for i in $(seq 240); do aiida-pseudo list --raw 2>/dev/null | grep -q '^{FAMILY}' && break; sleep 1; done"
     output = _run_started(
         engine,
         first_build["ref"],
-        "aiida-pseudo list --raw; python -c 'import carried_tool, probe_widgets, tomli_w; print(probe_widgets.COMMIT_MESSAGE)'",
+        f"{waiting}; aiida-pseudo list --raw; python -c 'import carried_tool, probe_widgets, tomli_w; print(probe_widgets.COMMIT_MESSAGE)'",
     )
     family = [line.split() for line in output.splitlines() if line.startswith(FAMILY)]
     assert family and family[0][-1] == str(len(PSEUDO_ELEMENTS)), output

@@ -135,7 +135,8 @@ def test_bundled_images_render(tmp_path):
     contexts = prepare(project, plan(project, [], everything=True), offline_fetcher())
     by_name = {c.rendered.plan.name: c for c in contexts}
     assert "useradd --create-home --shell /bin/bash --uid 1000 --gid 100" in by_name["base"].rendered.dockerfile
-    assert 'CMD ["start-singleuser.sh"]' in by_name["base"].rendered.dockerfile
+    assert 'ENTRYPOINT ["tini", "-g", "--", "start.sh"]' in by_name["base"].rendered.dockerfile
+    assert 'CMD ["start-notebook.py"]' in by_name["base"].rendered.dockerfile
     for child in ("aiidalab", "pyiron"):
         assert "useradd" not in by_name[child].rendered.dockerfile
         assert assemble(by_name[child].rendered).tar == by_name[child].tar

@@ -10,7 +10,10 @@
 # Other ports: $RABBITMQ_DIST_PORT (default broker + 20000) and Erlang's $ERL_EPMD_PORT (4369); a
 # hub on the host network gives each server its own (HostNetworkSpawner).
 # Idempotent: a service that already answers is left alone. Safe to execute or to source.
-(
+# Messages go to stderr (stdout is the command's). As root, it runs as NB_USER (10-aiida-user.sh).
+if [ "$(id -u)" = 0 ] && declare -F aiida_as_user >/dev/null; then
+    aiida_as_user "${BASH_SOURCE[0]}" || true
+else (
     set -euo pipefail
 
     services="${AIIDA_SERVICES_DIR:-$HOME/.aiida-services}"
@@ -21,7 +24,7 @@
     pg_sockets="/tmp/aiida-postgresql-$(id -u)"  # local, not in a (possibly network) home volume
     rabbit_dir="$services/rabbitmq"
 
-    say() { echo "20-aiida-services.sh: $*"; }
+    say() { echo "20-aiida-services.sh: $*" >&2; }
 
     answers() {  # host port: does something accept TCP connections there?
         (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
@@ -68,6 +71,10 @@
         setsid /usr/lib/rabbitmq/bin/rabbitmq-server > "$rabbit_dir/log/console.log" 2>&1 < /dev/null &
     )
 
+    if ! mkdir -p "$services" 2>/dev/null; then
+        say "cannot create $services (is the home writable for uid $(id -u)?): AiiDA's services are not started"
+        exit 0
+    fi
     if answers 127.0.0.1 "$broker_port"; then
         say "RabbitMQ already answers on 127.0.0.1:$broker_port"
     else
@@ -79,6 +86,6 @@
     elif start_postgresql; then
         say "PostgreSQL is up on 127.0.0.1:$pg_port"
     else
-        say "WARNING: PostgreSQL did not start; see $services/postgresql/server.log" >&2
+        say "WARNING: PostgreSQL did not start; see $services/postgresql/server.log"
     fi
-)
+) fi

@@ -6,11 +6,16 @@
 # it, the localhost computer's MPI process count set to the CPUs this container may use now,
 # pw.x registered as code pw@localhost when aiida-quantumespresso is installed, and the daemon
 # started as soon as the broker answers (its log: $AIIDA_SERVICES_DIR/daemon-start.log).
-# The server waits for this only when the profile is new or the image's aiida-core differs
-# from the one it was last prepared with (a migration may be due); otherwise it runs in the
-# background. A profile the user made is used as it is. A failure never blocks the server.
-# Safe to execute or to source: the work runs in a subshell.
-(
+# The command (the server) waits for this only when the image's aiida-core differs from the one
+# an existing profile was last prepared with (a migration may be due); otherwise, the first
+# start's profile creation included (it needs the broker, which takes seconds to boot), it runs
+# in the background: what needs the profile waits for it (`verdi status`). A profile the user
+# made is used as it is. A failure never blocks the server.
+# Safe to execute or to source: the work runs in a subshell. Messages go to stderr (stdout is
+# the command's). As root, it runs as NB_USER (10-aiida-user.sh).
+if [ "$(id -u)" = 0 ] && declare -F aiida_as_user >/dev/null; then
+    aiida_as_user "${BASH_SOURCE[0]}" || true
+else (
     services="${AIIDA_SERVICES_DIR:-$HOME/.aiida-services}"
     read -r -d '' prepare <<'PY' || true
 import math
@@ -40,7 +45,7 @@ BROKER_WAIT = 300  # seconds RabbitMQ may take to boot
 
 
 def say(message: str) -> None:
-    print(f"30-aiida-profile.sh: {message}", flush=True)
+    print(f"30-aiida-profile.sh: {message}", file=sys.stderr, flush=True)
 
 
 def container_cpus() -> int:
@@ -173,10 +178,17 @@ PY
     warning="30-aiida-profile.sh: WARNING: AiiDA is not ready (see above); the server starts anyway"
     # `python`, the interpreter verdi runs with, so `verdi status` sees the daemon as its own
     installed="$(python -c 'from importlib.metadata import version; print(version("aiida-core"))')"
-    if [ "$(cat "$services/prepared-for-aiida-core" 2>/dev/null)" = "$installed" ]; then
-        echo "30-aiida-profile.sh: AiiDA was prepared for aiida-core $installed before; checking it in the background"
-        { python -c "$prepare" || echo "$warning" >&2; } &
-    else
+    config="${AIIDA_PATH:-$HOME}/.aiida/config.json"
+    prepared="$(cat "$services/prepared-for-aiida-core" 2>/dev/null)"
+    if [ -f "$config" ] && [ "$prepared" != "$installed" ]; then
+        # another aiida-core prepared this profile: a migration may be due before anything uses it
         python -c "$prepare" || echo "$warning" >&2
+    else
+        if [ -f "$config" ]; then
+            echo "30-aiida-profile.sh: AiiDA was prepared for aiida-core $installed before; checking it in the background" >&2
+        else
+            echo "30-aiida-profile.sh: creating the AiiDA profile in the background (the command does not wait for it)" >&2
+        fi
+        { python -c "$prepare" || echo "$warning" >&2; } &
     fi
-)
+) fi

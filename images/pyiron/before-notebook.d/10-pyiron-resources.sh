@@ -5,7 +5,9 @@
 # project check off (so projects may live anywhere in the home directory).
 # Idempotent: an existing config file is never touched; missing folders are (re)created.
 # Safe to execute or to source: the work runs in a subshell, nothing leaks into start.sh.
-(
+# Started as root (start.sh runs the hooks before dropping to NB_USER), it writes NB_USER's
+# configuration as that user, in that user's home. Messages go to stderr (stdout is the command's).
+pyiron_configure() (
     set -euo pipefail
 
     config="${PYIRONCONFIG:-$HOME/.pyiron}"
@@ -29,5 +31,15 @@ PROJECT_PATHS = ~/pyiron/projects
 INI
     chmod 644 "$tmp"
     mv -f "$tmp" "$config"
-    echo "10-pyiron-resources.sh: wrote pyiron configuration $config"
+    echo "10-pyiron-resources.sh: wrote pyiron configuration $config" >&2
 )
+
+if [ "$(id -u)" != 0 ]; then
+    pyiron_configure
+elif [ "${NB_UID:-0}" = 0 ]; then
+    HOME="$(getent passwd "${NB_USER:-root}" | cut -d: -f6)" pyiron_configure
+else
+    HOME="$(getent passwd "$NB_USER" | cut -d: -f6)" USER="$NB_USER" LOGNAME="$NB_USER" \
+        setpriv --reuid "$NB_UID" --regid "$NB_GID" --init-groups -- bash -c "$(declare -f pyiron_configure); pyiron_configure"
+fi
+unset -f pyiron_configure
