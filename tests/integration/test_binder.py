@@ -107,7 +107,7 @@ def test_the_image_is_pushed_and_selectable_in_a_hub(course, tmp_path):
     content_tag = f"sha-{course['outcome']['content_hash'][:12]}"
     assert content_tag in {t["tag"] for t in published["tags"]}
     hub = tmp_path / "hub"
-    made = _cli(course["root"], "hub", "init", str(hub), "--registry", course["registry"], "--network", "host")
+    made = _cli(course["root"], "hub", "init", str(hub), "--admin", "teacher", "--registry", course["registry"])
     assert made.returncode == 0, made.stderr
     selected = _cli(course["root"], "hub", "select", f"course:{content_tag}", "--dir", str(hub))
     assert selected.returncode == 0, selected.stderr
