@@ -188,7 +188,7 @@ def saved_image_blobs(engine, ref: str) -> list[bytes]:
 # `verdi status` is all green: after a start the daemon comes up once RabbitMQ has booted.
 WAIT_FOR_AIIDA = """
 import subprocess, sys, time
-deadline = time.monotonic() + 240
+deadline = time.monotonic() + 600  # a busy, slow host boots RabbitMQ slowly
 while True:
     status = subprocess.run(["verdi", "status"], capture_output=True, text=True).stdout
     if all(f"✔ {part}:" in status for part in ("profile", "storage", "broker", "daemon")):
