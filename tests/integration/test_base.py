@@ -45,7 +45,7 @@ def test_unchanged_second_build_is_reused(repo_project, base_build):
 
 def test_single_user_server_starts_through_start_script(engine, base_build):
     output = engine.client.containers.run(
-        base_build.ref, ["start.sh", "jupyterhub-singleuser", "--version"], remove=True, network_mode="none"
+        base_build.ref, ["jupyterhub-singleuser", "--version"], remove=True, network_mode="none"
     )
     assert output.decode().strip().startswith("5.")
 

@@ -160,7 +160,7 @@ def _labels(engine, ref: str) -> dict[str, str]:
 def _run_started(engine, ref: str, command: str) -> str:
     """`command` after start.sh ran the start hooks, as a first start on a hub would."""
     return engine.client.containers.run(
-        ref, ["start.sh", "bash", "-c", command], remove=True, network_mode="none", stderr=True
+        ref, ["bash", "-c", command], remove=True, network_mode="none", stderr=True
     ).decode()
 
 

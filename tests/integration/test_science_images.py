@@ -102,7 +102,7 @@ def test_the_home_volume_carries_profile_calculations_and_daemon_across_restarts
         # A default app to install on first start; the registry is out of reach (no network), so
         # the hook warns and the start goes on.
         apps = {"AIIDALAB_DEFAULT_APPS": "hello-world"}
-        first = engine.client.containers.run(outcome.ref, ["start.sh", "sleep", "infinity"], environment=apps, **run)
+        first = engine.client.containers.run(outcome.ref, ["sleep", "infinity"], environment=apps, **run)
         containers.append(first)
         uuid = aiida_python(first, AIIDA_SUBMIT).split("UUID ")[1].split()[0]
         first.stop(timeout=5)
@@ -110,14 +110,14 @@ def test_the_home_volume_carries_profile_calculations_and_daemon_across_restarts
         checked = aiida_python(first, AIIDA_CHECK + FAMILY_LISTED, uuid)
         assert f"MPIPROCS {len(os.sched_getaffinity(0))}" in checked, checked
         logs = first.logs().decode(errors="replace")
-        assert logs.count("running /usr/local/bin/before-notebook.d/20-aiida-services.sh") == 2, logs  # two starts
+        assert logs.count("Sourcing shell script: /usr/local/bin/before-notebook.d/20-aiida-services.sh") == 2, logs  # two starts
         assert logs.count("created AiiDA profile") == 1, logs
         assert logs.count("creating the PostgreSQL cluster") == 1, logs
         assert logs.count(f"installed asset '{SSSP}'") == 1, logs
         assert logs.count("installing the default AiiDAlab apps ['hello-world'] failed") == 1, logs
         first.remove(force=True)
         containers.remove(first)
-        second = engine.client.containers.run(outcome.ref, ["start.sh", "sleep", "infinity"], nano_cpus=10**9, **run)
+        second = engine.client.containers.run(outcome.ref, ["sleep", "infinity"], nano_cpus=10**9, **run)
         containers.append(second)
         started = time.monotonic()
         checked = aiida_python(second, AIIDA_CHECK + FAMILY_LISTED, uuid)
