@@ -2,11 +2,15 @@
 image, wait for JupyterLab, run a cell, stop the server. The hub journey test and bench/hub.py
 both drive the hub through it."""
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
 
 VISIBLE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 # the status bar says "Python 3 (ipykernel) | Idle" once the kernel answers ("No Kernel | Idle" before)
@@ -16,8 +20,6 @@ KERNEL_IDLE = "() => /[^l] \\| Idle/.test(document.querySelector('#jp-main-statu
 @contextmanager
 def chromium() -> Iterator[object]:
     """Debian's chromium (Playwright's own browser download is not reachable here)."""
-    from playwright.sync_api import sync_playwright
-
     if shutil.which("chromium") is None:
         raise RuntimeError("no chromium: apt-get install chromium")
     with sync_playwright() as playwright:
@@ -101,10 +103,15 @@ class HubPerson:
         return output.inner_text()
 
     def stop(self) -> None:
-        """Stop the server from the hub's home page and wait until it is stopped."""
-        self.page.goto(f"{self.url}/hub/home")
-        self.page.click("#stop")
-        self.page.wait_for_selector("#stop", state="hidden", timeout=self.timeout_ms)  # #start is there all along
+        """Stop the server from the hub's home page and wait until it is stopped (#stop hides then;
+        #start is there all along). The button works once the page's scripts have loaded."""
+        self.page.goto(f"{self.url}/hub/home", wait_until="networkidle")
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while self.page.locator("#stop").is_visible():
+            assert time.monotonic() < deadline, "the server did not stop"
+            self.page.click("#stop")
+            with contextlib.suppress(PlaywrightTimeout):
+                self.page.wait_for_selector("#stop", state="hidden", timeout=30_000)
         self.shot("stopped")
 
     def close(self) -> None:
