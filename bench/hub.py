@@ -93,7 +93,7 @@ def browser_journeys(url: str, labels: dict[str, str]) -> dict[str, dict[str, tu
                 for _ in ("first", "later"):
                     began = time.monotonic()
                     lab = visitor.start(labels[image])
-                    visitor.run_cell(f"{CELLS[image]}; print('cell done')")
+                    visitor.run_cell(f"{CELLS[image]}; print('cell done')", "cell done")
                     starts.append((lab, time.monotonic() - began))
                     visitor.stop()
                 timings[image] = {"first": starts[0], "later": starts[1]}

@@ -3,6 +3,7 @@ image, wait for JupyterLab, run a cell, stop the server. The hub journey test an
 both drive the hub through it."""
 
 import contextlib
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -90,17 +91,23 @@ class HubPerson:
             self.page.wait_for_selector(".jp-LauncherCard", timeout=self.timeout_ms)
         return seconds
 
-    def run_cell(self, code: str) -> str:
-        """A new notebook from the launcher `start` left open, `code` run in its first cell; the output."""
+    def run_cell(self, code: str, expect: str) -> str:
+        """A new notebook from the launcher `start` left open, `code` run in its first cell; the
+        cell's whole output once it matches the regular expression `expect` (warnings a package
+        prints on stderr come first)."""
         self.page.click('.jp-LauncherCard[data-category="Notebook"]')
         self.page.wait_for_function(KERNEL_IDLE, timeout=self.timeout_ms)  # a cell run before the kernel answers is lost
         # a locator, found again at each try: JupyterLab redraws the cell while the notebook loads
         self.page.locator(f"{VISIBLE_NOTEBOOK} .jp-Cell .cm-content").first.click(timeout=self.timeout_ms)
         self.page.keyboard.insert_text(code)
         self.page.keyboard.press("Shift+Enter")
-        output = self.page.wait_for_selector(f"{VISIBLE_NOTEBOOK} .jp-OutputArea-output", timeout=self.timeout_ms)
+        output = self.page.locator(f"{VISIBLE_NOTEBOOK} .jp-Cell .jp-OutputArea").first
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while not re.search(expect, text := (output.inner_text() if output.count() else "")):
+            assert time.monotonic() < deadline, f"no output matching {expect!r}; the cell shows: {text}"
+            time.sleep(0.5)
         self.shot("cell-output")
-        return output.inner_text()
+        return text
 
     def stop(self) -> None:
         """Stop the server from the hub's home page and wait until it is stopped (#stop hides then;

@@ -167,14 +167,13 @@ def test_sign_up_approval_spawn_and_persistence_in_a_browser(hub, browser, journ
     assert user.login("ada")
     seconds = user.start(f"aiidalab {hub.tags['aiidalab']}")
     version = user.run_cell(
-        "import aiida; print('aiida', aiida.__version__); open('journey.txt', 'w').write('written before the restart')"
+        "import aiida; print('aiida', aiida.__version__); open('journey.txt', 'w').write('written before the restart')",
+        r"aiida \d+\.\d+",
     )
-    assert re.search(r"aiida \d+\.\d+", version), version
     print(f"ada: aiidalab spawn -> JupyterLab loaded in {seconds:.1f} s; {version.strip()}")
     user.stop()
     seconds = user.start(f"pyiron {hub.tags['pyiron']}")
-    output = user.run_cell("import pyiron_base; print('pyiron_base', pyiron_base.__version__)")
-    assert re.search(r"pyiron_base \d+\.\d+", output), output
+    user.run_cell("import pyiron_base; print('pyiron_base', pyiron_base.__version__)", r"pyiron_base \d+\.\d+")
     print(f"ada: pyiron spawn -> JupyterLab loaded in {seconds:.1f} s")
     user.stop()
 
@@ -186,7 +185,7 @@ def test_sign_up_approval_spawn_and_persistence_in_a_browser(hub, browser, journ
     journeys.append(again)
     assert again.login("ada")  # the account lives in PostgreSQL, on its volume
     again.start(f"pyiron {hub.tags['pyiron']}")
-    assert "written before the restart" in again.run_cell("print(open('journey.txt').read())")  # the home volume
+    again.run_cell("print(open('journey.txt').read())", "written before the restart")  # the home volume
 
 
 def test_a_new_selection_applies_at_the_next_spawn_without_a_restart(hub, engine):
