@@ -353,6 +353,7 @@ def test_generic_oauth_admits_an_allowed_user_and_refuses_another(tmp_path, regi
         ["bash", "-c", "python -m venv /tmp/oidc && /tmp/oidc/bin/pip install -q --no-index --find-links /wheels oidc-provider-mock "
          "&& exec /tmp/oidc/bin/python -m oidc_provider_mock --host 0.0.0.0 --port 9400"],
         detach=True,
+        user="root",  # the wheels' folder is the test's (mode 0700)
         name=PROVIDER,
         network="oidc-jupyterhub",
         ports={"9400/tcp": ("127.0.0.1", provider_port)},
@@ -361,7 +362,8 @@ def test_generic_oauth_admits_an_allowed_user_and_refuses_another(tmp_path, regi
     try:
         deadline = time.monotonic() + 300
         while not _answers(f"http://127.0.0.1:{provider_port}/.well-known/openid-configuration"):
-            assert time.monotonic() < deadline, provider.logs().decode()[-2000:]
+            provider.reload()
+            assert provider.status == "running" and time.monotonic() < deadline, provider.logs().decode()[-2000:]
             time.sleep(1)
         url = f"http://127.0.0.1:{port}"
         for who, allowed in (("alice", True), ("mallory", False)):
