@@ -325,6 +325,7 @@ def oidc_wheels(tmp_path_factory) -> Path:
         check=True,
         timeout=600,
     )
+    folder.chmod(0o755)  # readable by the container's user
     return folder
 
 
@@ -353,7 +354,6 @@ def test_generic_oauth_admits_an_allowed_user_and_refuses_another(tmp_path, regi
         ["bash", "-c", "python -m venv /tmp/oidc && /tmp/oidc/bin/pip install -q --no-index --find-links /wheels oidc-provider-mock "
          "&& exec /tmp/oidc/bin/python -m oidc_provider_mock --host 0.0.0.0 --port 9400"],
         detach=True,
-        user="root",  # the wheels' folder is the test's (mode 0700)
         name=PROVIDER,
         network="oidc-jupyterhub",
         ports={"9400/tcp": ("127.0.0.1", provider_port)},
