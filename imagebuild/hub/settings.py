@@ -35,6 +35,7 @@ class AuthenticatorSettings(StrictModel):
     token_url: str = ""
     userdata_url: str = ""
     username_claim: str = "preferred_username"
+    scope: list[str] = Field(default=["openid", "profile", "email"], description="generic: scopes asked of the provider")
 
     def who_may_log_in(self) -> list[str]:
         """What an OAuth hub.toml says about who may log in (empty: nobody was named)."""

@@ -144,6 +144,7 @@ def _authentication(settings: HubSettings) -> dict:
                 token_url=auth.token_url,
                 userdata_url=auth.userdata_url,
                 username_claim=auth.username_claim,
+                scope=list(auth.scope),
             )
             if auth.allowed_groups:
                 oauth.update(

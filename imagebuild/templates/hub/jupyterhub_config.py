@@ -144,6 +144,7 @@ elif kind in ("github", "generic"):
         c.GenericOAuthenticator.token_url = authenticator["token_url"]
         c.GenericOAuthenticator.userdata_url = authenticator["userdata_url"]
         c.GenericOAuthenticator.username_claim = authenticator.get("username_claim", "preferred_username")
+        c.GenericOAuthenticator.scope = list(authenticator.get("scope", ["openid", "profile", "email"]))
         if authenticator.get("allowed_groups"):
             c.GenericOAuthenticator.manage_groups = True
             c.GenericOAuthenticator.auth_state_groups_key = f"oauth_user.{authenticator.get('claim_groups_key', 'groups')}"
