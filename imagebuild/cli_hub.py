@@ -147,9 +147,7 @@ def hub_up(
     as_json: JsonOption = False,
 ) -> None:
     """Start the hub (or apply hub.toml changes): images pulled or built, Compose run, wait until it answers."""
-    if not (folder / "hub.toml").is_file():
-        raise RecipeError("no hub.toml here", path=folder, hint="write a hub with 'imagebuild hub init DIR --admin NAME'")
-    HubFolder(folder).check()  # refuse bad settings before the engine or Compose is touched
+    settings, _selection = HubFolder(folder).check()  # refuse a missing or bad folder before the engine or Compose is touched
     try:
         project = load_project()
     except ImagebuildError:
@@ -173,7 +171,6 @@ def hub_up(
         out.print(f"image {ref}: {action}")
     for service, change in result.services.items():
         out.print(f"service {service}: {change}")
-    settings = HubFolder(folder).settings
     out.print(f"[bold green]the hub answers at {result.url}[/] ({result.seconds} s)")
     if settings.authenticator.kind == "native":
         admin = settings.authenticator.admin_users[0]
