@@ -46,13 +46,13 @@ sys.path.insert(0, str(REPO))
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from bench.mirror_build import measure as measure_mirror  # noqa: E402
-from imagebuild.buildenv import BUILD_ARG, BuildEnvironment, BuildEnvServer  # noqa: E402
+from imagebuild.build.buildenv import BUILD_ARG, BuildEnvironment, BuildEnvServer  # noqa: E402
 from imagebuild.ca import read_ca_bundle  # noqa: E402
-from imagebuild.context import BuildContext  # noqa: E402
+from imagebuild.build.context import BuildContext  # noqa: E402
 from imagebuild.mirrors.build import build_environment  # noqa: E402
 from imagebuild.pipeline import content_ref, debian_archive, prepare  # noqa: E402
 from imagebuild.plan import Project, load_project, plan  # noqa: E402
-from imagebuild.terminal import make_fetcher  # noqa: E402
+from imagebuild.cli.terminal import make_fetcher  # noqa: E402
 
 ROOT_IMAGE = "debian:bookworm"
 BY_HAND_TAG = "bench-by-hand/aiidalab:latest"

@@ -37,9 +37,9 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from imagebuild import registry as registry_module
-from imagebuild.engine import Engine
-from imagebuild.hub.settings import HubFolder
+from imagebuild.publish import registry as registry_module
+from imagebuild.build.engine import Engine
+from imagebuild.model.hub import HubFolder
 from imagebuild.pipeline import latest_ref
 from imagebuild.plan import load_project
 from tests.hub_browser import HubPerson, chromium

@@ -36,7 +36,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from imagebuild.engine import Engine
+from imagebuild.build.engine import Engine
 from imagebuild.pipeline import latest_ref
 from imagebuild.plan import load_project
 

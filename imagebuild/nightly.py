@@ -20,17 +20,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from imagebuild import pipeline
-from imagebuild.context import HASH_LABEL
-from imagebuild.engine import Engine
+from imagebuild.build.context import HASH_LABEL
+from imagebuild.build.engine import Engine
 from imagebuild.errors import ImagebuildError, PublishError, RecipeError
-from imagebuild.fetch import Fetcher
-from imagebuild.hub.settings import HubFolder
-from imagebuild.lock import lock_image, lock_state
-from imagebuild.manifest import diff, published_facts
+from imagebuild.inputs.fetch import Fetcher
+from imagebuild.model.hub import HubFolder
+from imagebuild.inputs.lock import lock_image, lock_state
+from imagebuild.publish.manifest import diff, published_facts
 from imagebuild.plan import BuildPlan, Project, plan
-from imagebuild.publish import registry_repository
-from imagebuild.registry import Registry, RemoteImage, env_credentials
-from imagebuild.retention import Deletion, RetentionPolicy, apply
+from imagebuild.publish.push import registry_repository
+from imagebuild.publish.registry import Registry, RemoteImage, env_credentials
+from imagebuild.publish.retention import Deletion, RetentionPolicy, apply
 
 REPORT_FILES = ("report.json", "report.md")
 

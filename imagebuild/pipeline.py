@@ -18,24 +18,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imagebuild import __version__
-from imagebuild.binder import capture
-from imagebuild.buildenv import BUILD_ARG, BuildEnvServer
-from imagebuild.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
-from imagebuild.engine import Engine, Image
+from imagebuild.build.binder import capture
+from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
+from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
+from imagebuild.build.engine import Engine, Image
 from imagebuild.errors import BuildError, PublishError
-from imagebuild.fetch import Fetcher
-from imagebuild.inputs import gather
-from imagebuild.manifest import INVENTORY_PATH, ImageFacts, manifest
-from imagebuild.manifest import write as write_manifest
+from imagebuild.inputs.fetch import Fetcher
+from imagebuild.inputs.gather import gather
+from imagebuild.publish.manifest import INVENTORY_PATH, ImageFacts, manifest
+from imagebuild.publish.manifest import write as write_manifest
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.check import preflight
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, Project, plan
-from imagebuild.publish import PublishResult, publish
-from imagebuild.render import input_provenance, render
-from imagebuild.rootfs import ensure_root_image, host_archive
-from imagebuild.smoke import SMOKED_REF_FILE, NotebookResult, SmokeResult, run_smoke
+from imagebuild.publish.push import PublishResult, publish
+from imagebuild.build.render import input_provenance, render
+from imagebuild.build.rootfs import ensure_root_image, host_archive
+from imagebuild.build.smoke import SMOKED_REF_FILE, NotebookResult, SmokeResult, run_smoke
 from imagebuild.system import exclusive
 
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild.errors import RecipeError
-from imagebuild.recipes import (
+from imagebuild.model.recipe import (
     PROJECT_FILE,
     ProjectConfig,
     Recipe,

@@ -15,9 +15,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from imagebuild.assets import AssetCache
-from imagebuild.fetch import Fetcher
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.inputs.assets import AssetCache
+from imagebuild.inputs.fetch import Fetcher
+from imagebuild.model.mirror import Mirror
 from imagebuild.system import port_is_free
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild.errors import EngineError
-from imagebuild.hub.settings import HubSettings
-from imagebuild.render import templates
+from imagebuild.model.hub import HubSettings
+from imagebuild.build.render import templates
 from imagebuild.system import apt_install, cache_dir
 
 COMPOSE_PACKAGE = "docker-compose"

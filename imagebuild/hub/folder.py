@@ -15,7 +15,7 @@ import tomli_w
 
 from imagebuild.errors import PublishError, RecipeError
 from imagebuild.hub.compose import render_compose
-from imagebuild.hub.settings import (
+from imagebuild.model.hub import (
     COMPOSE_FILE,
     SECRETS_FILE,
     SELECTION_FILE,
@@ -27,10 +27,10 @@ from imagebuild.hub.settings import (
     Selection,
 )
 from imagebuild.plan import Project
-from imagebuild.publish import registry_repository
-from imagebuild.recipes import parse_toml
-from imagebuild.registry import Registry
-from imagebuild.render import templates
+from imagebuild.publish.push import registry_repository
+from imagebuild.model.recipe import parse_toml
+from imagebuild.publish.registry import Registry
+from imagebuild.build.render import templates
 
 AUTHENTICATORS = ("github", "generic", "native", "dummy")
 # The bundled recipes the compose file runs: hub, its database, its TLS proxy.

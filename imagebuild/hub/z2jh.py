@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from imagebuild.errors import RecipeError
-from imagebuild.hub.settings import HubSettings, Selection
+from imagebuild.model.hub import HubSettings, Selection
 
 HOME = "/home/jovyan"
 # The chart's default singleuser.memory.guarantee (values.yaml); a smaller limit must lower it.

@@ -16,7 +16,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from imagebuild.buildenv import BUILD_ARG
+from imagebuild.build.buildenv import BUILD_ARG
 from imagebuild.errors import RecipeError
 from imagebuild.mirrors.files import (
     FileKind,
@@ -25,10 +25,10 @@ from imagebuild.mirrors.files import (
     rewrite_dockerfile,
     rewrite_file,
 )
-from imagebuild.mirrors.profile import Mirror, MirrorProfile
+from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
-from imagebuild.render import ContextFile, RenderedImage, support_file
-from imagebuild.target import debian_suite
+from imagebuild.build.render import ContextFile, RenderedImage, support_file
+from imagebuild.inputs.target import debian_suite
 
 BUILD_SCRIPTS = "build_script_files/"
 """Where repo2docker's build packs put their scripts and conda lock files in the context."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from imagebuild.errors import MirrorError, RecipeError
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 
 DEBIAN_SUITE = "bookworm"
 UBUNTU_SUITE = "noble"

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from imagebuild.errors import RecipeError
-from imagebuild.mirrors.profile import MirrorProfile
+from imagebuild.model.mirror import MirrorProfile
 from imagebuild.mirrors.rules import (
     CONDA_DEFAULTS_UPSTREAM,
     RuleSet,

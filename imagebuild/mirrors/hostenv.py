@@ -4,7 +4,7 @@ their own hosts. Used inside builds (buildenv) and on the host (lock, dev packag
 
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 
 
 def with_credentials(url: str, credentials: dict[str, tuple[str, str]]) -> str:

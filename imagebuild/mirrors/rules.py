@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from imagebuild.mirrors.profile import MirrorProfile
+    from imagebuild.model.mirror import MirrorProfile
 
 PYPI_UPSTREAMS = ("https://pypi.org/simple", "https://pypi.python.org/simple", "http://pypi.python.org/simple")
 CONDA_ALIAS_UPSTREAMS = ("https://conda.anaconda.org", "http://conda.anaconda.org")

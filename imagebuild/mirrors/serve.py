@@ -20,7 +20,7 @@ from typing import BinaryIO, Self
 from urllib.parse import quote, unquote, urlsplit
 
 from imagebuild.errors import MirrorError
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 
 ACCESS_LOG = "access.log"
 

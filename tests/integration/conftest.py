@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from imagebuild import engine as engine_module
+from imagebuild.build import engine as engine_module
 from imagebuild import pipeline
-from imagebuild import registry as registry_module
+from imagebuild.publish import registry as registry_module
 from imagebuild.ca import read_ca_bundle
-from imagebuild.context import IMAGE_LABEL
+from imagebuild.build.context import IMAGE_LABEL
 from imagebuild.plan import Project, load_project, plan
 from tests.conftest import REPO, free_port, offline_fetcher
 

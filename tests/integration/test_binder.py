@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild import registry as registry_module
+from imagebuild.publish import registry as registry_module
 from tests.conftest import ProjectFactory, free_port, git, write_notebook
 
 pytestmark = pytest.mark.engine

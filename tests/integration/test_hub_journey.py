@@ -24,7 +24,7 @@ import docker.errors
 import pytest
 import requests
 
-from imagebuild.hub.settings import HubFolder
+from imagebuild.model.hub import HubFolder
 from imagebuild.system import apt_install, cache_dir
 from tests.conftest import REPO, free_port
 from tests.hub_browser import HubPerson, chromium

@@ -14,7 +14,7 @@ import pytest
 
 from imagebuild.ca import read_ca_bundle
 from imagebuild.pipeline import debian_archive
-from imagebuild.rootfs import ensure_root_image
+from imagebuild.build.rootfs import ensure_root_image
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.engine

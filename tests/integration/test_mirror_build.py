@@ -19,7 +19,7 @@ import pytest
 
 from imagebuild.pipeline import debian_archive
 from imagebuild.plan import load_project
-from imagebuild.rootfs import _rootfs_tarball
+from imagebuild.build.rootfs import _rootfs_tarball
 from tests.conftest import REPO, free_port
 from tests.integration.archive_proxy import ArchiveProxy
 from tests.integration.conftest import saved_image_blobs

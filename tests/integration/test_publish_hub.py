@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild import registry as registry_module
+from imagebuild.publish import registry as registry_module
 from imagebuild.plan import load_project
-from imagebuild.publish import record_path
+from imagebuild.publish.push import record_path
 from tests.conftest import REPO, free_port
 from tests.integration.conftest import SCIENCE
 

@@ -1,6 +1,6 @@
 """Reading a Debian suite's package index digest from its InRelease file."""
 
-from imagebuild.archive import index_digest
+from imagebuild.inputs.archive import index_digest
 
 IN_RELEASE = """\
 -----BEGIN PGP SIGNED MESSAGE-----

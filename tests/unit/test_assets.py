@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.assets import AssetCache, DeclaredAsset, declared_assets
+from imagebuild.inputs.assets import AssetCache, DeclaredAsset, declared_assets
 from imagebuild.errors import AssetError, RecipeError
-from imagebuild.mirrors.profile import Mirror, MirrorProfile
+from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.plan import load_project
-from imagebuild.recipes import AssetSpec
+from imagebuild.model.recipe import AssetSpec
 
 PAYLOAD = os.urandom(300_000)
 CHECKSUM = hashlib.sha256(PAYLOAD).hexdigest()

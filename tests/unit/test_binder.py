@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.binder import capture, source_label
+from imagebuild.build.binder import capture, source_label
 from imagebuild.errors import LockError, RecipeError
-from imagebuild.lock import lock_image, lock_source, read_lock
+from imagebuild.inputs.lock import lock_image, lock_source, read_lock
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.captured import (
     BUILD_SCRIPTS,
@@ -20,7 +20,7 @@ from imagebuild.mirrors.captured import (
     WRAPPER_FILE,
     rewrite_captured,
 )
-from imagebuild.mirrors.profile import load_mirror
+from imagebuild.model.mirror import load_mirror
 from imagebuild.pipeline import prepare, root_image
 from imagebuild.plan import load_project, plan
 from tests.conftest import git, offline_fetcher, write_notebook

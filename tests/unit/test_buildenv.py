@@ -6,8 +6,8 @@ import urllib.request
 
 import pytest
 
-from imagebuild.buildenv import BuildEnvironment, BuildEnvServer
-from imagebuild.render import support_file
+from imagebuild.build.buildenv import BuildEnvironment, BuildEnvServer
+from imagebuild.build.render import support_file
 from tests.conftest import free_port
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from conda_lock.lockfile import parse_conda_lock_file
 
-from imagebuild import conda
+from imagebuild.inputs import conda
 from imagebuild.errors import LockError, RecipeError
-from imagebuild.mirrors.profile import Mirror, MirrorProfile
-from imagebuild.target import DEBIAN_TARGETS
+from imagebuild.model.mirror import Mirror, MirrorProfile
+from imagebuild.inputs.target import DEBIAN_TARGETS
 from tests.conda_channel import serve_hello_channel
 
 BOOKWORM = DEBIAN_TARGETS["bookworm"]
@@ -85,7 +85,7 @@ def test_pip_sections_and_empty_files_are_refused_with_the_fix(tmp_path):
 def test_a_conda_lock_file_from_elsewhere_stays_parseable_after_rewriting(tmp_path, profile):
     """conda-lock's own parser reads the mirrored file; only URL prefixes changed, hashes did not."""
     from imagebuild.mirrors.files import FileKind, rewrite_file
-    from imagebuild.mirrors.profile import load_mirror
+    from imagebuild.model.mirror import load_mirror
     from tests.conftest import REPO
 
     source = REPO / "tests" / "fixtures" / "mirror" / "conda-lock.yml"

@@ -9,7 +9,7 @@ import yaml
 from imagebuild.errors import RecipeError
 from imagebuild.hub import folder as hub_folder
 from imagebuild.hub.compose import render_compose
-from imagebuild.hub.settings import HubFolder
+from imagebuild.model.hub import HubFolder
 from imagebuild.plan import load_project
 
 REGISTRY = "registry.example.org"

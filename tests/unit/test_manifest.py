@@ -1,6 +1,6 @@
 import json
 
-from imagebuild.manifest import (
+from imagebuild.publish.manifest import (
     ORDERS,
     Change,
     ImageFacts,
@@ -10,7 +10,7 @@ from imagebuild.manifest import (
     markdown,
     write,
 )
-from imagebuild.render import ASSET_LABEL, DEV_PACKAGE_LABEL, SOURCE_LABEL
+from imagebuild.build.render import ASSET_LABEL, DEV_PACKAGE_LABEL, SOURCE_LABEL
 
 
 def _facts(ref, *, os_packages, python_packages, commit, asset, size):

@@ -8,7 +8,7 @@ import yaml
 from imagebuild.errors import RecipeError
 from imagebuild.mirrors.build import build_environment
 from imagebuild.mirrors.hostenv import with_credentials
-from imagebuild.mirrors.profile import load_mirror
+from imagebuild.model.mirror import load_mirror
 from imagebuild.pipeline import prepare
 from imagebuild.plan import load_project, plan
 from tests.conftest import offline_fetcher
@@ -113,7 +113,7 @@ def test_runtime_mirror_adds_its_configuration_to_the_root_image_without_credent
 
 def test_runtime_conda_configuration_names_each_mirrored_channel():
     from imagebuild.mirrors.build import runtime_files
-    from imagebuild.mirrors.profile import load_mirror
+    from imagebuild.model.mirror import load_mirror
     from tests.conftest import REPO
 
     files = {destination: item.data.decode() for item, destination in runtime_files(load_mirror("tuna", REPO), "http://deb.debian.org/debian")}

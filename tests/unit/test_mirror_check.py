@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check, preflight
-from imagebuild.mirrors.profile import Mirror, load_mirror
+from imagebuild.model.mirror import Mirror, load_mirror
 
 
 @dataclass(frozen=True)

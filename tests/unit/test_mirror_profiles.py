@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imagebuild.errors import RecipeError
-from imagebuild.mirrors.profile import MirrorProfile, load_mirror, profile_paths
+from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
 from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
 from tests.conftest import REPO
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from imagebuild.mirrors.profile import MirrorProfile
+from imagebuild.model.mirror import MirrorProfile
 from imagebuild.mirrors.rules import (
     RuleSet,
     rewrite_image_ref,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from imagebuild.errors import MirrorError, RecipeError
-from imagebuild.mirrors.profile import Mirror, MirrorProfile
+from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.mirrors.serve import IndexServer, serve_mirror
 from imagebuild.mirrors.sync import (
     MANIFEST,
@@ -29,8 +29,8 @@ from imagebuild.mirrors.sync import (
     write_index,
 )
 from imagebuild.plan import load_project, plan
-from imagebuild.render import INSTALLER
-from imagebuild.target import DEBIAN_TARGETS, image_target
+from imagebuild.build.render import INSTALLER
+from imagebuild.inputs.target import DEBIAN_TARGETS, image_target
 from tests.conftest import free_port
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"

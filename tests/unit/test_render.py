@@ -1,7 +1,7 @@
 import io
 import tarfile
 
-from imagebuild.context import assemble, content_hash
+from imagebuild.build.context import assemble, content_hash
 from imagebuild.pipeline import content_ref, prepare
 from imagebuild.plan import load_project, plan
 from tests.conftest import REPO, offline_fetcher, write_notebook

@@ -7,9 +7,9 @@ import tarfile
 
 import pytest
 
-from imagebuild.assets import AssetCache
+from imagebuild.inputs.assets import AssetCache
 from imagebuild.errors import AssetError, LockError
-from imagebuild.lock import ImageLock, inputs_digest, write_lock
+from imagebuild.inputs.lock import ImageLock, inputs_digest, write_lock
 from imagebuild.pipeline import prepare
 from imagebuild.plan import load_project, plan
 from tests.conftest import offline_fetcher, write_pseudo_archive

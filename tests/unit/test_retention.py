@@ -2,7 +2,7 @@
 
 from imagebuild.errors import SmokeError
 from imagebuild.nightly import ImageNight, NightlyReport
-from imagebuild.retention import PublishedImage, RetentionPolicy, to_delete
+from imagebuild.publish.retention import PublishedImage, RetentionPolicy, to_delete
 
 
 def image(digest: str, created: str, *tags: str) -> PublishedImage:

@@ -1,7 +1,7 @@
 import pytest
 
-from imagebuild.rootfs import DEFAULT_ARCHIVE, host_archive
-from imagebuild.target import debian_suite
+from imagebuild.build.rootfs import DEFAULT_ARCHIVE, host_archive
+from imagebuild.inputs.target import debian_suite
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import yaml
 
 from imagebuild.errors import RecipeError
 from imagebuild.hub import folder as hub_folder
-from imagebuild.hub.settings import HubFolder, HubSettings, SelectedImage, Selection
+from imagebuild.model.hub import HubFolder, HubSettings, SelectedImage, Selection
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.plan import load_project
 from tests.conftest import REPO

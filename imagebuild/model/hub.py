@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from imagebuild.errors import RecipeError
-from imagebuild.recipes import StrictModel, parse_toml
+from imagebuild.model.recipe import StrictModel, parse_toml
 
 SETTINGS_FILE, SELECTION_FILE, SECRETS_FILE, COMPOSE_FILE = "hub.toml", "images.toml", ".env", "compose.yml"
 SELECTION_HEADER = (

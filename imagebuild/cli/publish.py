@@ -9,14 +9,14 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from imagebuild import pipeline
-from imagebuild import registry as registry_module
-from imagebuild.context import HASH_LABEL
+from imagebuild.publish import registry as registry_module
+from imagebuild.build.context import HASH_LABEL
 from imagebuild.errors import PublishError, RecipeError
-from imagebuild.manifest import ImageFacts, published_facts
-from imagebuild.manifest import diff as image_diff
+from imagebuild.publish.manifest import ImageFacts, published_facts
+from imagebuild.publish.manifest import diff as image_diff
 from imagebuild.plan import Project, load_project
-from imagebuild.publish import PublishResult, registry_host, registry_repository
-from imagebuild.terminal import (
+from imagebuild.publish.push import PublishResult, registry_host, registry_repository
+from imagebuild.cli.terminal import (
     JsonOption,
     Names,
     NightlyOption,

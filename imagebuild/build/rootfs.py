@@ -10,12 +10,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from imagebuild.engine import Engine
+from imagebuild.build.engine import Engine
 from imagebuild.errors import EngineError
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 from imagebuild.mirrors.rules import rewrite_image_ref, split_image_ref, url_rules
 from imagebuild.system import apt_install, cache_dir, run
-from imagebuild.target import debian_suite
+from imagebuild.inputs.target import debian_suite
 
 DEFAULT_ARCHIVE = "http://deb.debian.org/debian"
 BOOTSTRAP_PACKAGES = ["debootstrap"]

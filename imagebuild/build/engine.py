@@ -19,7 +19,7 @@ import docker.errors
 import requests
 from docker.models.images import Image
 
-from imagebuild.context import BuildContext
+from imagebuild.build.context import BuildContext
 from imagebuild.errors import BuildError, EngineError
 from imagebuild.system import apt_install, cache_dir
 

@@ -15,13 +15,13 @@ from imagebuild.ca import find_ca_bundle
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check
 from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
-from imagebuild.mirrors.profile import load_mirror, profile_paths
+from imagebuild.model.mirror import load_mirror, profile_paths
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.mirrors.sync import sync
 from imagebuild.pipeline import debian_archive
 from imagebuild.plan import find_project, load_project
-from imagebuild.terminal import (
+from imagebuild.cli.terminal import (
     AllOption,
     CaOption,
     JsonOption,

@@ -9,9 +9,9 @@ from rich.table import Table
 
 from imagebuild.nightly import NightlyOptions, nightly
 from imagebuild.plan import load_project
-from imagebuild.publish import registry_host
-from imagebuild.retention import RetentionPolicy
-from imagebuild.terminal import (
+from imagebuild.publish.push import registry_host
+from imagebuild.publish.retention import RetentionPolicy
+from imagebuild.cli.terminal import (
     CaOption,
     JsonOption,
     MirrorOption,

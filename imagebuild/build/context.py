@@ -6,7 +6,7 @@ import io
 import tarfile
 from dataclasses import dataclass
 
-from imagebuild.render import ContextFile, RenderedImage
+from imagebuild.build.render import ContextFile, RenderedImage
 
 HASH_LABEL = "io.imagebuild.content-hash"
 IMAGE_LABEL = "io.imagebuild.image"

@@ -9,8 +9,8 @@ from rich.console import Console
 
 from imagebuild import pipeline
 from imagebuild.ca import find_ca_bundle
-from imagebuild.fetch import Fetcher, fetcher_for
-from imagebuild.mirrors.profile import Mirror, selected_mirror
+from imagebuild.inputs.fetch import Fetcher, fetcher_for
+from imagebuild.model.mirror import Mirror, selected_mirror
 from imagebuild.plan import Project
 
 

@@ -11,9 +11,9 @@ import docker.errors
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
-from imagebuild.engine import Engine
+from imagebuild.build.engine import Engine
 from imagebuild.errors import SmokeError
-from imagebuild.render import User, support_file
+from imagebuild.build.render import User, support_file
 
 WORKDIR = "/tmp/imagebuild-smoke"
 ORDER_FILE = "notebooks.json"

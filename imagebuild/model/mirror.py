@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from imagebuild.errors import RecipeError
 from imagebuild.mirrors.rules import rewrite_image_ref, unsettled_mirrors, url_rules
-from imagebuild.recipes import StrictModel, parse_toml
+from imagebuild.model.recipe import StrictModel, parse_toml
 
 MIRRORS_DIR = "mirrors"
 NO_MIRROR = "none"

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imagebuild.assets import DeclaredAsset, declared_assets
+from imagebuild.inputs.assets import DeclaredAsset, declared_assets
 from imagebuild.errors import AssetError, LockError
-from imagebuild.lock import lock_image, lock_state, read_lock
+from imagebuild.inputs.lock import lock_image, lock_state, read_lock
 from imagebuild.pipeline import debian_archive
 from imagebuild.plan import load_project, plan
-from imagebuild.terminal import (
+from imagebuild.cli.terminal import (
     CaOption,
     JsonOption,
     MirrorOption,

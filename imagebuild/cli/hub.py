@@ -9,17 +9,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imagebuild import engine as engine_module
+from imagebuild.build import engine as engine_module
 from imagebuild.errors import ImagebuildError, RecipeError
 from imagebuild.hub import folder as hub_folder
 from imagebuild.hub import lifecycle
 from imagebuild.hub.compose import find_compose
-from imagebuild.hub.settings import HubFolder
+from imagebuild.model.hub import HubFolder
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.plan import load_project
-from imagebuild.publish import registry_host, registry_repository
-from imagebuild.registry import Registry
-from imagebuild.terminal import (
+from imagebuild.publish.push import registry_host, registry_repository
+from imagebuild.publish.registry import Registry
+from imagebuild.cli.terminal import (
     JsonOption,
     RegistryOption,
     StatusLine,

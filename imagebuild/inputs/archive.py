@@ -6,7 +6,7 @@ import re
 import requests
 
 from imagebuild.errors import LockError, connection_reason
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 from imagebuild.mirrors.rules import url_rules
 
 SECURITY_ARCHIVE = "http://deb.debian.org/debian-security"

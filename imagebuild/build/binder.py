@@ -30,13 +30,13 @@ from repo2docker.contentproviders import Git
 from repo2docker.contentproviders.base import ContentProviderException
 from repo2docker.engine import ContainerEngine
 
-from imagebuild.devpackages import LockedDevPackage
+from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.errors import LockError, RecipeError
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.plan import BuildPlan
-from imagebuild.recipes import globbed
-from imagebuild.render import SOURCE_LABEL, ContextFile, RenderedImage, User
+from imagebuild.model.recipe import globbed
+from imagebuild.build.render import SOURCE_LABEL, ContextFile, RenderedImage, User
 from imagebuild.system import cache_dir
 
 CAPTURE_ENGINE = "imagebuild-capture"

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from imagebuild.assets import AssetCache, DeclaredAsset
-from imagebuild.devpackages import (
+from imagebuild.inputs.assets import AssetCache, DeclaredAsset
+from imagebuild.inputs.devpackages import (
     LockedDevPackage,
     build_wheel,
     cached_wheel,
     host_environment,
 )
 from imagebuild.errors import LockError
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 from imagebuild.plan import BuildPlan
 
 

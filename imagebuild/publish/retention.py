@@ -9,9 +9,9 @@ deleted by digest, which removes every tag naming them (date, content and versio
 
 from dataclasses import dataclass
 
-from imagebuild.publish import CREATED_LABEL
-from imagebuild.registry import Registry
-from imagebuild.tags import MOVING_TAGS
+from imagebuild.publish.push import CREATED_LABEL
+from imagebuild.publish.registry import Registry
+from imagebuild.publish.tags import MOVING_TAGS
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from urllib3.util.retry import Retry
 
 from imagebuild.errors import UNKNOWN_HOST, AssetError, connection_reason
 from imagebuild.mirrors.hostenv import with_credentials
-from imagebuild.mirrors.profile import Mirror
+from imagebuild.model.mirror import Mirror
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.plan import Project
-from imagebuild.recipes import AssetSpec, Recipe
+from imagebuild.model.recipe import AssetSpec, Recipe
 from imagebuild.system import cache_dir
 
 CHUNK = 1 << 16

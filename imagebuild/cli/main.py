@@ -12,19 +12,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imagebuild import engine as engine_module
+from imagebuild.build import engine as engine_module
 from imagebuild import pipeline
-from imagebuild.cli_hub import hub_app
-from imagebuild.cli_inputs import assets_app, lock
-from imagebuild.cli_mirror import mirror_app
-from imagebuild.cli_nightly import nightly_command
-from imagebuild.cli_publish import describe_publication, diff, push, registry_app, tags
-from imagebuild.context import HASH_LABEL, IMAGE_LABEL
+from imagebuild.cli.hub import hub_app
+from imagebuild.cli.inputs import assets_app, lock
+from imagebuild.cli.mirror import mirror_app
+from imagebuild.cli.nightly import nightly_command
+from imagebuild.cli.publish import describe_publication, diff, push, registry_app, tags
+from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
 from imagebuild.plan import load_project, plan
-from imagebuild.publish import registry_host
-from imagebuild.render import input_provenance
-from imagebuild.terminal import (
+from imagebuild.publish.push import registry_host
+from imagebuild.build.render import input_provenance
+from imagebuild.cli.terminal import (
     AllOption,
     CaOption,
     JsonOption,

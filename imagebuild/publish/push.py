@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagebuild.context import HASH_LABEL
-from imagebuild.engine import Engine, Image, PushFailure
+from imagebuild.build.context import HASH_LABEL
+from imagebuild.build.engine import Engine, Image, PushFailure
 from imagebuild.errors import PublishError
 from imagebuild.plan import BuildPlan, Project
-from imagebuild.registry import Registry, env_credentials
-from imagebuild.tags import (
+from imagebuild.publish.registry import Registry, env_credentials
+from imagebuild.publish.tags import (
     ImageTags,
     image_tags,
     parse_versions,
