@@ -45,14 +45,14 @@ sys.path.insert(0, str(REPO))
 # (`.venv/bin/python bench/...`), that command is found only beside this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
-from bench.mirror_build import measure as measure_mirror  # noqa: E402
-from imagebuild.build.buildenv import BUILD_ARG, BuildEnvironment, BuildEnvServer  # noqa: E402
-from imagebuild.ca import read_ca_bundle  # noqa: E402
-from imagebuild.build.context import BuildContext  # noqa: E402
-from imagebuild.mirrors.build import build_environment  # noqa: E402
-from imagebuild.pipeline import content_ref, debian_archive, prepare  # noqa: E402
-from imagebuild.plan import Project, load_project, plan  # noqa: E402
-from imagebuild.cli.terminal import make_fetcher  # noqa: E402
+from bench.mirror_build import measure as measure_mirror
+from imagebuild.build.buildenv import BUILD_ARG, BuildEnvironment, BuildEnvServer
+from imagebuild.build.context import BuildContext
+from imagebuild.ca import read_ca_bundle
+from imagebuild.cli.terminal import make_fetcher
+from imagebuild.mirrors.build import build_environment
+from imagebuild.pipeline import content_ref, debian_archive, prepare
+from imagebuild.plan import Project, load_project, plan
 
 ROOT_IMAGE = "debian:bookworm"
 BY_HAND_TAG = "bench-by-hand/aiidalab:latest"

@@ -37,11 +37,11 @@ import docker
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from imagebuild.publish import registry as registry_module
 from imagebuild.build.engine import Engine
 from imagebuild.model.hub import HubFolder
 from imagebuild.pipeline import latest_ref
 from imagebuild.plan import load_project
+from imagebuild.publish import registry as registry_module
 from tests.hub_browser import HubPerson, chromium
 
 NAME, ADMIN, PASSWORD = "benchhub", "boss", "a long benchmark password"

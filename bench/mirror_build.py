@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 # (`.venv/bin/python bench/...`), that command is found only beside this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
-from imagebuild.pipeline import debian_archive  # noqa: E402
-from imagebuild.plan import load_project  # noqa: E402
-from tests.integration.archive_proxy import ArchiveProxy  # noqa: E402
+from imagebuild.pipeline import debian_archive
+from imagebuild.plan import load_project
+from tests.integration.archive_proxy import ArchiveProxy
 
 PROFILE = """\
 description = "benchmark mirrors on loopback"

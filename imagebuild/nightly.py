@@ -24,10 +24,10 @@ from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine
 from imagebuild.errors import ImagebuildError, PublishError, RecipeError
 from imagebuild.inputs.fetch import Fetcher
-from imagebuild.model.hub import HubFolder
 from imagebuild.inputs.lock import lock_image, lock_state
-from imagebuild.publish.manifest import diff, published_facts
+from imagebuild.model.hub import HubFolder
 from imagebuild.plan import BuildPlan, Project, plan
+from imagebuild.publish.manifest import diff, published_facts
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry, RemoteImage, env_credentials
 from imagebuild.publish.retention import Deletion, RetentionPolicy, apply

@@ -22,20 +22,20 @@ from imagebuild.build.binder import capture
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
 from imagebuild.build.engine import Engine, Image
-from imagebuild.errors import BuildError, PublishError
-from imagebuild.inputs.fetch import Fetcher
-from imagebuild.inputs.gather import gather
-from imagebuild.publish.manifest import INVENTORY_PATH, ImageFacts, manifest
-from imagebuild.publish.manifest import write as write_manifest
-from imagebuild.mirrors.build import build_environment, rewrite_for_build
-from imagebuild.mirrors.check import preflight
-from imagebuild.model.mirror import Mirror
-from imagebuild.mirrors.serve import serve_mirror
-from imagebuild.plan import BuildPlan, Project, plan
-from imagebuild.publish.push import PublishResult, publish
 from imagebuild.build.render import input_provenance, render
 from imagebuild.build.rootfs import ensure_root_image, host_archive
 from imagebuild.build.smoke import SMOKED_REF_FILE, NotebookResult, SmokeResult, run_smoke
+from imagebuild.errors import BuildError, PublishError
+from imagebuild.inputs.fetch import Fetcher
+from imagebuild.inputs.gather import gather
+from imagebuild.mirrors.build import build_environment, rewrite_for_build
+from imagebuild.mirrors.check import preflight
+from imagebuild.mirrors.serve import serve_mirror
+from imagebuild.model.mirror import Mirror
+from imagebuild.plan import BuildPlan, Project, plan
+from imagebuild.publish.manifest import INVENTORY_PATH, ImageFacts, manifest
+from imagebuild.publish.manifest import write as write_manifest
+from imagebuild.publish.push import PublishResult, publish
 from imagebuild.system import exclusive
 
 

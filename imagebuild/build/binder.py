@@ -30,13 +30,13 @@ from repo2docker.contentproviders import Git
 from repo2docker.contentproviders.base import ContentProviderException
 from repo2docker.engine import ContainerEngine
 
-from imagebuild.inputs.devpackages import LockedDevPackage
-from imagebuild.errors import LockError, RecipeError
-from imagebuild.model.mirror import Mirror
-from imagebuild.mirrors.rules import url_rules
-from imagebuild.plan import BuildPlan
-from imagebuild.model.recipe import globbed
 from imagebuild.build.render import SOURCE_LABEL, ContextFile, RenderedImage, User
+from imagebuild.errors import LockError, RecipeError
+from imagebuild.inputs.devpackages import LockedDevPackage
+from imagebuild.mirrors.rules import url_rules
+from imagebuild.model.mirror import Mirror
+from imagebuild.model.recipe import globbed
+from imagebuild.plan import BuildPlan
 from imagebuild.system import cache_dir
 
 CAPTURE_ENGINE = "imagebuild-capture"
@@ -61,7 +61,7 @@ class CaptureEngine(ContainerEngine):
 
     def inspect_image(self, image: str) -> None:
         """Nothing is present, so repo2docker always renders and 'builds'."""
-        return None
+        return
 
 
 def _docker_context(path: str, dockerfile: str) -> io.BytesIO:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import jinja2
 
+from imagebuild.errors import AssetError
 from imagebuild.inputs.archive import SECURITY_ARCHIVE
 from imagebuild.inputs.conda import LOCAL_PACKAGES, subdir
-from imagebuild.errors import AssetError
 from imagebuild.inputs.gather import ImageInputs
-from imagebuild.plan import BuildPlan
 from imagebuild.inputs.target import debian_suite, image_target
+from imagebuild.plan import BuildPlan
 
 INSTALLER = "uv==0.13.9"
 """The installer put into every root image's virtual environment; one pin for all images."""

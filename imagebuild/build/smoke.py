@@ -12,8 +12,8 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
 from imagebuild.build.engine import Engine
-from imagebuild.errors import SmokeError
 from imagebuild.build.render import User, support_file
+from imagebuild.errors import SmokeError
 
 WORKDIR = "/tmp/imagebuild-smoke"
 ORDER_FILE = "notebooks.json"

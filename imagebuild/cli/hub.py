@@ -10,15 +10,6 @@ import typer
 from rich.table import Table
 
 from imagebuild.build import engine as engine_module
-from imagebuild.errors import ImagebuildError, RecipeError
-from imagebuild.hub import folder as hub_folder
-from imagebuild.hub import lifecycle
-from imagebuild.hub.compose import find_compose
-from imagebuild.model.hub import HubFolder
-from imagebuild.hub.z2jh import render_z2jh
-from imagebuild.plan import load_project
-from imagebuild.publish.push import registry_host, registry_repository
-from imagebuild.publish.registry import Registry
 from imagebuild.cli.terminal import (
     JsonOption,
     RegistryOption,
@@ -27,6 +18,15 @@ from imagebuild.cli.terminal import (
     make_fetcher,
     out,
 )
+from imagebuild.errors import ImagebuildError, RecipeError
+from imagebuild.hub import folder as hub_folder
+from imagebuild.hub import lifecycle
+from imagebuild.hub.compose import find_compose
+from imagebuild.hub.z2jh import render_z2jh
+from imagebuild.model.hub import HubFolder
+from imagebuild.plan import load_project
+from imagebuild.publish.push import registry_host, registry_repository
+from imagebuild.publish.registry import Registry
 
 hub_app = typer.Typer(help="The bundled JupyterHub (DockerSpawner, PostgreSQL) and the images it offers.", no_args_is_help=True)
 DirOption = Annotated[Path, typer.Option("--dir", help="the hub folder", show_default=True)]

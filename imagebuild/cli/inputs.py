@@ -8,11 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imagebuild.inputs.assets import DeclaredAsset, declared_assets
-from imagebuild.errors import AssetError, LockError
-from imagebuild.inputs.lock import lock_image, lock_state, read_lock
-from imagebuild.pipeline import debian_archive
-from imagebuild.plan import load_project, plan
 from imagebuild.cli.terminal import (
     CaOption,
     JsonOption,
@@ -21,6 +16,11 @@ from imagebuild.cli.terminal import (
     make_fetcher,
     out,
 )
+from imagebuild.errors import AssetError, LockError
+from imagebuild.inputs.assets import DeclaredAsset, declared_assets
+from imagebuild.inputs.lock import lock_image, lock_state, read_lock
+from imagebuild.pipeline import debian_archive
+from imagebuild.plan import load_project, plan
 
 assets_app = typer.Typer(help="The asset cache: files images need that are not pip packages.", no_args_is_help=True)
 

@@ -12,18 +12,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imagebuild.build import engine as engine_module
 from imagebuild import pipeline
+from imagebuild.build import engine as engine_module
+from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
+from imagebuild.build.render import input_provenance
 from imagebuild.cli.hub import hub_app
 from imagebuild.cli.inputs import assets_app, lock
 from imagebuild.cli.mirror import mirror_app
 from imagebuild.cli.nightly import nightly_command
 from imagebuild.cli.publish import describe_publication, diff, push, registry_app, tags
-from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
-from imagebuild.errors import EngineError, ImagebuildError, RecipeError
-from imagebuild.plan import load_project, plan
-from imagebuild.publish.push import registry_host
-from imagebuild.build.render import input_provenance
 from imagebuild.cli.terminal import (
     AllOption,
     CaOption,
@@ -38,6 +35,9 @@ from imagebuild.cli.terminal import (
     make_fetcher,
     out,
 )
+from imagebuild.errors import EngineError, ImagebuildError, RecipeError
+from imagebuild.plan import load_project, plan
+from imagebuild.publish.push import registry_host
 
 app = typer.Typer(
     help="Build, smoke-test and publish JupyterHub single-user images.",

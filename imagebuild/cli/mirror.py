@@ -12,15 +12,6 @@ import typer
 from rich.table import Table
 
 from imagebuild.ca import find_ca_bundle
-from imagebuild.errors import MirrorError, RecipeError
-from imagebuild.mirrors.check import check
-from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
-from imagebuild.model.mirror import load_mirror, profile_paths
-from imagebuild.mirrors.rules import url_rules
-from imagebuild.mirrors.serve import serve_mirror
-from imagebuild.mirrors.sync import sync
-from imagebuild.pipeline import debian_archive
-from imagebuild.plan import find_project, load_project
 from imagebuild.cli.terminal import (
     AllOption,
     CaOption,
@@ -32,6 +23,15 @@ from imagebuild.cli.terminal import (
     out,
     selected,
 )
+from imagebuild.errors import MirrorError, RecipeError
+from imagebuild.mirrors.check import check
+from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.rules import url_rules
+from imagebuild.mirrors.serve import serve_mirror
+from imagebuild.mirrors.sync import sync
+from imagebuild.model.mirror import load_mirror, profile_paths
+from imagebuild.pipeline import debian_archive
+from imagebuild.plan import find_project, load_project
 
 mirror_app = typer.Typer(help="List, show, probe, sync and apply mirror profiles (mirrors/*.toml).", no_args_is_help=True)
 

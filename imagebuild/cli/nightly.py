@@ -7,10 +7,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imagebuild.nightly import NightlyOptions, nightly
-from imagebuild.plan import load_project
-from imagebuild.publish.push import registry_host
-from imagebuild.publish.retention import RetentionPolicy
 from imagebuild.cli.terminal import (
     CaOption,
     JsonOption,
@@ -21,6 +17,10 @@ from imagebuild.cli.terminal import (
     make_fetcher,
     out,
 )
+from imagebuild.nightly import NightlyOptions, nightly
+from imagebuild.plan import load_project
+from imagebuild.publish.push import registry_host
+from imagebuild.publish.retention import RetentionPolicy
 
 
 def nightly_command(

@@ -9,13 +9,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from imagebuild import pipeline
-from imagebuild.publish import registry as registry_module
 from imagebuild.build.context import HASH_LABEL
-from imagebuild.errors import PublishError, RecipeError
-from imagebuild.publish.manifest import ImageFacts, published_facts
-from imagebuild.publish.manifest import diff as image_diff
-from imagebuild.plan import Project, load_project
-from imagebuild.publish.push import PublishResult, registry_host, registry_repository
 from imagebuild.cli.terminal import (
     JsonOption,
     Names,
@@ -26,6 +20,12 @@ from imagebuild.cli.terminal import (
     make_fetcher,
     out,
 )
+from imagebuild.errors import PublishError, RecipeError
+from imagebuild.plan import Project, load_project
+from imagebuild.publish import registry as registry_module
+from imagebuild.publish.manifest import ImageFacts, published_facts
+from imagebuild.publish.manifest import diff as image_diff
+from imagebuild.publish.push import PublishResult, registry_host, registry_repository
 
 registry_app = typer.Typer(help="The registry images are published to.", no_args_is_help=True)
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagebuild.build.render import templates
 from imagebuild.errors import EngineError
 from imagebuild.model.hub import HubSettings
-from imagebuild.build.render import templates
 from imagebuild.system import apt_install, cache_dir
 
 COMPOSE_PACKAGE = "docker-compose"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import tomli_w
 
+from imagebuild.build.render import templates
 from imagebuild.errors import PublishError, RecipeError
 from imagebuild.hub.compose import render_compose
 from imagebuild.model.hub import (
@@ -26,11 +27,10 @@ from imagebuild.model.hub import (
     SelectedImage,
     Selection,
 )
+from imagebuild.model.recipe import parse_toml
 from imagebuild.plan import Project
 from imagebuild.publish.push import registry_repository
-from imagebuild.model.recipe import parse_toml
 from imagebuild.publish.registry import Registry
-from imagebuild.build.render import templates
 
 AUTHENTICATORS = ("github", "generic", "native", "dummy")
 # The bundled recipes the compose file runs: hub, its database, its TLS proxy.

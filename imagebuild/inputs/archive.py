@@ -6,8 +6,8 @@ import re
 import requests
 
 from imagebuild.errors import LockError, connection_reason
-from imagebuild.model.mirror import Mirror
 from imagebuild.mirrors.rules import url_rules
+from imagebuild.model.mirror import Mirror
 
 SECURITY_ARCHIVE = "http://deb.debian.org/debian-security"
 DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}

@@ -27,10 +27,10 @@ from urllib3.util.retry import Retry
 
 from imagebuild.errors import UNKNOWN_HOST, AssetError, connection_reason
 from imagebuild.mirrors.hostenv import with_credentials
-from imagebuild.model.mirror import Mirror
 from imagebuild.mirrors.rules import url_rules
-from imagebuild.plan import Project
+from imagebuild.model.mirror import Mirror
 from imagebuild.model.recipe import AssetSpec, Recipe
+from imagebuild.plan import Project
 from imagebuild.system import cache_dir
 
 CHUNK = 1 << 16
@@ -246,7 +246,7 @@ class _Retry(Retry):
     """urllib3's retries, except for a host name that does not resolve: asking again will not help
     (an optional asset from an unreachable site would otherwise hold up every build)."""
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # noqa: ANN001, ANN206
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         if isinstance(error, NameResolutionError) and UNKNOWN_HOST in str(error):
             raise MaxRetryError(_pool, url, error)  # type: ignore[arg-type]
         return super().increment(method, url, response, error, _pool, _stacktrace)

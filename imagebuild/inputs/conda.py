@@ -28,9 +28,9 @@ from conda_lock.lockfile.v2prelim.models import (
 from conda_lock.models.channel import Channel as LockChannel
 
 from imagebuild.errors import LockError, RecipeError
-from imagebuild.model.mirror import Mirror
-from imagebuild.mirrors.rules import CONDA_ALIAS_UPSTREAMS, url_rules
 from imagebuild.inputs.target import Target
+from imagebuild.mirrors.rules import CONDA_ALIAS_UPSTREAMS, url_rules
+from imagebuild.model.mirror import Mirror
 
 LOCK_FILE = "conda-lock.yml"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from imagebuild.errors import LockError
 from imagebuild.inputs.assets import AssetCache, DeclaredAsset
 from imagebuild.inputs.devpackages import (
     LockedDevPackage,
@@ -14,7 +15,6 @@ from imagebuild.inputs.devpackages import (
     cached_wheel,
     host_environment,
 )
-from imagebuild.errors import LockError
 from imagebuild.model.mirror import Mirror
 from imagebuild.plan import BuildPlan
 

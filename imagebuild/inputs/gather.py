@@ -9,14 +9,14 @@ so a build never stops half way for want of a file.
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagebuild.errors import AssetError, ImagebuildError, LockError
 from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.conda import conda_lock_path
 from imagebuild.inputs.devpackages import LockedDevPackage
-from imagebuild.errors import AssetError, ImagebuildError, LockError
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.lock import ImageLock, lock_state, read_lock
-from imagebuild.plan import BuildPlan
 from imagebuild.model.recipe import AssetSpec
+from imagebuild.plan import BuildPlan
 
 
 @dataclass(frozen=True)

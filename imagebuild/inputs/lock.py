@@ -22,15 +22,15 @@ from packaging.utils import parse_wheel_filename
 from pydantic import Field
 from uv import find_uv_bin
 
+from imagebuild.errors import LockError
 from imagebuild.inputs import conda
 from imagebuild.inputs.archive import package_indexes
 from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.devpackages import LockedDevPackage, resolve
-from imagebuild.errors import LockError
 from imagebuild.inputs.fetch import Fetcher
-from imagebuild.plan import BuildPlan
-from imagebuild.model.recipe import DevPackageSpec, Recipe, StrictModel, parse_toml
 from imagebuild.inputs.target import Target, debian_suite, image_target
+from imagebuild.model.recipe import DevPackageSpec, Recipe, StrictModel, parse_toml
+from imagebuild.plan import BuildPlan
 
 LOCK_FILE = "image.lock"
 HEADER = "# Written by `imagebuild lock`; commit it. Builds use these pins and commits until the next lock.\n"

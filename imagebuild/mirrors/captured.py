@@ -17,7 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from imagebuild.build.buildenv import BUILD_ARG
+from imagebuild.build.render import ContextFile, RenderedImage, support_file
 from imagebuild.errors import RecipeError
+from imagebuild.inputs.target import debian_suite
 from imagebuild.mirrors.files import (
     FileKind,
     detect_kind,
@@ -25,10 +27,8 @@ from imagebuild.mirrors.files import (
     rewrite_dockerfile,
     rewrite_file,
 )
-from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
-from imagebuild.build.render import ContextFile, RenderedImage, support_file
-from imagebuild.inputs.target import debian_suite
+from imagebuild.model.mirror import Mirror, MirrorProfile
 
 BUILD_SCRIPTS = "build_script_files/"
 """Where repo2docker's build packs put their scripts and conda lock files in the context."""

@@ -19,13 +19,13 @@ from pathlib import Path
 import yaml
 
 from imagebuild.errors import RecipeError
-from imagebuild.model.mirror import MirrorProfile
 from imagebuild.mirrors.rules import (
     CONDA_DEFAULTS_UPSTREAM,
     RuleSet,
     rewrite_image_ref,
     url_rules,
 )
+from imagebuild.model.mirror import MirrorProfile
 
 
 class FileKind(StrEnum):

@@ -43,14 +43,14 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion
 
+from imagebuild.build.render import INSTALLER
 from imagebuild.errors import MirrorError
 from imagebuild.inputs.lock import LOCK_FILE, read_lock
+from imagebuild.inputs.target import Target, image_target
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.model.mirror import Mirror
 from imagebuild.plan import Project, plan
-from imagebuild.build.render import INSTALLER
 from imagebuild.system import exclusive
-from imagebuild.inputs.target import Target, image_target
 
 PYPI = "https://pypi.org/simple"
 MANIFEST = "manifest.json"

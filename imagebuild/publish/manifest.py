@@ -14,9 +14,9 @@ from debian.debian_support import Version as DebianVersion
 from packaging.version import InvalidVersion
 from packaging.version import Version as PythonVersion
 
+from imagebuild.build.render import input_provenance
 from imagebuild.errors import PublishError
 from imagebuild.publish.registry import Registry, RemoteImage
-from imagebuild.build.render import input_provenance
 
 INVENTORY_PATH = "/usr/local/share/imagebuild/inventory.json"
 SECTIONS = {"os_packages": "OS packages", "python_packages": "Python packages", "conda_packages": "conda packages"}

@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from imagebuild.build import engine as engine_module
 from imagebuild import pipeline
-from imagebuild.publish import registry as registry_module
-from imagebuild.ca import read_ca_bundle
+from imagebuild.build import engine as engine_module
 from imagebuild.build.context import IMAGE_LABEL
+from imagebuild.ca import read_ca_bundle
 from imagebuild.plan import Project, load_project, plan
+from imagebuild.publish import registry as registry_module
 from tests.conftest import REPO, free_port, offline_fetcher
 
 pytestmark = pytest.mark.engine

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from imagebuild import pipeline
-from imagebuild.ca import read_ca_bundle
 from imagebuild.build.context import HASH_LABEL
+from imagebuild.ca import read_ca_bundle
 from tests.conftest import REPO, offline_fetcher, write_notebook
 from tests.integration.conftest import QUIET, imagebuild_cli, smoke_of
 

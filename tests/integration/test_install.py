@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import docker.errors
 import pytest
 
+from imagebuild.build.rootfs import ensure_root_image
 from imagebuild.ca import read_ca_bundle
 from imagebuild.pipeline import debian_archive
-from imagebuild.build.rootfs import ensure_root_image
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.engine
@@ -53,7 +53,7 @@ def debian(engine, repo_project) -> Iterator:
     root = repo_project.recipes["base"].spec.root
     ensure_root_image(engine, root, debian_archive(repo_project), print)
     bundle = read_ca_bundle()
-    environment = {name: CA_PATH for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")} if bundle else {}
+    environment = dict.fromkeys(("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"), CA_PATH) if bundle else {}
     # Ends by itself (and is then removed) should this session be killed before `finally`.
     container = engine.client.containers.run(
         root, ["sleep", "1800"], detach=True, auto_remove=True, network_mode="host", environment=environment,

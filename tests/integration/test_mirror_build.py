@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from imagebuild.build.rootfs import _rootfs_tarball
 from imagebuild.pipeline import debian_archive
 from imagebuild.plan import load_project
-from imagebuild.build.rootfs import _rootfs_tarball
 from tests.conftest import REPO, free_port
 from tests.integration.archive_proxy import ArchiveProxy
 from tests.integration.conftest import saved_image_blobs

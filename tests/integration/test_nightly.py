@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from imagebuild.publish import registry as registry_module
 from imagebuild.model.hub import SELECTION_FILE, SelectedImage, Selection
+from imagebuild.publish import registry as registry_module
 from tests.conftest import ProjectFactory, free_port, git, write_notebook
 
 pytestmark = pytest.mark.engine

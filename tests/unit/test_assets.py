@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.inputs.assets import AssetCache, DeclaredAsset, declared_assets
 from imagebuild.errors import AssetError, RecipeError
+from imagebuild.inputs.assets import AssetCache, DeclaredAsset, declared_assets
 from imagebuild.model.mirror import Mirror, MirrorProfile
-from imagebuild.plan import load_project
 from imagebuild.model.recipe import AssetSpec
+from imagebuild.plan import load_project
 
 PAYLOAD = os.urandom(300_000)
 CHECKSUM = hashlib.sha256(PAYLOAD).hexdigest()
@@ -33,7 +33,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
     cut_first: set[str] = set()
     seen: list[tuple[str, str | None]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("Range")))
         body = self.files.get(self.path)
         if body is None:

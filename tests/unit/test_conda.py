@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from conda_lock.lockfile import parse_conda_lock_file
 
-from imagebuild.inputs import conda
 from imagebuild.errors import LockError, RecipeError
-from imagebuild.model.mirror import Mirror, MirrorProfile
+from imagebuild.inputs import conda
 from imagebuild.inputs.target import DEBIAN_TARGETS
+from imagebuild.model.mirror import Mirror, MirrorProfile
 from tests.conda_channel import serve_hello_channel
 
 BOOKWORM = DEBIAN_TARGETS["bookworm"]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.inputs.devpackages import host_environment, resolve
 from imagebuild.errors import LockError, RecipeError
+from imagebuild.inputs.devpackages import host_environment, resolve
 from imagebuild.inputs.lock import ImageLock, inputs_digest, lock_state, read_lock, write_lock
 from imagebuild.model.mirror import Mirror, MirrorProfile
-from imagebuild.plan import load_project, plan
 from imagebuild.model.recipe import DevPackageSpec
+from imagebuild.plan import load_project, plan
 from tests.conftest import GIT_ENV, REPO, git
 
 

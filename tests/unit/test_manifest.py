@@ -1,5 +1,6 @@
 import json
 
+from imagebuild.build.render import ASSET_LABEL, DEV_PACKAGE_LABEL, SOURCE_LABEL
 from imagebuild.publish.manifest import (
     ORDERS,
     Change,
@@ -10,7 +11,6 @@ from imagebuild.publish.manifest import (
     markdown,
     write,
 )
-from imagebuild.build.render import ASSET_LABEL, DEV_PACKAGE_LABEL, SOURCE_LABEL
 
 
 def _facts(ref, *, os_packages, python_packages, commit, asset, size):

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from imagebuild.errors import RecipeError
 from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
-from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
 from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
+from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
 from tests.conftest import REPO
 from tests.unit.test_mirror_rules import EMPTY, PROFILES, PROXY, SITE
 

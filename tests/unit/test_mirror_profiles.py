@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from imagebuild.errors import RecipeError
-from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
 from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
+from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
 from tests.conftest import REPO
 
 PUBLIC_DOCS = {

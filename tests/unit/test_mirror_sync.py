@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from imagebuild.build.render import INSTALLER
 from imagebuild.errors import MirrorError, RecipeError
-from imagebuild.model.mirror import Mirror, MirrorProfile
+from imagebuild.inputs.target import DEBIAN_TARGETS, image_target
 from imagebuild.mirrors.serve import IndexServer, serve_mirror
 from imagebuild.mirrors.sync import (
     MANIFEST,
@@ -28,9 +29,8 @@ from imagebuild.mirrors.sync import (
     sync,
     write_index,
 )
+from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.plan import load_project, plan
-from imagebuild.build.render import INSTALLER
-from imagebuild.inputs.target import DEBIAN_TARGETS, image_target
 from tests.conftest import free_port
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"

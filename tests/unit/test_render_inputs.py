@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from imagebuild.inputs.assets import AssetCache
 from imagebuild.errors import AssetError, LockError
+from imagebuild.inputs.assets import AssetCache
 from imagebuild.inputs.lock import ImageLock, inputs_digest, write_lock
 from imagebuild.pipeline import prepare
 from imagebuild.plan import load_project, plan

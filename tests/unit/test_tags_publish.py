@@ -3,10 +3,10 @@ from parents, errors hidden in a push stream, retries, and the publish record.""
 
 import pytest
 
-from imagebuild.publish import push as publish
 from imagebuild.build.engine import PushFailure, pushed_digest
 from imagebuild.errors import BuildError, PublishError
 from imagebuild.plan import load_project, plan
+from imagebuild.publish import push as publish
 from imagebuild.publish.tags import image_tags, parse_versions, version_commands, version_script
 
 HASH = "ab" * 32

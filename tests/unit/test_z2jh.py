@@ -11,8 +11,8 @@ import yaml
 
 from imagebuild.errors import RecipeError
 from imagebuild.hub import folder as hub_folder
-from imagebuild.model.hub import HubFolder, HubSettings, SelectedImage, Selection
 from imagebuild.hub.z2jh import render_z2jh
+from imagebuild.model.hub import HubFolder, HubSettings, SelectedImage, Selection
 from imagebuild.plan import load_project
 from tests.conftest import REPO
 
