@@ -1,5 +1,5 @@
-"""The few host commands imagebuild runs (apt-get, dockerd, debootstrap), in one wrapper
-that names the command and says what to install when a program is missing."""
+"""The host side of imagebuild: its cache folder, the one wrapper every external command runs
+through (a timeout, a missing program named with what to install), apt-get, a per-host lock."""
 
 import contextlib
 import fcntl
@@ -10,7 +10,10 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from imagebuild.errors import EngineError
+from imagebuild.errors import EngineError, ImagebuildError
+
+APT_TIMEOUT = 1800
+"""apt-get update or install on a slow mirror; a hung download fails instead of blocking a run."""
 
 
 def cache_dir() -> Path:
@@ -21,18 +24,45 @@ def cache_dir() -> Path:
     return path
 
 
-def run(command: list[str], *, log: Path | None = None) -> None:
-    """Run a host command; its output goes to `log` (or is shown), failure raises EngineError."""
-    if shutil.which(command[0]) is None:
-        raise EngineError(f"'{command[0]}' is not installed", hint=f"install the package that provides {command[0]}")
-    if log is None:
-        completed = subprocess.run(command, check=False)
-    else:
-        with log.open("ab") as sink:
-            completed = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, check=False)
-    if completed.returncode != 0:
+def run(
+    command: list[str],
+    *,
+    timeout: float,
+    log: Path | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    error: type[ImagebuildError] = EngineError,
+) -> subprocess.CompletedProcess[str]:
+    """Every external command (git, uv, pip, apt-get, debootstrap, tar, compose) runs here: a
+    missing program, a timeout or (with `check`) a non-zero exit becomes one `error` naming the
+    command. Output goes to `log` when given, else it is captured (text) for the caller; with
+    `check=False` the caller reads the exit code and output and words its own error."""
+    program = command[0]
+    if shutil.which(program, path=(env or os.environ).get("PATH")) is None and not Path(program).is_file():
+        raise error(f"'{program}' is not installed", hint=f"install the package that provides {program}")
+    shown = " ".join(command)
+    try:
+        if log is None:
+            completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        else:
+            with log.open("ab") as sink:
+                finished = subprocess.run(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            completed = subprocess.CompletedProcess(command, finished.returncode, "", "")
+    except subprocess.TimeoutExpired:
+        raise error(f"{shown} did not finish within {timeout:.0f} s", hint="see the log for where it stopped" if log else None) from None
+    except OSError as failure:
+        raise error(f"{shown} could not start: {failure.strerror or failure}") from None
+    if check and completed.returncode != 0:
         where = f"; see {log}" if log else ""
-        raise EngineError(f"command failed with exit code {completed.returncode}: {' '.join(command)}{where}")
+        detail = _last_lines(completed.stderr or completed.stdout)
+        raise error(f"command failed with exit code {completed.returncode}: {shown}{where}{detail}")
+    return completed
+
+
+def _last_lines(output: str, count: int = 5) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return ("\n" + "\n".join(lines[-count:])) if lines else ""
 
 
 def port_is_free(port: int) -> bool:
@@ -60,8 +90,8 @@ def apt_install(packages: list[str], *, log: Path) -> None:
             hint=f"install {' '.join(packages)} with your system's package manager (needs root on Debian/Ubuntu)",
         )
     env_prefix = ["env", "DEBIAN_FRONTEND=noninteractive"]
-    run([*env_prefix, "apt-get", "update", "-q"], log=log)
-    run([*env_prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], log=log)
+    run([*env_prefix, "apt-get", "update", "-q"], log=log, timeout=APT_TIMEOUT)
+    run([*env_prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], log=log, timeout=APT_TIMEOUT)
 
 
 @contextlib.contextmanager

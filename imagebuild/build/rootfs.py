@@ -102,13 +102,13 @@ def _rootfs_tarball(suite: str, archive: str, source: str, say: Callable[[str], 
     say(f"bootstrapping debian:{suite} from {shown} (log: {log})")
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         rootfs = Path(scratch) / "rootfs"
-        run(["debootstrap", "--variant=minbase", suite, str(rootfs), source], log=log)
+        run(["debootstrap", "--variant=minbase", suite, str(rootfs), source], log=log, timeout=3600)
         (rootfs / "etc/apt/sources.list").write_text(
             f"deb {archive} {suite} main\ndeb {archive} {suite}-updates main\n"
         )
         shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
         (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True)
         partial = Path(scratch) / "rootfs.tar"
-        run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."], log=log)
+        run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(partial), "."], log=log, timeout=600)
         partial.rename(tarball)
     return tarball
