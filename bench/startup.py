@@ -189,7 +189,7 @@ def main() -> None:
                     volume.remove(force=True)
             imported.append(import_times(engine, ref, imports))
         results[name] = {
-            "size": engine.image(ref).attrs["Size"], "imports": imports,
+            "size": engine.image(ref).size, "imports": imports,
             "first": {key: median(first, key) for key in first[0]}, "later": {key: median(later, key) for key in later[0]},
             "bare_first": median(bare_first, "ready"), "bare_later": median(bare_later, "ready"),
             "import_first": median(imported, 0), "import_second": median(imported, 1),

@@ -291,7 +291,7 @@ def write_image_manifest(
     """build/NAME/manifest.{json,md}: the image's inventory, provenance, smoke results, tags."""
     name = context.rendered.plan.name
     ref = content_ref(project, name, context.content_hash)
-    facts = ImageFacts.of(ref, image.labels, image.attrs["Size"], engine.read_file(ref, INVENTORY_PATH))
+    facts = ImageFacts.of(ref, image.labels, image.size, engine.read_file(ref, INVENTORY_PATH))
     runs = [asdict(n) for n in smoke.notebooks] if smoke else _earlier_smoke(project.output_dir / name / "smoke", ref)
     document = manifest(
         facts,

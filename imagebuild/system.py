@@ -1,5 +1,6 @@
 """The host side of imagebuild: its cache folder, the one wrapper every external command runs
-through (a timeout, a missing program named with what to install), apt-get, a per-host lock."""
+through (a timeout, a missing program named with what to install), the one way a background
+server (dockerd, docker-registry) is started and waited for, apt-get, a per-host lock."""
 
 import contextlib
 import fcntl
@@ -7,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,9 +40,7 @@ def run(
     missing program, a timeout or (with `check`) a non-zero exit becomes one `error` naming the
     command. Output goes to `log` when given, else it is captured (text) for the caller; with
     `check=False` the caller reads the exit code and output and words its own error."""
-    program = command[0]
-    if shutil.which(program, path=(env or os.environ).get("PATH")) is None and not Path(program).is_file():
-        raise error(f"'{program}' is not installed", hint=f"install the package that provides {program}")
+    _require(command[0], env, error)
     shown = " ".join(command)
     try:
         if log is None:
@@ -58,6 +58,43 @@ def run(
         detail = _last_lines(completed.stderr or completed.stdout)
         raise error(f"command failed with exit code {completed.returncode}: {shown}{where}{detail}")
     return completed
+
+
+def _require(program: str, env: dict[str, str] | None, error: type[ImagebuildError]) -> None:
+    if shutil.which(program, path=(env or os.environ).get("PATH")) is None and not Path(program).is_file():
+        raise error(f"'{program}' is not installed", hint=f"install the package that provides {program}")
+
+
+def serve(
+    command: list[str],
+    *,
+    ready: Callable[[], bool],
+    timeout: float,
+    log: Path,
+    error: type[ImagebuildError] = EngineError,
+) -> int:
+    """Start a long-running server in its own session (it outlives imagebuild), its output
+    appended to `log`, and wait until `ready()` says it answers; returns its process ID. A
+    missing program, a start failure, an exit before it answers or no answer within `timeout`
+    is one `error` naming the log."""
+    _require(command[0], None, error)
+    shown = " ".join(command)
+    try:
+        with log.open("ab") as sink:
+            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as failure:
+        raise error(f"{shown} could not start: {failure.strerror or failure}", path=log) from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return process.pid
+        if (code := process.poll()) is not None:
+            with log.open("rb") as written:  # the log grows run after run: its end is this start's
+                written.seek(max(0, log.stat().st_size - 4096))
+                detail = _last_lines(written.read().decode(errors="replace"))
+            raise error(f"{shown} exited with code {code} before it answered{detail}", path=log, hint="read the log named above")
+        time.sleep(0.3)
+    raise error(f"{shown} did not answer within {timeout:.0f} s", path=log, hint="read the log named above")
 
 
 def _last_lines(output: str, count: int = 5) -> str:

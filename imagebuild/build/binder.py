@@ -23,13 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from docker.api.build import process_dockerfile
-from docker.utils.build import tar
 from repo2docker.app import Repo2Docker
 from repo2docker.contentproviders import Git
 from repo2docker.contentproviders.base import ContentProviderException
 from repo2docker.engine import ContainerEngine
 
+from imagebuild.build.engine import context_tar
 from imagebuild.build.render import SOURCE_LABEL, ContextFile, RenderedImage, User
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.devpackages import LockedDevPackage
@@ -45,10 +44,9 @@ PLATFORM = "linux/amd64"
 """What repo2docker renders for (it picks the conda lock by it): the images' platform, not the host's."""
 DEFAULT_SMOKE = ["**/*.ipynb"]
 """A [source] recipe's smoke notebooks unless [smoke].notebooks says otherwise: every notebook in the repository."""
-DOCKERIGNORE = ".dockerignore"
 
 
-class CaptureEngine(ContainerEngine):
+class CaptureEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships no type information
     """A repo2docker engine that builds nothing: `build` stores the context on the Repo2Docker app
     (`captured`: Dockerfile text and context files), and no image is ever present."""
 
@@ -56,21 +54,12 @@ class CaptureEngine(ContainerEngine):
         if fileobj is not None:  # a build pack's rendered context: Dockerfile at the top
             self.parent.captured = _read_context(fileobj, "Dockerfile")
         else:  # binder/Dockerfile: the checkout is the context, as docker-py would send it
-            self.parent.captured = _read_context(_docker_context(path, dockerfile), dockerfile)
+            self.parent.captured = _read_context(io.BytesIO(context_tar(Path(path), dockerfile)), dockerfile)
         return []
 
     def inspect_image(self, image: str) -> None:
         """Nothing is present, so repo2docker always renders and 'builds'."""
         return
-
-
-def _docker_context(path: str, dockerfile: str) -> io.BytesIO:
-    """The tar docker-py's `build(path=..., dockerfile=...)` sends, .dockerignore honoured."""
-    ignore = Path(path, DOCKERIGNORE)
-    lines = [line.strip() for line in ignore.read_text().splitlines()] if ignore.is_file() else []
-    exclude = [line for line in lines if line and not line.startswith("#")]
-    archive = tar(path, exclude=exclude, dockerfile=process_dockerfile(dockerfile, path))
-    return io.BytesIO(archive.read())
 
 
 def _read_context(fileobj: io.BufferedIOBase, dockerfile: str) -> tuple[str, tuple[ContextFile, ...]]:

@@ -1,66 +1,60 @@
-"""Step 7, build, in the Docker engine: the only module that imports `docker` (smoke.py borrows the client).
+"""Step 7, build, in the Docker engine: the only module that imports `docker`.
 
 It finds or starts an engine, imports bootstrapped root file systems, builds contexts
-through the SDK's classic builder and reads images back by their content-hash label.
+through the SDK's classic builder, reads images back by their content-hash label and runs
+throwaway containers (smoke, version tags). Whatever the engine or its connection answers
+with an error becomes an EngineError naming what was being done.
 """
 
+import contextlib
 import io
 import shutil
-import subprocess
 import tarfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
+import docker.models.images
 import requests
-from docker.models.images import Image
+from docker.api.build import process_dockerfile
+from docker.models.containers import Container
+from docker.utils.build import tar
 
 from imagebuild.build.context import BuildContext
+from imagebuild.build.records import ContainerInfo, ContainerRun, EngineStatus, Image, PushFailure, pushed_digest
 from imagebuild.errors import BuildError, EngineError
-from imagebuild.system import apt_install, cache_dir
+from imagebuild.system import apt_install, cache_dir, serve
+
+__all__ = ["ContainerInfo", "ContainerRun", "Engine", "EngineStatus", "Image", "PushFailure", "context_tar", "status", "up"]
+"""The engine's API: the records it answers with live in build/records.py and are named here too."""
 
 ENGINE_PACKAGES = ["docker.io"]
 START_TIMEOUT = 60
 
 
-class PushFailure(Exception):
-    """A push the engine did not complete; the message is the engine's."""
-
-
-def pushed_digest(stream: Iterable[dict]) -> str:
-    """The digest a push stream reports; a failure reported inside the stream raises PushFailure."""
-    digest = None
-    for item in stream:
-        if "errorDetail" in item or "error" in item:
-            detail = item.get("errorDetail") or {}
-            raise PushFailure(str(detail.get("message") or item.get("error")).strip())
-        digest = (item.get("aux") or {}).get("Digest", digest)
-    if digest is None:
-        raise PushFailure("the engine finished the push without reporting a digest")
-    return digest
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    reachable: bool
-    detail: str
-    version: str | None = None
-
-
-def _client(timeout: int = 600) -> docker.DockerClient:
-    return docker.from_env(timeout=timeout)
+@contextlib.contextmanager
+def engine_errors(doing: str) -> Iterator[None]:
+    """The engine's refusals (docker.errors) and a broken connection to it (requests) as one
+    EngineError naming what was being done, never a traceback."""
+    try:
+        yield
+    except docker.errors.APIError as error:
+        raise EngineError(f"{doing}: the engine answered: {error.explanation or error}") from None
+    except docker.errors.DockerException as error:
+        raise EngineError(f"{doing}: {error}") from None
+    except requests.RequestException as error:
+        raise EngineError(f"{doing}: the connection to the engine broke ({error})", hint="run 'imagebuild engine status'") from None
 
 
 def status() -> EngineStatus:
     try:
-        client = _client(timeout=5)
+        client = docker.from_env(timeout=5)
         version = client.version()
         return EngineStatus(True, f"engine at {client.api.base_url}", f"{version['Version']} (API {version['ApiVersion']})")
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.RequestException) as exc:
         return EngineStatus(False, str(exc))
 
 
@@ -75,31 +69,19 @@ def up(say: Callable[[str], None]) -> EngineStatus:
         say(f"no Docker engine found; installing {', '.join(ENGINE_PACKAGES)} (log: {log})")
         apt_install(ENGINE_PACKAGES, log=log)
     say(f"starting dockerd (log: {log})")
-    with log.open("ab") as sink:
-        subprocess.Popen(["dockerd"], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        current = status()
-        if current.reachable:
-            say(f"started Docker {current.version}")
-            return current
-        time.sleep(0.5)
-    raise EngineError(f"dockerd did not answer within {START_TIMEOUT} s", path=log, hint="read the engine log above")
+    serve(["dockerd"], ready=lambda: status().reachable, timeout=START_TIMEOUT, log=log)
+    current = status()
+    say(f"started Docker {current.version}")
+    return current
 
 
-@dataclass(frozen=True)
-class ContainerInfo:
-    """What `hub status` and `hub up` need to know of a container."""
-
-    id: str
-    name: str
-    image: str
-    state: str  # running, exited, restarting, ...
-    health: str  # healthy, starting, unhealthy, or "" without a health check
-    started_at: str
-    restarts: int
-    labels: dict[str, str]
-    environment: dict[str, str]
+def context_tar(path: Path, dockerfile: str) -> bytes:
+    """The build context `docker build` would send for the folder `path` and its `dockerfile`,
+    with the folder's .dockerignore honoured."""
+    ignore = path / ".dockerignore"
+    lines = [line.strip() for line in ignore.read_text().splitlines()] if ignore.is_file() else []
+    exclude = [line for line in lines if line and not line.startswith("#")]
+    return tar(path, exclude=exclude, dockerfile=process_dockerfile(dockerfile, str(path))).read(-1)
 
 
 class Engine:
@@ -107,76 +89,66 @@ class Engine:
 
     def __init__(self) -> None:
         try:
-            self.client = _client()
+            self.client = docker.from_env(timeout=600)
             self.client.ping()
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.RequestException) as exc:
             raise EngineError(f"no Docker engine answers ({exc})", hint="run 'imagebuild engine up'") from None
 
     def image(self, ref: str) -> Image | None:
-        try:
-            return self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            return None
+        with engine_errors(f"looking up image {ref}"):
+            try:
+                return _record(self.client.images.get(ref))
+            except docker.errors.ImageNotFound:
+                return None
 
     def containers(self, label: str) -> list[ContainerInfo]:
         """Containers, running or not, carrying `label` (KEY or KEY=VALUE)."""
-        found = []
-        for container in self.client.containers.list(all=True, filters={"label": label}):
-            attrs = container.attrs
-            state = attrs["State"]
-            found.append(
-                ContainerInfo(
-                    id=container.id,
-                    name=container.name,
-                    image=attrs["Config"]["Image"],
-                    state=state["Status"],
-                    health=(state.get("Health") or {}).get("Status", ""),
-                    started_at=state.get("StartedAt", ""),
-                    restarts=attrs.get("RestartCount", 0),
-                    labels=attrs["Config"].get("Labels") or {},
-                    environment=dict(item.split("=", 1) for item in attrs["Config"].get("Env") or [] if "=" in item),
-                )
-            )
-        return found
+        with engine_errors(f"listing the containers labelled {label}"):
+            return [ContainerInfo.of(container.attrs) for container in self.client.containers.list(all=True, filters={"label": label})]
 
     def container_logs(self, container_id: str, tail: int = 20) -> str:
-        try:
-            return self.client.containers.get(container_id).logs(tail=tail).decode(errors="replace")
-        except docker.errors.NotFound:
-            return ""
+        with engine_errors(f"reading the log of container {container_id[:12]}"):
+            try:
+                return self.client.containers.get(container_id).logs(tail=tail).decode(errors="replace")
+            except docker.errors.NotFound:
+                return ""
 
     def remove_container(self, container_id: str) -> None:
         """Stop (with a grace period) and remove, and wait until it is gone (a container created
         with auto-remove goes by itself once stopped; then the engine answers 409 to a remove)."""
-        try:
-            container = self.client.containers.get(container_id)
-            container.stop(timeout=30)
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:
-                raise EngineError(f"could not remove container {container_id[:12]}: {exc.explanation}") from None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        with engine_errors(f"removing container {container_id[:12]}"):
             try:
-                self.client.containers.get(container_id)
+                container = self.client.containers.get(container_id)
+                container.stop(timeout=30)
+                container.remove(force=True)
             except docker.errors.NotFound:
                 return
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with engine_errors(f"waiting for container {container_id[:12]} to go"):
+                try:
+                    self.client.containers.get(container_id)
+                except docker.errors.NotFound:
+                    return
             time.sleep(0.5)
         raise EngineError(f"container {container_id[:12]} was not removed within 120 s", hint="see 'docker ps -a'")
 
     def try_pull(self, ref: str, credentials: tuple[str, str] | None = None) -> bool:
         auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
-        try:
-            self.client.images.pull(ref, auth_config=auth)
-        except docker.errors.APIError:
-            return False
+        with engine_errors(f"pulling {ref}"):
+            try:
+                self.client.images.pull(ref, auth_config=auth)
+            except docker.errors.APIError:
+                return False
         return True
 
     def import_rootfs(self, tarball: Path, ref: str, changes: list[str]) -> Image:
         repository, tag = ref.rsplit(":", 1)
-        self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
+        with engine_errors(f"importing {tarball} as {ref}"):
+            self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
         imported = self.image(ref)
         if imported is None:
             raise EngineError(f"importing {tarball} as {ref} left no image", path=tarball)
@@ -185,7 +157,8 @@ class Engine:
     def images_with_label(self, key: str, value: str | None = None) -> list[Image]:
         """Tagged images carrying the label (intermediates of failed builds inherit labels too)."""
         selector = f"{key}={value}" if value is not None else key
-        return self.client.images.list(filters={"label": selector, "dangling": False})
+        with engine_errors(f"listing the images labelled {selector}"):
+            return [_record(image) for image in self.client.images.list(filters={"label": selector, "dangling": False})]
 
     def push(self, repository: str, tag: str, credentials: tuple[str, str] | None) -> str:
         """Push one tag; returns the digest the engine reports. The engine reports failures inside a
@@ -199,29 +172,47 @@ class Engine:
             raise PushFailure(f"the engine connection broke: {error}") from None
 
     def untag(self, ref: str) -> None:
-        self.client.images.remove(ref, noprune=True)
+        with engine_errors(f"removing the tag {ref}"):
+            self.client.images.remove(ref, noprune=True)
 
     def run_script(self, ref: str, script: str) -> str:
         """The output of a bash script in a throwaway container of `ref`, without network."""
-        output = self.client.containers.run(ref, ["bash", "-c", script], remove=True, network_mode="none")
-        return output.decode(errors="replace")
+        with engine_errors(f"running a script in {ref}"):
+            output = self.client.containers.run(ref, ["bash", "-c", script], remove=True, network_mode="none")
+        return bytes(output).decode(errors="replace")
+
+    def run_offline(
+        self, ref: str, command: list[str], *, environment: dict[str, str], put: bytes, collect: str, timeout: float
+    ) -> ContainerRun:
+        """Run `command` in a throwaway container of `ref` without network, the tar `put` unpacked
+        in /tmp first; returns its exit status, output and the file `collect`. Always removed."""
+        with engine_errors(f"running a container of {ref}"):
+            container = self.client.containers.create(ref, command=command, network_mode="none", environment=environment)
+            try:
+                container.put_archive("/tmp", put)
+                container.start()
+                try:
+                    exit_status: int | None = int(container.wait(timeout=timeout)["StatusCode"])
+                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                    exit_status = None
+                logs = container.logs().decode(errors="replace")
+                return ContainerRun(exit_status, logs, _file_in(container, collect))
+            finally:
+                container.remove(force=True)
 
     def read_file(self, ref: str, path: str) -> bytes | None:
         """A file of image `ref`, copied out of a created (never started) container; None if absent."""
-        container = self.client.containers.create(ref, ["true"], network_disabled=True)
-        try:
-            stream, _ = container.get_archive(path)
-        except docker.errors.NotFound:
-            return None
-        finally:
-            container.remove(force=True)
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-            member = archive.extractfile(archive.getmembers()[0])
-            return member.read() if member else None
+        with engine_errors(f"reading {path} of {ref}"):
+            container = self.client.containers.create(ref, ["true"], network_disabled=True)
+            try:
+                return _file_in(container, path)
+            finally:
+                container.remove(force=True)
 
     def tag(self, image: Image, ref: str) -> None:
         repository, tag = ref.rsplit(":", 1)
-        image.tag(repository, tag)
+        with engine_errors(f"tagging {image.id[:19]} as {ref}"):
+            self.client.api.tag(image.id, repository, tag)
 
     def build(
         self,
@@ -238,20 +229,11 @@ class Engine:
         tail: deque[str] = deque(maxlen=25)
         step = "(before the first step)"
         image_id = None
-        stream = self.client.api.build(
-            fileobj=io.BytesIO(context.tar),
-            custom_context=True,
-            tag=tag,
-            labels=labels,
-            buildargs=buildargs,
-            network_mode="host",
-            rm=True,
-            forcerm=True,
-            nocache=nocache,
-            pull=False,
-            decode=True,
-        )
-        with log_path.open("w", encoding="utf-8") as log:
+        with engine_errors(f"building {tag}"), log_path.open("w", encoding="utf-8") as log:
+            stream = self.client.api.build(
+                fileobj=io.BytesIO(context.tar), custom_context=True, tag=tag, labels=labels, buildargs=buildargs,
+                network_mode="host", rm=True, forcerm=True, nocache=nocache, pull=False, decode=True,
+            )
             for chunk in stream:
                 if "stream" in chunk:
                     text = chunk["stream"]
@@ -278,3 +260,17 @@ class Engine:
             raise BuildError(f"the engine reported no image for {tag}", path=log_path)
         return built
 
+
+def _record(image: docker.models.images.Image) -> Image:
+    return Image(id=image.attrs["Id"], tags=tuple(image.tags), labels=image.labels, size=image.attrs.get("Size", 0))
+
+
+def _file_in(container: Container, path: str) -> bytes | None:
+    """The file at `path` in a container (created or stopped), or None when it has none."""
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        member = archive.extractfile(archive.getmembers()[0])
+        return member.read() if member else None

@@ -12,6 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -135,7 +136,7 @@ def input_labels(inputs: ImageInputs) -> dict[str, str]:
     return labels
 
 
-def input_provenance(labels: dict[str, str]) -> dict[str, dict]:
+def input_provenance(labels: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The assets, dev packages and [source] commit an image's labels name (what `images --json` shows)."""
     return {
         "source": json.loads(labels[SOURCE_LABEL]) if SOURCE_LABEL in labels else {},

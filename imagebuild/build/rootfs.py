@@ -47,10 +47,10 @@ def _pull(engine: Engine, ref: str, mirror: Mirror | None, say: Callable[[str], 
     """Pull `ref`, through the registry mirror when the profile has one (then tag it as `ref`)."""
     source = rewrite_image_ref(ref, mirror.spec.registry) if mirror else ref
     credentials = mirror.credentials().get(split_image_ref(source)[0]) if mirror else None
-    if not engine.try_pull(source, credentials):
+    if not engine.try_pull(source, credentials) or (pulled := engine.image(source)) is None:
         return False
     if source != ref:
-        engine.tag(engine.image(source), ref)  # type: ignore[arg-type]
+        engine.tag(pulled, ref)
     say(f"pulled root image {ref}" + (f" from {source}" if source != ref else ""))
     return True
 
@@ -59,11 +59,10 @@ def ensure_root_image(
     engine: Engine, ref: str, archive: str, say: Callable[[str], None], mirror: Mirror | None = None
 ) -> str:
     """Make `ref` present in the engine; returns its image ID."""
-    present = engine.image(ref)
-    if present is not None:
+    if (present := engine.image(ref)) is not None:
         return present.id
-    if _pull(engine, ref, mirror, say):
-        return engine.image(ref).id  # type: ignore[union-attr]
+    if _pull(engine, ref, mirror, say) and (pulled := engine.image(ref)) is not None:
+        return pulled.id
     suite = debian_suite(ref)
     if suite is None:
         raise EngineError(

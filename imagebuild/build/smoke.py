@@ -7,10 +7,6 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker.errors
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import ReadTimeout
-
 from imagebuild.build.engine import Engine
 from imagebuild.build.render import User, support_file
 from imagebuild.errors import SmokeError
@@ -86,16 +82,6 @@ def _archive(notebooks: list[tuple[str, Path]]) -> bytes:
     return buffer.getvalue()
 
 
-def _results(container: "docker.models.containers.Container") -> list[dict[str, object]]:
-    try:
-        stream, _ = container.get_archive(f"{WORKDIR}/results.json")
-    except docker.errors.NotFound:
-        return []
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-        member = archive.extractfile("results.json")
-        return json.loads(member.read()) if member else []
-
-
 def run_smoke(
     engine: Engine,
     image: str,
@@ -110,33 +96,36 @@ def run_smoke(
     if not notebooks:
         return SmokeResult(image=image, notebooks=tuple(skipped))
     output_dir.mkdir(parents=True, exist_ok=True)
-    container = engine.client.containers.create(
+    limit = cell_timeout * 50 + 120
+    run = engine.run_offline(
         image,
-        command=["bash", "-c", START, "start", "python", f"{WORKDIR}/run_notebooks.py", WORKDIR, ORDER_FILE, str(cell_timeout)],
-        network_mode="none",
+        ["bash", "-c", START, "start", "python", f"{WORKDIR}/run_notebooks.py", WORKDIR, ORDER_FILE, str(cell_timeout)],
         environment={"IMAGEBUILD_SMOKE": "1"},
+        put=_archive(notebooks),
+        collect=f"{WORKDIR}/results.json",
+        timeout=limit,
     )
-    try:
-        container.put_archive("/tmp", _archive(notebooks))
-        container.start()
-        limit = cell_timeout * 50 + 120
-        try:
-            exit_status = container.wait(timeout=limit)["StatusCode"]
-        except (ReadTimeout, RequestsConnectionError):
-            raise SmokeError(f"smoke test of {image} did not finish within {limit} s") from None
-        logs = container.logs().decode(errors="replace")
-        (output_dir / "smoke.log").write_text(logs)
-        raw = _results(container)
-    finally:
-        container.remove(force=True)
-    if not raw:
-        tail = "\n".join(f"    {line}" for line in logs.splitlines()[-15:])
+    (output_dir / "smoke.log").write_text(run.logs)
+    if run.exit_status is None:
+        raise SmokeError(f"smoke test of {image} did not finish within {limit} s", path=output_dir / "smoke.log")
+    ran = _results(run.collected)
+    if not ran:
+        tail = "\n".join(f"    {line}" for line in run.logs.splitlines()[-15:])
         raise SmokeError(
-            f"smoke run in {image} exited with {exit_status} before reporting results:\n{tail}",
+            f"smoke run in {image} exited with {run.exit_status} before reporting results:\n{tail}",
             path=output_dir / "smoke.log",
         )
-    ran = tuple(NotebookResult(**item) for item in raw)  # type: ignore[arg-type]
     result = SmokeResult(image=image, notebooks=ran + tuple(skipped))
     (output_dir / "smoke.json").write_text(json.dumps([vars(n) for n in result.notebooks], indent=2))
     (output_dir / SMOKED_REF_FILE).write_text(image)  # which image these results belong to
     return result
+
+
+def _results(collected: bytes | None) -> tuple[NotebookResult, ...]:
+    """The results run_notebooks.py wrote, or none when it stopped before writing them."""
+    if not collected:
+        return ()
+    try:
+        return tuple(NotebookResult(**item) for item in json.loads(collected))
+    except (ValueError, TypeError):  # a half-written or foreign file: reported like a missing one
+        return ()

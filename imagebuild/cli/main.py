@@ -198,7 +198,7 @@ def images(as_json: JsonOption = False) -> None:
                     "image": name,
                     "base": base,
                     "tags": sorted(image.tags) if image else [],
-                    "size_bytes": image.attrs.get("Size") if image else None,
+                    "size_bytes": image.size if image else None,
                     "content_hash": (image.labels or {}).get(HASH_LABEL) if image else None,
                     "created": (image.labels or {}).get("org.opencontainers.image.created") if image else None,
                     **input_provenance((image.labels or {}) if image else {}),

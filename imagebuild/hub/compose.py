@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild.build.render import templates
-from imagebuild.errors import EngineError
+from imagebuild.errors import EngineError, HubError
 from imagebuild.model.hub import HubSettings
-from imagebuild.system import apt_install, cache_dir
+from imagebuild.system import apt_install, cache_dir, run
 
 COMPOSE_PACKAGE = "docker-compose"
 
@@ -34,18 +34,16 @@ class Compose:
     version: str
 
     def run(self, folder: Path, project: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-        """`compose -p PROJECT -f compose.yml ARGS` in the hub folder; output captured."""
-        words = [*self.command, "-p", project, "-f", "compose.yml", *args]
-        try:
-            return subprocess.run(words, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise EngineError(f"{' '.join(words)} did not finish within {timeout} s") from None
+        """`compose -p PROJECT -f compose.yml ARGS` in the hub folder; output captured, the exit
+        code left to the caller (it words the error); a timeout is a HubError."""
+        return run([*self.command, "-p", project, "-f", "compose.yml", *args], cwd=folder, timeout=timeout, check=False, error=HubError)
 
 
 def _version(command: list[str]) -> str | None:
+    """What a Compose program says of its version, or None when it does not answer as Compose."""
     try:
-        answer = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        answer = run([*command, "version", "--short"], timeout=60, check=False)
+    except EngineError:
         return None
     return answer.stdout.strip() if answer.returncode == 0 and answer.stdout.strip() else None
 

@@ -222,7 +222,7 @@ def down(folder: Path, compose: Compose, engine: Engine, say: Callable[[str], No
 def status(folder: Path, engine: Engine) -> HubStatus:
     hub = HubFolder(folder)
     settings = hub.settings
-    services = [
+    services: list[dict[str, str | int]] = [
         {"service": service, "container": c.name, "state": c.state, "health": c.health or "-", "image": c.image, "restarts": c.restarts}
         for service, c in sorted(service_containers(engine, settings).items())
     ]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from debian.debian_support import Version as DebianVersion
 from packaging.version import InvalidVersion
@@ -33,7 +33,15 @@ class ImageFacts:
 
     @classmethod
     def of(cls, ref: str, labels: dict[str, str] | None, size: int, inventory: bytes | None) -> "ImageFacts":
-        listed = json.loads(inventory) if inventory else {}
+        try:
+            listed = json.loads(inventory) if inventory else {}
+        except ValueError:  # not JSON, or not UTF-8
+            listed = None
+        if not isinstance(listed, dict) or not all(isinstance(listed.get(section, {}), dict) for section in SECTIONS):
+            raise PublishError(
+                f"{ref}: its inventory ({INVENTORY_PATH}) is not the JSON object imagebuild writes",
+                hint="rebuild the image with this imagebuild",
+            )
         return cls(ref, labels or {}, size, {section: listed.get(section, {}) for section in SECTIONS})
 
 
@@ -69,7 +77,10 @@ def _python_order(before: str, after: str) -> int:
 
 
 def _debian_order(before: str, after: str) -> int:
-    older, newer = DebianVersion(before), DebianVersion(after)
+    try:
+        older, newer = DebianVersion(before), DebianVersion(after)
+    except ValueError:  # not a Debian version: changed, neither up nor down
+        return 0
     return (newer > older) - (newer < older)
 
 
@@ -109,7 +120,7 @@ class ImageDiff:
     def empty(self) -> bool:
         return not (any(self.packages.values()) or self.dev_packages or self.assets)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def markdown(self) -> str:
@@ -152,7 +163,9 @@ def _gb(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
-def manifest(facts: ImageFacts, *, name: str, content_hash: str, mirror: str | None, smoke: list[dict], published: dict | None) -> dict:
+def manifest(
+    facts: ImageFacts, *, name: str, content_hash: str, mirror: str | None, smoke: list[dict[str, Any]], published: dict[str, Any] | None
+) -> dict[str, Any]:
     """Everything a hub admin asks of a build, in one document."""
     provenance = input_provenance(facts.labels)
     return {
@@ -175,7 +188,7 @@ def manifest(facts: ImageFacts, *, name: str, content_hash: str, mirror: str | N
     }
 
 
-def markdown(document: dict) -> str:
+def markdown(document: dict[str, Any]) -> str:
     rows = [
         ("content hash", document["content_hash"]),
         ("parent", document["parent"] or "-"),
@@ -205,7 +218,7 @@ def markdown(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(document: dict, folder: Path) -> Path:
+def write(document: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.json").write_text(json.dumps(document, indent=2) + "\n")
     (folder / "manifest.md").write_text(markdown(document))

@@ -10,19 +10,18 @@ Docker engine does; every other one over https.
 import io
 import os
 import shutil
-import subprocess
 import tarfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import oras.container
 import oras.provider
 import requests
 
 from imagebuild.errors import PublishError, connection_reason
-from imagebuild.system import apt_install, cache_dir
+from imagebuild.system import apt_install, cache_dir, serve
 
 USER_VARIABLE, PASSWORD_VARIABLE = "IMAGEBUILD_REGISTRY_USER", "IMAGEBUILD_REGISTRY_PASSWORD"
 MANIFEST_TYPES = (
@@ -81,7 +80,7 @@ class Registry:
         url = f"{self.scheme}://{self.host}{path}"
         headers = dict(headers or {})
         try:
-            response = self._oras.session.request(method, url, headers=headers, data=data, timeout=TIMEOUT)
+            response: requests.Response = self._oras.session.request(method, url, headers=headers, data=data, timeout=TIMEOUT)
             if response.status_code in (401, 403):
                 headers, changed = self._oras.auth.authenticate_request(response, headers)
                 if changed:
@@ -111,8 +110,7 @@ class Registry:
             response = self._request("GET", path)
             if response.status_code == 404:
                 return []
-            _check(response, f"listing the tags of {repository}")
-            found += response.json().get("tags") or []
+            found += _json(response, f"listing the tags of {repository}").get("tags") or []
             link = response.headers.get("Link", "")
             path = link.split(";")[0].strip("<> ") if 'rel="next"' in link else ""
         return sorted(found)
@@ -122,15 +120,13 @@ class Registry:
         response = self._request("GET", f"/v2/{repository}/manifests/{tag}", {"Accept": ", ".join(MANIFEST_TYPES)})
         if response.status_code == 404:
             return None
-        _check(response, f"reading {repository}:{tag}")
-        manifest = response.json()
+        manifest = _json(response, f"reading {repository}:{tag}")
         digest = response.headers.get("Docker-Content-Digest", "")
         config_digest = manifest.get("config", {}).get("digest", "")
-        config = {}
+        config: dict[str, Any] = {}
         if config_digest:
             blob = self._request("GET", f"/v2/{repository}/blobs/{config_digest}")
-            _check(blob, f"reading the configuration of {repository}:{tag}")
-            config = blob.json()
+            config = _json(blob, f"reading the configuration of {repository}:{tag}")
         return RemoteImage(
             tag=tag,
             digest=digest,
@@ -165,21 +161,40 @@ class Registry:
         none of them has it. Reads only those (small) layer blobs, not the image."""
         member = path.lstrip("/")
         for digest, _size in reversed(image.layers[-top_layers:]):
+            doing = f"reading layer {digest[:19]} of {repository}:{image.tag}"
             blob = self._request("GET", f"/v2/{repository}/blobs/{digest}")
-            _check(blob, f"reading layer {digest[:19]} of {repository}:{image.tag}")
-            with tarfile.open(fileobj=io.BytesIO(blob.content)) as layer:
-                try:
-                    handle = layer.extractfile(member)
-                except KeyError:
-                    continue
-                if handle is not None:
-                    return handle.read()
+            _check(blob, doing)
+            try:
+                with tarfile.open(fileobj=io.BytesIO(blob.content)) as layer:
+                    try:
+                        handle = layer.extractfile(member)
+                    except KeyError:
+                        continue
+                    if handle is not None:
+                        return handle.read()
+            except (tarfile.TarError, OSError) as error:  # OSError: a layer gzip cannot read
+                raise PublishError(f"{doing}: the registry sent no readable layer ({error})") from None
         return None
 
 
 def _check(response: requests.Response, doing: str) -> None:
     if response.status_code >= 400:
         raise PublishError(f"{doing}: the registry answered HTTP {response.status_code}: {response.text[:200]}")
+
+
+def _json(response: requests.Response, doing: str) -> dict[str, Any]:
+    """A successful answer's JSON object; anything else (an error page, a proxy's HTML) is a PublishError."""
+    _check(response, doing)
+    try:
+        answer = response.json()
+    except requests.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise PublishError(
+            f"{doing}: the registry answered with no JSON object: {response.text[:200]!r}",
+            hint="is the host a Docker registry (and not a web server or proxy in front of one)?",
+        )
+    return answer
 
 
 
@@ -224,13 +239,4 @@ def up(host: str, say: Callable[[str], None], *, storage: Path | None = None) ->
     config = folder / f"config-{host.replace(':', '-')}.yml"
     config.write_text(REGISTRY_CONFIG.format(storage=storage or folder / "data", address=host))
     say(f"starting docker-registry at {host} (log: {log})")
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if answers(host):
-            return process.pid
-        time.sleep(0.3)
-    raise PublishError(f"docker-registry did not answer at {host} within 30 s", path=log, hint="read the registry log")
+    return serve(["docker-registry", "serve", str(config)], ready=lambda: answers(host), timeout=30, log=log, error=PublishError)

@@ -25,7 +25,7 @@ def test_base_builds_and_passes_its_smoke_notebook(engine, repo_project, base_bu
     assert image.labels[HASH_LABEL] == base_build.content_hash
     for label in ("created", "revision", "version", "title"):
         assert image.labels[f"org.opencontainers.image.{label}"]
-    config = image.attrs["Config"]
+    config = engine.client.images.get(image.id).attrs["Config"]
     assert config["User"] == "1000"
     assert config["Entrypoint"] == ["tini", "-g", "--", "start.sh"]
     assert config["Cmd"] == ["start-notebook.py"]

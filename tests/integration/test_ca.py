@@ -33,7 +33,7 @@ def test_ca_is_trusted_during_build_and_absent_from_image(engine, base_build, te
     blobs = saved_image_blobs(engine, outcome.ref)
     assert blobs, "docker save returned nothing"
     assert not [blob for blob in blobs if test_ca.marker in blob]
-    image = engine.image(outcome.ref)
+    image = engine.client.images.get(outcome.ref)  # the SDK's image: its configuration and history
     env = "\n".join(image.attrs["Config"]["Env"])
     assert "SSL_CERT_FILE" not in env and "PIP_CERT" not in env
     history = json.dumps(image.history())
