@@ -76,7 +76,7 @@ def serve(
     """Start a long-running server in its own session (it outlives imagebuild), its output
     appended to `log`, and wait until `ready()` says it answers; returns its process ID. A
     missing program, a start failure, an exit before it answers or no answer within `timeout`
-    is one `error` naming the log."""
+    (then it is stopped) is one `error` naming the log."""
     _require(command[0], None, error)
     shown = " ".join(command)
     try:
@@ -94,6 +94,7 @@ def serve(
                 detail = _last_lines(written.read().decode(errors="replace"))
             raise error(f"{shown} exited with code {code} before it answered{detail}", path=log, hint="read the log named above")
         time.sleep(0.3)
+    process.terminate()  # nothing is left half-started
     raise error(f"{shown} did not answer within {timeout:.0f} s", path=log, hint="read the log named above")
 
 
