@@ -33,7 +33,7 @@ def test_engine_and_connection_failures_are_engine_errors_naming_the_action(rais
 
 
 def test_imagebuild_errors_pass_through_unchanged():
-    with pytest.raises(EngineError, match="^mine$"), engine_errors("building"):
+    with pytest.raises(EngineError, match=r"^mine$"), engine_errors("building"):
         raise EngineError("mine")
 
 
