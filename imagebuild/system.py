@@ -14,6 +14,9 @@ from pathlib import Path
 
 from imagebuild.errors import EngineError, ImagebuildError
 
+Completed = subprocess.CompletedProcess[str]
+"""What `run` gives back: the command, its exit code and (unless it went to a log) its output."""
+
 APT_TIMEOUT = 1800
 """apt-get update or install on a slow mirror; a hung download fails instead of blocking a run."""
 
@@ -35,7 +38,7 @@ def run(
     env: dict[str, str] | None = None,
     check: bool = True,
     error: type[ImagebuildError] = EngineError,
-) -> subprocess.CompletedProcess[str]:
+) -> Completed:
     """Every external command (git, uv, pip, apt-get, debootstrap, tar, compose) runs here: a
     missing program, a timeout or (with `check`) a non-zero exit becomes one `error` naming the
     command. Output goes to `log` when given, else it is captured (text) for the caller; with

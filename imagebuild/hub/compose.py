@@ -7,7 +7,6 @@ the `docker-compose` package, trixie 2.x. The compose file keeps to what both un
 
 import hashlib
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from imagebuild.build.render import templates
 from imagebuild.errors import EngineError, HubError
 from imagebuild.model.hub import HubSettings
-from imagebuild.system import apt_install, cache_dir, run
+from imagebuild.system import Completed, apt_install, cache_dir, run
 
 COMPOSE_PACKAGE = "docker-compose"
 
@@ -33,7 +32,7 @@ class Compose:
     command: tuple[str, ...]
     version: str
 
-    def run(self, folder: Path, project: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    def run(self, folder: Path, project: str, *args: str, timeout: int = 600) -> Completed:
         """`compose -p PROJECT -f compose.yml ARGS` in the hub folder; output captured, the exit
         code left to the caller (it words the error); a timeout is a HubError."""
         return run([*self.command, "-p", project, "-f", "compose.yml", *args], cwd=folder, timeout=timeout, check=False, error=HubError)

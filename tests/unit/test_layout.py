@@ -31,6 +31,7 @@ ONLY_IMPORTERS: dict[str, tuple[str, ...]] = {
     "typer": ("cli.*",),
     "rich": ("cli.*",),
     "docker": ("build.engine",),
+    "subprocess": ("system",),  # every external command through system.run (a timeout, failures as errors)
 }
 
 CONFINED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -49,6 +50,12 @@ KNOWN_OFFENDERS: dict[str, dict[str, str]] = {
     },
     "rich": {
         "inputs.fetch": "the download progress bar is drawn below the command line (issue 18: config)",
+    },
+    "subprocess": {
+        "inputs.devpackages": "git and wheel builds (issue 18: config)",
+        "inputs.lock": "uv pip compile (issue 18: config)",
+        "mirrors.sync": "pip download (issue 18: config)",
+        "pipeline": "git rev-parse for the revision label (issue 18: config)",
     },
     "length": {
         "inputs.lock": "issue 18: config",
