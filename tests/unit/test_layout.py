@@ -8,6 +8,7 @@ dependencies). A failure lists every offender, with the import that breaks the r
 
 import ast
 import fnmatch
+import functools
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,7 @@ def layer_of(module: str) -> int | None:
     return next((index for index, (_, patterns) in enumerate(LAYERS) if _matches(module, patterns)), None)
 
 
+@functools.cache
 def imports(module: str) -> list[tuple[int, str]]:
     """(line, imported module) for every import in `module`, anywhere in it: imagebuild's as
     names relative to the package (a `from imagebuild.x import y` names x.y when y is a module),
