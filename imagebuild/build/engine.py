@@ -28,7 +28,7 @@ from imagebuild.build.records import ContainerInfo, ContainerRun, EngineStatus, 
 from imagebuild.errors import BuildError, EngineError
 from imagebuild.system import apt_install, cache_dir, serve
 
-__all__ = ["ContainerInfo", "ContainerRun", "Engine", "EngineStatus", "Image", "PushFailure", "context_tar", "status", "up"]
+__all__ = ["ContainerInfo", "ContainerRun", "Engine", "EngineStatus", "Image", "PushFailure", "context_tar", "engine_errors", "status", "up"]
 """The engine's API: the records it answers with live in build/records.py and are named here too."""
 
 ENGINE_PACKAGES = ["docker.io"]

@@ -3,7 +3,7 @@ from parents, errors hidden in a push stream, retries, and the publish record.""
 
 import pytest
 
-from imagebuild.build.engine import PushFailure, pushed_digest
+from imagebuild.build.records import PushFailure, pushed_digest
 from imagebuild.errors import BuildError, PublishError
 from imagebuild.plan import load_project, plan
 from imagebuild.publish import push as publish
