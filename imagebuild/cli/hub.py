@@ -15,9 +15,9 @@ from imagebuild.cli.terminal import (
     RegistryOption,
     StatusLine,
     err,
-    make_fetcher,
     out,
 )
+from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import ImagebuildError, RecipeError
 from imagebuild.hub import folder as hub_folder
 from imagebuild.hub import lifecycle
@@ -25,7 +25,7 @@ from imagebuild.hub.compose import find_compose
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.model.hub import HubFolder
 from imagebuild.plan import load_project
-from imagebuild.publish.push import registry_host, registry_repository
+from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry
 
 hub_app = typer.Typer(help="The bundled JupyterHub (DockerSpawner, PostgreSQL) and the images it offers.", no_args_is_help=True)
@@ -59,10 +59,11 @@ def hub_init(
         if not sys.stdin.isatty():
             raise RecipeError("--admin NAME is required: the first admin approves sign-ups", hint="e.g. --admin alice")
         admin = typer.prompt("user name of the hub's first admin")
-    project = load_project()
+    config = resolve(RunOptions(registry=registry))
+    project = config.project
     request = hub_folder.HubInit(
         folder=folder,
-        registry=registry_host(project, registry),
+        registry=config.registry,
         admin=admin,
         hub_tag=hub_tag,
         port=port,
@@ -149,17 +150,17 @@ def hub_up(
     """Start the hub (or apply hub.toml changes): images pulled or built, Compose run, wait until it answers."""
     settings, _selection = HubFolder(folder).check()  # refuse a missing or bad folder before the engine or Compose is touched
     try:
-        project = load_project()
+        config: RunConfig | None = resolve(RunOptions())
     except ImagebuildError:
-        project = None  # outside the project: images must be in the engine or the registry
+        config = None  # outside the project: images must be in the engine or the registry
     line = StatusLine(err)
     with line.status:
         engine_module.up(line.say)
         request = lifecycle.UpRequest(
             folder=folder,
             compose=find_compose(line.say),
-            project=project,
-            fetcher=make_fetcher(project, None, None, offline=False, say=line.say) if project else None,
+            project=config.project if config else None,
+            config=config,
             reporter=line.reporter(),
         )
         result = lifecycle.up(request, engine_module.Engine())

@@ -14,7 +14,8 @@ from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.conda import conda_lock_path
 from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.inputs.fetch import Fetcher
-from imagebuild.inputs.lock import ImageLock, lock_state, read_lock
+from imagebuild.inputs.lockfile import ImageLock, read_lock
+from imagebuild.inputs.lockstate import lock_state
 from imagebuild.model.recipe import AssetSpec
 from imagebuild.plan import BuildPlan
 
@@ -59,7 +60,7 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
     recipe = item.recipe
     state = lock_state(item)
     if state.state == "stale":
-        fetcher.say(f"warning: {recipe.name}'s lock is stale (the recipe changed since it was written); {state.hint()}")
+        fetcher.say(f"warning: {recipe.name}'s lock is {state.explain()}; {state.hint()}")
     lock = read_lock(recipe)
     if recipe.spec.source is not None and (lock is None or lock.source is None):
         raise LockError(

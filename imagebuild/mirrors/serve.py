@@ -20,6 +20,7 @@ from typing import BinaryIO, Self
 from urllib.parse import quote, unquote, urlsplit
 
 from imagebuild.errors import MirrorError
+from imagebuild.mirrors.hostenv import Logins
 from imagebuild.model.mirror import Mirror
 
 ACCESS_LOG = "access.log"
@@ -165,7 +166,7 @@ def _answers(index_url: str, credentials: tuple[str, str] | None) -> bool:
         return False
 
 
-def serve_mirror(mirror: Mirror) -> IndexServer | None:
+def serve_mirror(mirror: Mirror, logins: Logins) -> IndexServer | None:
     """The server for a profile's `[serve] pypi` folder, to enter for the length of a build; None
     when the profile serves nothing, or when an index already answers there (an admin serves it)."""
     folder = mirror.serve_pypi
@@ -173,8 +174,7 @@ def serve_mirror(mirror: Mirror) -> IndexServer | None:
         return None
     index_url = mirror.spec.pypi.index_url
     parts = urlsplit(index_url)
-    known = mirror.credentials()
-    credentials = known.get(parts.netloc) or known.get(parts.hostname or "")
+    credentials = logins.get(parts.netloc) or logins.get(parts.hostname or "")
     try:
         return IndexServer(folder, index_url, credentials=credentials)
     except OSError as error:

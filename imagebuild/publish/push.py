@@ -19,7 +19,7 @@ from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine, Image, PushFailure
 from imagebuild.errors import PublishError
 from imagebuild.plan import BuildPlan, Project
-from imagebuild.publish.registry import Registry, env_credentials
+from imagebuild.publish.registry import Registry
 from imagebuild.publish.tags import (
     ImageTags,
     image_tags,
@@ -60,10 +60,6 @@ def registry_repository(project: Project, name: str) -> str:
     return f"{project.config.build.repository}/{name}"
 
 
-def registry_host(project: Project, option: str | None) -> str:
-    return option or project.config.publish.registry
-
-
 def read_tags(engine: Engine, item: BuildPlan, image: Image, moving: str) -> ImageTags:
     """The image's tags: its build date, content hash and the versions its recipes declare."""
     labels = image.labels or {}
@@ -73,10 +69,12 @@ def read_tags(engine: Engine, item: BuildPlan, image: Image, moving: str) -> Ima
     return image_tags(created=labels.get(CREATED_LABEL, ""), content_hash=labels[HASH_LABEL], versions=versions, moving=moving)
 
 
-def _push_with_retries(engine: Engine, repository: str, tag: str, say: Callable[[str], None]) -> str:
+def _push_with_retries(
+    engine: Engine, repository: str, tag: str, login: tuple[str, str] | None, say: Callable[[str], None]
+) -> str:
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return engine.push(repository, tag, env_credentials())
+            return engine.push(repository, tag, login)
         except PushFailure as failure:
             message = str(failure)
             if attempt == ATTEMPTS or any(word in message.lower() for word in PERMANENT):
@@ -88,9 +86,19 @@ def _push_with_retries(engine: Engine, repository: str, tag: str, say: Callable[
 
 
 def publish(
-    project: Project, engine: Engine, item: BuildPlan, image: Image, host: str, *, moving: str, say: Callable[[str], None]
+    project: Project,
+    engine: Engine,
+    item: BuildPlan,
+    image: Image,
+    host: str,
+    *,
+    login: tuple[str, str] | None,
+    moving: str,
+    say: Callable[[str], None],
 ) -> PublishResult:
-    registry = Registry(host)
+    """Push `image` under all its tags to `host` (with the run's registry `login`, else the
+    Docker configuration's), then read every tag back before recording the publication."""
+    registry = Registry(host, login)
     registry.ping()
     repository = registry_repository(project, item.name)
     remote_name = f"{host}/{repository}"
@@ -111,7 +119,7 @@ def publish(
         for tag in to_push:
             engine.tag(image, f"{remote_name}:{tag}")
             say(f"pushing {remote_name}:{tag}")
-            digest = _push_with_retries(engine, remote_name, tag, say)
+            digest = _push_with_retries(engine, remote_name, tag, login, say)
             outcomes[tag] = TagOutcome(tag, "pushed", digest)
             pushed.append(tag)
     except PublishError as error:
