@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imagebuild import pipeline
 from imagebuild.build.context import HASH_LABEL
@@ -62,7 +63,7 @@ class ImageNight:
     smoke: str = ""
     pushed: list[str] = field(default_factory=list)  # tags written to the registry tonight
     digest: str = ""
-    diff: dict | None = None  # against the previous edge
+    diff: dict[str, Any] | None = None  # against the previous edge
     diff_markdown: str = ""
     error: str = ""
     exit_code: int = 0
@@ -102,7 +103,7 @@ class NightlyReport:
         pushed = f"{tags} tag(s) pushed" if tags else "nothing pushed"
         return f"{', '.join(parts)}; {pushed}; {len(self.deleted)} old image(s) deleted; {self.seconds:.1f} s"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "summary": self.summary(), "exit_code": self.exit_code}
 
     def markdown(self) -> str:

@@ -215,7 +215,7 @@ class _Build:
             image = decision.image
             reporter.say(f"reusing {decision.ref}: an image with content hash {context.short_hash} is present")
         result = None
-        if self.smoke and not smoke_passed(project, engine, item.name, image.id):
+        if self.smoke and not smoke_passed(project, engine, item.name, image):
             result = smoke_image(project, engine, item, decision.ref, [], reporter.say)
         if self.smoke:
             engine.tag(image, latest_ref(project, item.name))
@@ -225,7 +225,7 @@ class _Build:
             name=item.name,
             content_hash=context.content_hash,
             ref=decision.ref,
-            image_id=image.id,
+            image_id=str(image.id),
             action="built" if decision.action == "build" else "reused",
             seconds=round(time.monotonic() - started, 2),
             smoke=result,
@@ -237,7 +237,7 @@ class _Build:
         if not self.publishing.wants(item.name):
             return None
         assert self.publishing.registry is not None
-        if not smoke_passed(self.config.project, self.engine, item.name, image.id):
+        if not smoke_passed(self.config.project, self.engine, item.name, image):
             raise PublishError(
                 f"{item.name}: {ref} has not passed its smoke notebooks; it is not pushed", hint="build without --no-smoke to push"
             )

@@ -16,10 +16,10 @@ def latest_ref(project: Project, name: str) -> str:
     return f"{project.config.build.repository}/{name}:latest"
 
 
-def smoke_passed(project: Project, engine: Engine, name: str, image_id: str) -> bool:
+def smoke_passed(project: Project, engine: Engine, name: str, image: Image) -> bool:
     """`latest` moves only after a passing smoke run, so it pointing here means this image passed."""
     latest = engine.image(latest_ref(project, name))
-    return latest is not None and latest.id == image_id
+    return latest is not None and latest.id == image.id
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,6 @@ def decide(project: Project, engine: Engine, context: BuildContext, *, rebuild: 
         return Decision(ref, "build", "asked to build again (--no-cache)", image)
     if image is None or (image.labels or {}).get(HASH_LABEL) != context.content_hash:
         return Decision(ref, "build", f"no image with content hash {context.short_hash}", image)
-    if smoke_passed(project, engine, name, image.id):
+    if smoke_passed(project, engine, name, image):
         return Decision(ref, "reuse", "image present, smoke passed", image)
     return Decision(ref, "smoke", "image present, not yet smoke-tested", image)

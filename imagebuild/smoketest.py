@@ -37,8 +37,8 @@ def smoke_image(
     labels = (image.labels if image else None) or {}
     notebooks, skipped = smoke_notebooks(item, extra, set(input_provenance(labels)["assets"]))
     say(f"smoke-testing {ref} with {len(notebooks)} notebook(s)")
-    for result in skipped:
-        say(f"warning: skipping {result.owner}/{result.notebook}: {result.skipped}")
+    for notebook in skipped:
+        say(f"warning: skipping {notebook.owner}/{notebook.notebook}: {notebook.skipped}")
     result = run_smoke(
         engine,
         ref,

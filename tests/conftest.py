@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from imagebuild.config import RunConfig, RunOptions, configure
+from imagebuild.config import RunConfig, RunOptions, configure, merged_trust
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.mirror import Mirror
 from imagebuild.plan import Project
@@ -110,6 +110,11 @@ def run_config(
     """A run's configuration as a command resolves it, with `mirror` given as an object and
     exactly the CA bundle `ca_bundle` trusted (none when None)."""
     return configure(project, mirror, RunOptions(offline=offline), os.environ, ca_bundle)
+
+
+def host_trust() -> bytes | None:
+    """The bundle a command would trust on this host with no --ca-cert and no profile."""
+    return merged_trust(os.environ, None, None)
 
 
 def offline_fetcher(

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import requests
-from docker.models.images import Image
+from docker.models.images import Image as Image
 
 from imagebuild.build.context import BuildContext
 from imagebuild.errors import BuildError, EngineError

@@ -91,11 +91,12 @@ def hub_select(
 @hub_app.command("images")
 def hub_images(folder: DirOption = Path("hub"), as_json: JsonOption = False) -> None:
     """What the hub offers next to what the registry has published."""
-    project = load_project()
+    config = resolve(RunOptions())
+    project = config.project
     hub = HubFolder(folder)
     settings = hub.settings
     chosen = {(item.image, item.tag): item for item in hub.selection.images}
-    registry = Registry(settings.registry)
+    registry = Registry(settings.registry, config.registry_login)
     rows = []
     for name in sorted(project.recipes):
         repository = registry_repository(project, name)

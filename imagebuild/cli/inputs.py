@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -86,7 +86,7 @@ def assets_list(as_json: JsonOption = False) -> None:
     """Every asset the recipes declare, and whether the cache holds it."""
     config = resolve(RunOptions(offline=True))
     cache = fetcher(config).cache
-    rows = []
+    rows: list[dict[str, Any]] = []
     for asset in declared_assets(config.project).values():
         path = cache.path(asset.spec.sha256)
         rows.append(
@@ -167,7 +167,7 @@ def assets_verify(
     """Check every cached asset against its sha256; a corrupt file is removed. Exit 7 if any is missing or corrupt."""
     config = resolve(RunOptions(offline=True))
     cache = fetcher(config).cache
-    rows = []
+    rows: list[dict[str, Any]] = []
     for asset in _wanted(declared_assets(config.project), names):
         present = cache.has(asset.spec.sha256)
         try:

@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +15,7 @@ from rich.table import Table
 from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
+from imagebuild.build.engine import Image
 from imagebuild.build.render import input_provenance
 from imagebuild.cli.hub import hub_app
 from imagebuild.cli.inputs import assets_app, lock
@@ -109,7 +110,7 @@ def plan_command(options: RunOptions, names: Names = None, everything: AllOption
         engine = engine_module.Engine()
     except EngineError:
         engine = None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for context in contexts:
         name = context.rendered.plan.name
         if engine is None:
@@ -179,7 +180,7 @@ def images(options: RunOptions, as_json: JsonOption = False) -> None:
         built = engine.images_with_label(IMAGE_LABEL)
     except EngineError:
         built = []
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, recipe in sorted(project.recipes.items()):
         base = recipe.spec.parent or recipe.spec.root
         builds = [
@@ -188,7 +189,8 @@ def images(options: RunOptions, as_json: JsonOption = False) -> None:
             if (image.labels or {}).get(IMAGE_LABEL) == name
             and any(tag.startswith(f"{project.config.build.repository}/{name}:") for tag in image.tags)
         ]  # this project's repository only: other projects (and test runs) may build the same recipe
-        for image in builds or [None]:
+        shown: list[Image | None] = [*builds] or [None]
+        for image in shown:
             rows.append(
                 {
                     "image": name,

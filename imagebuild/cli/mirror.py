@@ -6,7 +6,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -36,7 +36,7 @@ def _sections(spec: object) -> list[str]:
 def list_profiles(as_json: JsonOption = False) -> None:
     """The profiles in the project's mirrors/ folder and what each one covers."""
     root = find_project()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in profile_paths(root):
         mirror = load_mirror(name, root)
         rows.append(
@@ -70,7 +70,7 @@ def show(profile: ProfileArgument, as_json: JsonOption = False) -> None:
     """Every rewrite a profile implies: upstream -> mirror, and the credentials it names."""
     config, mirror = _profile(profile)
     rules = url_rules(mirror.spec, extra_debian_upstreams=(config.debian_archive,))
-    rewrites = [
+    rewrites: list[dict[str, Any]] = [
         {"purpose": rule.purpose, "upstream": list(rule.upstreams), "mirror": rule.mirror} for rule in rules.rules
     ]
     rewrites += [
@@ -98,9 +98,9 @@ def show(profile: ProfileArgument, as_json: JsonOption = False) -> None:
     for row in rewrites:
         table.add_row(row["purpose"], "\n".join(row["upstream"]), row["mirror"])
     out.print(table)
-    for row in credentials:
-        state = "set" if row["set"] else "[red]not set[/]"
-        out.print(f"credentials for {row['host']}: ${row['username_env']} / ${row['password_env']} ({state})")
+    for credential in credentials:
+        state = "set" if credential["set"] else "[red]not set[/]"
+        out.print(f"credentials for {credential['host']}: ${credential['username_env']} / ${credential['password_env']} ({state})")
 
 
 @mirror_app.command("check")

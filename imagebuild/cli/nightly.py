@@ -37,7 +37,7 @@ def nightly_command(
     config = resolve(options)
     project = config.project
     settings = project.config.nightly
-    night = NightlyOptions(
+    tonight = NightlyOptions(
         push=push,
         promote=promote,
         refresh_locks=not keep_locks,
@@ -48,7 +48,7 @@ def nightly_command(
     )
     line = StatusLine(err)
     with line.status:
-        result = nightly(config, night, reporter=line.reporter())
+        result = nightly(config, tonight, reporter=line.reporter())
     written = result.write(report or project.output_dir / "nightly")
     if as_json:
         print(json.dumps(result.to_json(), indent=2))

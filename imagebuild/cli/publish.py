@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markdown import Markdown
@@ -65,7 +65,7 @@ def tags(options: RunOptions, name: Annotated[str, typer.Argument(help="image na
     host = config.registry
     remote = registry_module.Registry(host, config.registry_login)
     repository = registry_repository(config.project, name)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for tag in remote.tags(repository):
         image = remote.image(repository, tag)
         if image is None:
@@ -84,7 +84,7 @@ def tags(options: RunOptions, name: Annotated[str, typer.Argument(help="image na
         return
     table = Table("tag", "digest", "created", "content hash", title=f"{host}/{repository}")
     for row in rows:
-        table.add_row(row["tag"], row["digest"][:19], (row["created"] or "")[:19], (row["content_hash"] or "-")[:12])
+        table.add_row(row["tag"], (row["digest"] or "")[:19], (row["created"] or "")[:19], (row["content_hash"] or "-")[:12])
     out.print(table)
 
 

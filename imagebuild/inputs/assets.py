@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -243,9 +244,17 @@ class _Retry(Retry):
     """urllib3's retries, except for a host name that does not resolve: asking again will not help
     (an optional asset from an unreachable site would otherwise hold up every build)."""
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Retry:
         if isinstance(error, NameResolutionError) and UNKNOWN_HOST in str(error):
-            raise MaxRetryError(_pool, url, error)  # type: ignore[arg-type]
+            raise MaxRetryError(_pool, url, error)
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 

@@ -84,7 +84,7 @@ def resolve(spec: DevPackageSpec, env: dict[str, str], *, what: str | None = Non
             f"{_last_line(listing.stderr)}",
             hint="check the URL and your access; behind a filtered network add a [git] rewrite to the mirror profile",
         )
-    refs = dict(reversed(line.split("\t", 1)) for line in listing.stdout.splitlines() if "\t" in line)
+    refs = {name: commit for commit, _, name in (line.partition("\t") for line in listing.stdout.splitlines() if "\t" in line)}
     if COMMIT.fullmatch(spec.ref):
         return LockedDevPackage(name=spec.name, url=spec.url, ref=spec.ref, commit=spec.ref)
     for candidate in (f"refs/heads/{spec.ref}", f"refs/tags/{spec.ref}^{{}}", f"refs/tags/{spec.ref}", spec.ref):
@@ -105,8 +105,8 @@ def _key(package: LockedDevPackage) -> str:
 def cached_wheel(package: LockedDevPackage, wheels: Path) -> Path | None:
     """The wheel built earlier from this commit, if this host has it (under `wheels`)."""
     folder = wheels / f"{_key(package)}-{package.commit}"
-    wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
-    return wheels[0] if wheels else None
+    found = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    return found[0] if found else None
 
 
 def build_wheel(package: LockedDevPackage, cache: Path, env: dict[str, str], say: Callable[[str], None]) -> Path:
@@ -159,7 +159,7 @@ def _check(completed: subprocess.CompletedProcess[str], package: LockedDevPackag
 
 def _check_name(package: LockedDevPackage, wheel: Path) -> None:
     try:
-        name = parse_wheel_filename(wheel.name)[0]
+        name: str = parse_wheel_filename(wheel.name)[0]
     except InvalidWheelFilename:
         name = wheel.name
     if name != canonicalize_name(package.name):

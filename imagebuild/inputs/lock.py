@@ -124,8 +124,8 @@ def _conda_parent(item: BuildPlan) -> Recipe | None:
 
 def _lock_conda(item: BuildPlan, fetcher: Fetcher) -> bool:
     """conda-lock.yml beside the recipe: the environment solved for the image's platform."""
-    assert item.recipe.conda_environment is not None
     recipe = item.recipe
+    assert recipe.conda_environment is not None
     environment = conda.read_environment(recipe.conda_environment)
     target = image_target(item)
     pinned = []

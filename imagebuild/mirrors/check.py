@@ -16,7 +16,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -204,7 +204,9 @@ def _probe(
     return Probe(target.endpoint, target.purpose, target.url, target.answers(status), latency_ms, detail)
 
 
-def _probes(targets: list[_Target], ca_file: Path | None, logins: Logins, timeout: float) -> Iterator[tuple[int, Probe]]:
+def _probes(
+    targets: list[_Target], ca_file: Path | None, logins: Logins, timeout: float
+) -> Generator[tuple[int, Probe], None, None]:
     """(index in `targets`, probe) as each answers; whatever has not answered by the deadline
     (a host name that does not resolve is not bound by the socket timeout) counts as silent."""
     if not targets:
@@ -263,7 +265,8 @@ def preflight(
     """
     targets = [t for t in _targets(mirror) if t.tag in purposes or t.tag.split(":")[0] in purposes]
     probes = []
-    with contextlib.closing(_probes(targets, ca_file, logins, timeout)) as answers:
+    answers = _probes(targets, ca_file, logins, timeout)
+    with contextlib.closing(answers):  # a generator: closing it stops waiting for the other probes
         for _, probe in answers:
             if not probe.reachable:
                 raise _mirror_error(mirror, probe)

@@ -11,6 +11,7 @@ import errno
 import functools
 import hmac
 import http.server
+import os
 import posixpath
 import socket
 import threading
@@ -72,7 +73,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             route = "/not-served"
         return super().translate_path(quote(route))
 
-    def list_directory(self, path: str | bytes) -> None:
+    def list_directory(self, path: "str | os.PathLike[str]") -> None:
         """A folder without an index.html is not part of the index."""
         self.send_error(404)
 
@@ -124,8 +125,9 @@ class IndexServer:
     @property
     def url(self) -> str:
         """The index URL, with the port actually bound (the one asked for, unless it was 0)."""
-        host, port = self._server.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        bound, port = self._server.server_address[:2]
+        host = bound.decode() if isinstance(bound, bytes) else bound
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}{self.index_path}"
 
     def log(self, client: str, method: str, path: str, status: int, sent: int) -> None:

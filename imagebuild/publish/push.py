@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine, Image, PushFailure
@@ -64,7 +65,7 @@ def read_tags(engine: Engine, item: BuildPlan, image: Image, moving: str) -> Ima
     """The image's tags: its build date, content hash and the versions its recipes declare."""
     labels = image.labels or {}
     commands = version_commands(item)
-    output = engine.run_script(image.id, version_script(commands)) if commands else ""
+    output = engine.run_script(str(image.id), version_script(commands)) if commands else ""
     versions = parse_versions(output, commands, item.name)
     return image_tags(created=labels.get(CREATED_LABEL, ""), content_hash=labels[HASH_LABEL], versions=versions, moving=moving)
 
@@ -136,7 +137,7 @@ def publish(
         name=item.name,
         registry=host,
         repository=repository,
-        image_id=image.id,
+        image_id=str(image.id),
         content_hash=(image.labels or {})[HASH_LABEL],
         digest=digest,
         tags=[outcomes[tag] for tag in tags.all],
@@ -147,13 +148,14 @@ def publish(
 
 def _verify(registry: Registry, repository: str, image: Image, outcomes: list[TagOutcome]) -> str:
     """Every tag, read back from the registry, names this image (its config digest is the image ID)."""
+    image_id = str(image.id)
     digests = set()
     for outcome in outcomes:
         remote = registry.image(repository, outcome.tag)
-        if remote is None or remote.config_digest != image.id:
+        if remote is None or remote.config_digest != image_id:
             found = "no such tag" if remote is None else f"image {remote.config_digest[:19]}"
             raise PublishError(
-                f"after pushing, {registry.host}/{repository}:{outcome.tag} has {found}, not {image.id[:19]}",
+                f"after pushing, {registry.host}/{repository}:{outcome.tag} has {found}, not {image_id[:19]}",
                 hint="nothing was recorded; push again",
             )
         if outcome.action == "pushed" and outcome.digest != remote.digest:
@@ -171,9 +173,10 @@ def record_path(project: Project, name: str) -> Path:
     return project.output_dir / name / "published.json"
 
 
-def read_record(project: Project, name: str) -> list[dict]:
+def read_record(project: Project, name: str) -> list[dict[str, Any]]:
     path = record_path(project, name)
-    return json.loads(path.read_text()) if path.is_file() else []
+    entries: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+    return entries
 
 
 def record(project: Project, result: PublishResult) -> None:

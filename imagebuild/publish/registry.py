@@ -89,7 +89,8 @@ class Registry:
                 f"registry {self.host} refused the credentials (HTTP {response.status_code})",
                 hint=f"log in with 'docker login {self.host}' or set {REGISTRY_USER} and {REGISTRY_PASSWORD}",
             )
-        return response
+        answer: requests.Response = response
+        return answer
 
     def ping(self) -> None:
         response = self._request("GET", "/v2/")
