@@ -156,7 +156,7 @@ def build_prepared(
             BuildEnvServer(environment, config.project.config.build.env_port, on_start=start_mirror_services)
         )
         root_ids = {
-            root: ensure_root_image(engine, root, config.debian_archive, reporter.say, mirror)
+            root: ensure_root_image(engine, root, config.debian_archive, reporter.say, mirror, logins)
             for root in sorted({root_image(context) for context in contexts})
         }
         run = _Build(config, engine, root_ids, server, smoke=smoke, rebuild=rebuild, publishing=publishing, reporter=reporter)

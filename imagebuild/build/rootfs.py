@@ -13,6 +13,7 @@ from pathlib import Path
 from imagebuild.build.engine import Engine
 from imagebuild.errors import EngineError
 from imagebuild.inputs.target import debian_suite
+from imagebuild.mirrors.hostenv import Logins
 from imagebuild.mirrors.rules import rewrite_image_ref, split_image_ref, url_rules
 from imagebuild.model.mirror import Mirror
 from imagebuild.system import apt_install, cache_dir, run
@@ -43,10 +44,11 @@ def bootstrap_source(archive: str, mirror: Mirror | None) -> str:
     return url_rules(mirror.spec, extra_debian_upstreams=(archive,)).only("apt").apply_line(archive)
 
 
-def _pull(engine: Engine, ref: str, mirror: Mirror | None, say: Callable[[str], None]) -> bool:
-    """Pull `ref`, through the registry mirror when the profile has one (then tag it as `ref`)."""
+def _pull(engine: Engine, ref: str, mirror: Mirror | None, logins: Logins, say: Callable[[str], None]) -> bool:
+    """Pull `ref`, through the registry mirror when the profile has one (then tag it as `ref`),
+    with the mirror's credentials for its host (`logins`, read by config.py)."""
     source = rewrite_image_ref(ref, mirror.spec.registry) if mirror else ref
-    credentials = mirror.credentials().get(split_image_ref(source)[0]) if mirror else None
+    credentials = logins.get(split_image_ref(source)[0]) if mirror else None
     if not engine.try_pull(source, credentials):
         return False
     if source != ref:
@@ -56,13 +58,13 @@ def _pull(engine: Engine, ref: str, mirror: Mirror | None, say: Callable[[str], 
 
 
 def ensure_root_image(
-    engine: Engine, ref: str, archive: str, say: Callable[[str], None], mirror: Mirror | None = None
+    engine: Engine, ref: str, archive: str, say: Callable[[str], None], mirror: Mirror | None = None, logins: Logins | None = None
 ) -> str:
     """Make `ref` present in the engine; returns its image ID."""
     present = engine.image(ref)
     if present is not None:
         return present.id
-    if _pull(engine, ref, mirror, say):
+    if _pull(engine, ref, mirror, logins or {}, say):
         return engine.image(ref).id  # type: ignore[union-attr]
     suite = debian_suite(ref)
     if suite is None:

@@ -14,7 +14,8 @@ Logins = Mapping[str, tuple[str, str]]
 
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE")
 """Each program's name for the CA bundle it trusts: Python's ssl, uv and rattler (SSL_CERT_FILE),
-requests, pip, git and curl. support/with-build-env exports the same names inside builds."""
+requests, pip, git and curl. support/with-build-env exports the same names inside builds (and
+points apt's Acquire::https::CaInfo at the bundle)."""
 
 
 def trust_variables(ca_file: Path) -> dict[str, str]:

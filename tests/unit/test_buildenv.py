@@ -136,7 +136,7 @@ def test_helper_points_every_program_at_the_served_ca_git_included(tmp_path):
     helper = tmp_path / "with-build-env"
     helper.write_bytes(support_file("with-build-env"))
     helper.chmod(0o755)
-    show = "; ".join(f'printf "%s=%s\\n" {name} "${name}"; cat "${name}"' for name in CA_VARIABLES)
+    show = "; ".join(f'printf "%s=%s\\n" {name} "${name}"; cat "${name}"' for name in CA_VARIABLES) + '; cat "$APT_CONFIG"'
     with BuildEnvServer(BuildEnvironment(ca_bundle=b"PEM-OF-THE-RUN\n"), free_port()) as server:
         done = subprocess.run(
             ["bash", str(helper), "sh", "-c", show],
@@ -150,3 +150,5 @@ def test_helper_points_every_program_at_the_served_ca_git_included(tmp_path):
         assert any(line.startswith(f"{name}={tmp_path}/") for line in lines), name
     assert lines.count("PEM-OF-THE-RUN") == len(CA_VARIABLES)
     assert "GIT_SSL_CAINFO" in CA_VARIABLES
+    ca_info = next(line for line in lines if line.startswith("Acquire::https::CaInfo"))  # apt's https sources
+    assert ca_info.endswith('/ca.pem";')
