@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import certifi
@@ -26,7 +26,8 @@ from imagebuild.system import cache_dir
 HOST_CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
 """Where the host names its CA bundle, first found wins (pip's and requests' own variables)."""
 REGISTRY_USER, REGISTRY_PASSWORD = "IMAGEBUILD_REGISTRY_USER", "IMAGEBUILD_REGISTRY_PASSWORD"
-_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL)
+MIRROR_VARIABLE, REGISTRY_VARIABLE = "IMAGEBUILD_MIRROR", "IMAGEBUILD_REGISTRY"
+_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----\s.*?-----END (?:TRUSTED )?CERTIFICATE-----", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,15 @@ class RunConfig:
 
 def resolve(options: RunOptions, environ: Mapping[str, str] = os.environ, project: Project | None = None) -> RunConfig:
     """The run's configuration from the command line's `options`, the environment and the
-    project's imagebuild.toml (the project is found from the working folder unless given)."""
+    project's imagebuild.toml (the project is found from the working folder unless given).
+    IMAGEBUILD_MIRROR and IMAGEBUILD_REGISTRY count for every command, with the flag or without
+    (`hub up` builds with the mirror `build` used)."""
     project = project or load_project()
+    options = replace(
+        options,
+        mirror=options.mirror or environ.get(MIRROR_VARIABLE),
+        registry=options.registry or environ.get(REGISTRY_VARIABLE),
+    )
     mirror = selected_mirror(options.mirror, project.config.build.mirror, project.root)
     return configure(project, mirror, options, environ, merged_trust(environ, options.ca_cert, mirror))
 

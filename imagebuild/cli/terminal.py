@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from imagebuild import pipeline
-from imagebuild.config import RunConfig, RunOptions
+from imagebuild.config import MIRROR_VARIABLE, REGISTRY_VARIABLE, RunConfig, RunOptions
 from imagebuild.inputs.fetch import Fetcher
 
 
@@ -39,13 +39,13 @@ MirrorOption = Annotated[
     str | None,
     typer.Option(
         "--mirror",
-        envvar="IMAGEBUILD_MIRROR",
+        envvar=MIRROR_VARIABLE,
         help="mirror profile: a name from mirrors/, a .toml path, or 'none' (default: \\[build] mirror in imagebuild.toml)",
     ),
 ]
 RegistryOption = Annotated[
     str | None,
-    typer.Option("--registry", envvar="IMAGEBUILD_REGISTRY", help="registry HOST[:PORT] (default: \\[publish] registry)"),
+    typer.Option("--registry", envvar=REGISTRY_VARIABLE, help="registry HOST[:PORT] (default: \\[publish] registry)"),
 ]
 NightlyOption = Annotated[bool, typer.Option("--nightly", help="move the 'edge' tag instead of 'latest'")]
 OfflineOption = Annotated[

@@ -184,6 +184,15 @@ def test_a_kept_ca_is_the_bundle_the_build_trusted(site, make_project, tmp_path)
     assert tls.ca_pem.strip() in kept and host.read_bytes().strip() in kept
 
 
+def test_the_mirror_variable_counts_for_commands_without_the_flag(site):
+    """`hub up` builds missing images: with IMAGEBUILD_MIRROR it uses the mirror `build` used."""
+    root, _ = site
+    config = resolve(RunOptions(), {"IMAGEBUILD_MIRROR": "site", "IMAGEBUILD_REGISTRY": "r.example.org"}, load_project(root))
+    assert config.mirror is not None and config.mirror.name == "site"
+    assert config.registry == "r.example.org"
+    assert resolve(RunOptions(mirror="none"), {"IMAGEBUILD_MIRROR": "site"}, load_project(root)).mirror is None
+
+
 def test_registry_credentials_are_read_once_with_the_configuration(site):
     root, _ = site
     environ = {"IMAGEBUILD_REGISTRY_USER": "ci", "IMAGEBUILD_REGISTRY_PASSWORD": "s3cret"}
