@@ -24,7 +24,6 @@ from imagebuild.hub import lifecycle
 from imagebuild.hub.compose import find_compose
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.model.hub import HubFolder
-from imagebuild.plan import load_project
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry
 
@@ -82,9 +81,9 @@ def hub_select(
     folder: DirOption = Path("hub"),
 ) -> None:
     """Offer exactly these published tags (each pinned to its digest); the running hub applies it at the next spawn."""
-    project = load_project()
-    wanted = [hub_folder.Wanted.parse(text, project) for text in images]
-    for item in hub_folder.select(folder, project, wanted).images:
+    config = resolve(RunOptions())
+    wanted = [hub_folder.Wanted.parse(text, config.project) for text in images]
+    for item in hub_folder.select(folder, config.project, wanted, config.registry_login).images:
         out.print(f"selected {item.label}: {item.ref}")
 
 

@@ -3,8 +3,8 @@ import tarfile
 
 from imagebuild.build.context import assemble, content_hash
 from imagebuild.pipeline import prepare
-from imagebuild.reuse import content_ref
 from imagebuild.plan import load_project, plan
+from imagebuild.reuse import content_ref
 from tests.conftest import REPO, offline_fetcher, write_notebook
 
 CHILD = """
