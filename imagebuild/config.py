@@ -177,7 +177,7 @@ def configure(
     `merged_trust` makes it; tests give the exact PEM a build must trust)."""
     from imagebuild.build.rootfs import host_archive  # the engine's modules load only when asked for
 
-    cache = cache_dir()
+    cache = cache_dir(environ)
     known, missing = mirror_logins(mirror, environ)
     user, password = environ.get(REGISTRY_USER), environ.get(REGISTRY_PASSWORD)
     return RunConfig(

@@ -48,6 +48,11 @@ def site(make_project, tmp_path, monkeypatch):
     return root, tls
 
 
+def _env(root: Path, values: dict[str, str]) -> dict[str, str]:
+    """A command's environment: `values` and the test's own cache folder."""
+    return {"IMAGEBUILD_CACHE": str(root.parent / "cache"), **values}
+
+
 def _profile(root: Path, text: str) -> None:
     (root / "mirrors" / "site.toml").write_text('ca_cert = "site-ca.pem"\n' + text)
 
@@ -61,16 +66,16 @@ def test_the_bundle_is_the_hosts_plus_ca_cert_plus_the_profiles_each_certificate
     host_pem, extra_pem = _pem(tmp_path, "host"), _pem(tmp_path, "extra")
     host.write_bytes(host_pem)
     extra.write_bytes(extra_pem + host_pem)  # a certificate twice is kept once
-    config = resolve(RunOptions(mirror="site", ca_cert=extra), {"PIP_CERT": str(host)}, load_project(root))
+    config = resolve(RunOptions(mirror="site", ca_cert=extra), _env(root, {"PIP_CERT": str(host)}), load_project(root))
     assert config.trust is not None
     assert config.trust.pem == b"\n".join(pem.strip() for pem in (host_pem, extra_pem, tls.ca_pem)) + b"\n"
     assert config.trust.file.read_bytes() == config.trust.pem
-    assert config.trust.file.parent == tmp_path / "cache" / "trust"
+    assert config.trust.file.parent == root.parent / "cache" / "trust"
 
 
 def test_a_profile_ca_alone_is_added_to_the_public_cas(site):
     root, tls = site
-    config = resolve(RunOptions(mirror="site"), {}, load_project(root))
+    config = resolve(RunOptions(mirror="site"), _env(root, {}), load_project(root))
     assert config.ca_pem is not None
     assert config.ca_pem.endswith(tls.ca_pem.strip() + b"\n")
     first_public = Path(certifi.where()).read_bytes().split(b"-----END CERTIFICATE-----")[0]
@@ -79,7 +84,7 @@ def test_a_profile_ca_alone_is_added_to_the_public_cas(site):
 
 def test_no_bundle_when_nothing_beyond_the_defaults_is_asked_for(site):
     root, _ = site
-    assert resolve(RunOptions(mirror="none"), {}, load_project(root)).trust is None
+    assert resolve(RunOptions(mirror="none"), _env(root, {}), load_project(root)).trust is None
 
 
 def test_the_host_bundle_is_the_first_variable_naming_a_file(tmp_path):
@@ -133,7 +138,7 @@ def test_build_and_push_resolve_the_same_mirror_and_hash_alike(site, monkeypatch
     hashes = [
         pipeline.prepare(Fetcher(config, print), plan(config.project, ["base"]))[-1].content_hash for config in (built, pushed)
     ]
-    upstream = resolve(RunOptions(mirror="none"), {}, load_project(root))
+    upstream = resolve(RunOptions(mirror="none"), _env(root, {}), load_project(root))
     assert hashes[0] == hashes[1] != pipeline.prepare(Fetcher(upstream, print), plan(upstream.project, ["base"]))[-1].content_hash
 
 
@@ -149,7 +154,7 @@ def test_the_debian_index_lookup_trusts_the_profiles_ca(site, tmp_path):
         (served / path).write_text(IN_RELEASE.format(digest=digit * 64))
     with https_files(served, tls) as url:
         _profile(root, f'[apt]\ndebian = "{url}/debian"\ndebian_security = "{url}/debian-security"\n')
-        config = resolve(RunOptions(mirror="site"), {}, load_project(root))
+        config = resolve(RunOptions(mirror="site"), _env(root, {}), load_project(root))
         found = package_indexes(config.debian_archive, "bookworm", "x86_64", config.mirror, config.ca_file)
         assert found == {"bookworm": "1" * 64, "bookworm-updates": "2" * 64, "bookworm-security": "3" * 64}
         with pytest.raises(LockError, match="does not answer"):
@@ -161,7 +166,7 @@ def test_locks_run_uv_and_git_with_the_merged_bundle(site, tmp_path):
     root, tls = site
     host = tmp_path / "host.pem"
     host.write_bytes(_pem(tmp_path, "host"))
-    config = resolve(RunOptions(mirror="site"), {"SSL_CERT_FILE": str(host), "PATH": "/usr/bin:/bin"}, load_project(root))
+    config = resolve(RunOptions(mirror="site"), _env(root, {"SSL_CERT_FILE": str(host), "PATH": "/usr/bin:/bin"}), load_project(root))
     env = Fetcher(config, print).git_env
     assert config.ca_file is not None
     for variable in ("SSL_CERT_FILE", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
@@ -176,7 +181,7 @@ def test_a_kept_ca_is_the_bundle_the_build_trusted(site, make_project, tmp_path)
     make_project.recipe("kept", 'parent = "base"\n[ca]\nkeep = true\n')
     host = tmp_path / "host.pem"
     host.write_bytes(_pem(tmp_path, "host"))
-    config = resolve(RunOptions(mirror="site"), {"REQUESTS_CA_BUNDLE": str(host)}, load_project(root))
+    config = resolve(RunOptions(mirror="site"), _env(root, {"REQUESTS_CA_BUNDLE": str(host)}), load_project(root))
     context = pipeline.prepare(Fetcher(config, print), plan(config.project, ["kept"]))[-1]
     kept = {item.arcname: item.data for item in context.rendered.files}["imagebuild/ca-bundle.pem"]
     served = build_environment(config.mirror, config.logins(), config.ca_pem, config.debian_archive).ca_bundle
@@ -187,16 +192,16 @@ def test_a_kept_ca_is_the_bundle_the_build_trusted(site, make_project, tmp_path)
 def test_the_mirror_variable_counts_for_commands_without_the_flag(site):
     """`hub up` builds missing images: with IMAGEBUILD_MIRROR it uses the mirror `build` used."""
     root, _ = site
-    config = resolve(RunOptions(), {"IMAGEBUILD_MIRROR": "site", "IMAGEBUILD_REGISTRY": "r.example.org"}, load_project(root))
+    config = resolve(RunOptions(), _env(root, {"IMAGEBUILD_MIRROR": "site", "IMAGEBUILD_REGISTRY": "r.example.org"}), load_project(root))
     assert config.mirror is not None and config.mirror.name == "site"
     assert config.registry == "r.example.org"
-    assert resolve(RunOptions(mirror="none"), {"IMAGEBUILD_MIRROR": "site"}, load_project(root)).mirror is None
+    assert resolve(RunOptions(mirror="none"), _env(root, {"IMAGEBUILD_MIRROR": "site"}), load_project(root)).mirror is None
 
 
 def test_registry_credentials_are_read_once_with_the_configuration(site):
     root, _ = site
     environ = {"IMAGEBUILD_REGISTRY_USER": "ci", "IMAGEBUILD_REGISTRY_PASSWORD": "s3cret"}
-    config = resolve(RunOptions(registry="registry.example.org"), environ, load_project(root))
+    config = resolve(RunOptions(registry="registry.example.org"), _env(root, environ), load_project(root))
     assert config.registry == "registry.example.org"
     assert config.registry_login == ("ci", "s3cret")
     assert "s3cret" not in repr(config)
