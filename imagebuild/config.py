@@ -92,7 +92,7 @@ def merged_trust(environ: Mapping[str, str], ca_cert: Path | None, mirror: Mirro
     wanted = [(path, named_by) for path, named_by in extras if path is not None]
     if host is None and not wanted:
         return None
-    base = [(host[0], host[1])] if host else [(Path(certifi.where()), "certifi")]
+    base = [host] if host else [(Path(certifi.where()), "certifi")]
     certificates = dict.fromkeys(cert for path, named_by in [*base, *wanted] for cert in _certificates(path, named_by))
     return b"\n".join(certificates) + b"\n"
 
