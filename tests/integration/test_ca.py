@@ -46,7 +46,7 @@ def test_build_trusts_only_the_given_ca(base_build, test_ca, make_project):
         "test-ca-wrong", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "colorama==0.4.6\n"}
     )
     project = load_project(make_project.root)
-    with pytest.raises(BuildError, match="(?i)certificate|ssl|tls"):
+    with pytest.raises(BuildError, match=r"(?i)certificate|ssl|tls"):
         pipeline.build(run_config(project, test_ca.alone), ["test-ca-wrong"], reporter=QUIET)
 
 

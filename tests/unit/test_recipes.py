@@ -2,8 +2,8 @@ import pytest
 
 from imagebuild.errors import RecipeError
 from imagebuild.pipeline import prepare
-from imagebuild.smoketest import smoke_notebooks
 from imagebuild.plan import load_project, plan
+from imagebuild.smoketest import smoke_notebooks
 from tests.conftest import REPO, offline_fetcher, write_notebook
 
 

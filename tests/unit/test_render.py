@@ -95,7 +95,7 @@ def test_content_hash_covers_files_notebooks_and_parent(make_project):
     _, (_, child3) = _contexts(make_project.root)
     assert child3.content_hash != child2.content_hash
     (make_project.root / "images/base/requirements.txt").write_text("jupyterhub==5.5.4\n")
-    _, (base4, child4) = _contexts(make_project.root)
+    _, (base4, _) = _contexts(make_project.root)
     assert base4.content_hash == base.content_hash  # a locked image installs its lock (stale now, with a warning)
     (make_project.root / "images/base/image.lock").unlink()
     _, (base5, child5) = _contexts(make_project.root)
