@@ -48,11 +48,12 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 from bench.mirror_build import measure as measure_mirror
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvironment, BuildEnvServer
 from imagebuild.build.context import BuildContext
-from imagebuild.ca import read_ca_bundle
-from imagebuild.cli.terminal import make_fetcher
+from imagebuild.config import RunOptions, merged_trust, resolve
+from imagebuild.inputs.fetch import Fetcher
 from imagebuild.mirrors.build import build_environment
-from imagebuild.pipeline import content_ref, debian_archive, prepare
+from imagebuild.pipeline import prepare
 from imagebuild.plan import Project, load_project, plan
+from imagebuild.reuse import content_ref
 
 ROOT_IMAGE = "debian:bookworm"
 BY_HAND_TAG = "bench-by-hand/aiidalab:latest"
@@ -166,9 +167,10 @@ class Rendered:
 
 
 def render_all(project: Project) -> Rendered:
-    fetcher = make_fetcher(project, None, None, offline=False, say=progress)
-    contexts = prepare(project, plan(project, [], everything=True), fetcher)
-    return Rendered(project, contexts, build_environment(fetcher.mirror, fetcher.ca_bundle, debian_archive(project)))
+    config = resolve(RunOptions(), project=project)
+    contexts = prepare(Fetcher(config, progress), plan(project, [], everything=True))
+    logins = config.logins() if config.mirror else {}
+    return Rendered(project, contexts, build_environment(config.mirror, logins, config.ca_pem, config.debian_archive))
 
 
 def plain_build(
@@ -330,7 +332,7 @@ def by_hand_dockerfile(project: Project, with_ca: bool) -> str:
 
 def by_hand(client: docker.DockerClient, project: Project, cold: ColdBuild) -> list[Row]:
     """Item 4: imagebuild's cold aiidalab (smoke time subtracted) against the by-hand Dockerfile, no cache."""
-    ca_bundle = read_ca_bundle()
+    ca_bundle = merged_trust(os.environ, None, None)
     with tempfile.TemporaryDirectory(prefix="bench-by-hand-") as scratch:
         (Path(scratch) / "Dockerfile").write_text(by_hand_dockerfile(project, ca_bundle is not None))
         if ca_bundle is not None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 # (`.venv/bin/python bench/...`), that command is found only beside this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
-from imagebuild.pipeline import debian_archive
+from imagebuild.config import RunOptions, resolve
 from imagebuild.plan import load_project
 from tests.integration.archive_proxy import ArchiveProxy
 
@@ -82,7 +82,7 @@ def measure(rounds: int) -> MirrorFigures:
         root = Path(scratch) / "project"
         shutil.copytree(REPO / "images" / "base", root / "images" / "base")
         (root / "imagebuild.toml").write_text('[build]\nrepository = "bench-mirror"\n')
-        upstream = debian_archive(load_project(REPO))
+        upstream = resolve(RunOptions(mirror="none"), project=load_project(REPO)).debian_archive
         proxy = ArchiveProxy(upstream=upstream.rsplit("/debian", 1)[0], cache=Path(scratch) / "apt-cache")
         (root / "mirrors").mkdir()
         (root / "mirrors" / "bench.toml").write_text(PROFILE.format(port=free_port(), proxy=proxy.url))

@@ -18,26 +18,29 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imagebuild import pipeline
 from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine
+from imagebuild.config import RunConfig
 from imagebuild.errors import ImagebuildError, PublishError, RecipeError
 from imagebuild.inputs.fetch import Fetcher
-from imagebuild.inputs.lock import lock_image, lock_state
+from imagebuild.inputs.lock import lock_image
+from imagebuild.inputs.lockstate import lock_state
 from imagebuild.model.hub import HubFolder
 from imagebuild.plan import BuildPlan, Project, plan
 from imagebuild.publish.manifest import diff, published_facts
 from imagebuild.publish.push import registry_repository
-from imagebuild.publish.registry import Registry, RemoteImage, env_credentials
+from imagebuild.publish.registry import Registry, RemoteImage
 from imagebuild.publish.retention import Deletion, RetentionPolicy, apply
+from imagebuild.reuse import content_ref, latest_ref
 
 REPORT_FILES = ("report.json", "report.md")
 
 
 @dataclass(frozen=True)
 class NightlyOptions:
-    registry: str
     push: bool
     promote: bool
     refresh_locks: bool
@@ -60,7 +63,7 @@ class ImageNight:
     smoke: str = ""
     pushed: list[str] = field(default_factory=list)  # tags written to the registry tonight
     digest: str = ""
-    diff: dict | None = None  # against the previous edge
+    diff: dict[str, Any] | None = None  # against the previous edge
     diff_markdown: str = ""
     error: str = ""
     exit_code: int = 0
@@ -100,7 +103,7 @@ class NightlyReport:
         pushed = f"{tags} tag(s) pushed" if tags else "nothing pushed"
         return f"{', '.join(parts)}; {pushed}; {len(self.deleted)} old image(s) deleted; {self.seconds:.1f} s"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "summary": self.summary(), "exit_code": self.exit_code}
 
     def markdown(self) -> str:
@@ -144,13 +147,17 @@ def hub_digests(hubs: tuple[Path, ...]) -> set[str]:
 
 @dataclass
 class _Night:
-    project: Project
+    config: RunConfig
     engine: Engine
     registry: Registry | None
     options: NightlyOptions
     fetcher: Fetcher
     reporter: pipeline.Reporter
     nights: dict[str, ImageNight] = field(default_factory=dict)
+
+    @property
+    def project(self) -> Project:
+        return self.config.project
 
     def run(self, item: BuildPlan) -> ImageNight:
         night = ImageNight(item.name)
@@ -171,7 +178,7 @@ class _Night:
     def _image(self, item: BuildPlan, night: ImageNight) -> None:
         if self.options.refresh_locks and lock_state(item).state != "none":
             self._refresh_lock(item, night)
-        contexts = pipeline.prepare(self.project, plan(self.project, [item.name]), self.fetcher)
+        contexts = pipeline.prepare(self.fetcher, plan(self.project, [item.name]))
         context = contexts[-1]
         night.content_hash = context.content_hash
         repository = registry_repository(self.project, item.name)
@@ -185,10 +192,8 @@ class _Night:
                 return
             previous = self.registry.image(repository, "edge")
             self._pull_ancestors(item)
-        publishing = pipeline.Publishing(self.options.registry if self.registry is not None else None, "edge", {item.name})
-        outcome = pipeline.build_prepared(
-            self.project, contexts, fetcher=self.fetcher, reporter=self.reporter, publishing=publishing
-        )[-1]
+        publishing = pipeline.Publishing(self.config.registry if self.registry is not None else None, "edge", {item.name})
+        outcome = pipeline.build_prepared(self.config, contexts, reporter=self.reporter, publishing=publishing)[-1]
         night.smoke = outcome.smoke.summary() if outcome.smoke else "passed before"
         if outcome.published is None:
             night.action = "built" if outcome.action == "built" else "unchanged"
@@ -203,8 +208,7 @@ class _Night:
             self._diff(night, repository, previous, current)
 
     def _refresh_lock(self, item: BuildPlan, night: ImageNight) -> None:
-        archive = pipeline.debian_archive(self.project)
-        outcome = lock_image(item, self.fetcher, debian_archive=archive, upgrade=self.options.upgrade)
+        outcome = lock_image(item, self.fetcher, upgrade=self.options.upgrade)
         night.pins_changed = outcome.changed_pins
         night.dev_commits = {
             package["name"]: [package["previous_commit"], package["commit"]]  # type: ignore[misc]
@@ -231,17 +235,17 @@ class _Night:
         assert self.registry is not None
         for parent in reversed(item.ancestors):
             content_hash = self.nights[parent.name].content_hash
-            local = pipeline.content_ref(self.project, parent.name, content_hash)
+            local = content_ref(self.project, parent.name, content_hash)
             if self.engine.image(local) is not None:
                 continue
             remote = f"{self.registry.host}/{registry_repository(self.project, parent.name)}:sha-{content_hash[:12]}"
             self.reporter.say(f"pulling {remote} to build {item.name} on it")
-            if not self.engine.try_pull(remote, env_credentials()):
+            if not self.engine.try_pull(remote, self.config.registry_login):
                 continue  # the build builds it
             pulled = self.engine.image(remote)
             assert pulled is not None
             self.engine.tag(pulled, local)
-            self.engine.tag(pulled, pipeline.latest_ref(self.project, parent.name))
+            self.engine.tag(pulled, latest_ref(self.project, parent.name))
             self.engine.untag(remote)
 
     def _diff(self, night: ImageNight, repository: str, previous: RemoteImage, current: RemoteImage) -> None:
@@ -268,17 +272,19 @@ class _Night:
             report.retention_error = error.render()
 
 
-def nightly(project: Project, options: NightlyOptions, *, fetcher: Fetcher, reporter: pipeline.Reporter) -> NightlyReport:
-    """Run the night over every image of the project; never raises for one image's failure."""
+def nightly(config: RunConfig, options: NightlyOptions, *, reporter: pipeline.Reporter) -> NightlyReport:
+    """Run the night over every image of the project, as `config` sets it up (mirror, CA,
+    registry, credentials); never raises for one image's failure."""
+    project = config.project
     started = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     hub_digests(options.hubs)  # a wrong hub folder is found before anything is built
-    registry = Registry(options.registry) if options.push else None
+    registry = Registry(config.registry, config.registry_login) if options.push else None
     if registry is not None:
         registry.ping()
-    night = _Night(project, Engine(), registry, options, fetcher, reporter)
+    night = _Night(config, Engine(), registry, options, reporter.fetcher(config), reporter)
     images = [night.run(item) for item in plan(project, [], everything=True)]
-    report = NightlyReport(started=stamp, seconds=0.0, registry=options.registry, pushed=options.push, images=images)
+    report = NightlyReport(started=stamp, seconds=0.0, registry=config.registry, pushed=options.push, images=images)
     if registry is not None and options.prune:
         night.retention(report)
     report.seconds = round(time.monotonic() - started, 1)

@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from imagebuild.errors import EngineError, ImagebuildError
@@ -21,9 +21,11 @@ APT_TIMEOUT = 1800
 """apt-get update or install on a slow mirror; a hung download fails instead of blocking a run."""
 
 
-def cache_dir() -> Path:
-    """Host cache for bootstrapped root file systems and engine logs (XDG, overridable)."""
-    base = os.environ.get("IMAGEBUILD_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebuild"
+def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """Host cache for assets, wheels, root file systems and engine logs: IMAGEBUILD_CACHE, else
+    $XDG_CACHE_HOME/imagebuild. A run reads it once into its RunConfig (config.py); host-level
+    helpers without a run (the engine log, the per-host lock) ask here."""
+    base = environ.get("IMAGEBUILD_CACHE") or Path(environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebuild"
     path = Path(base)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -15,9 +15,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from imagebuild.inputs.assets import AssetCache
+from imagebuild.config import RunConfig, RunOptions, configure, merged_trust
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.mirror import Mirror
+from imagebuild.plan import Project
 from imagebuild.system import port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,8 +104,21 @@ def make_project(tmp_path: Path) -> ProjectFactory:
     return ProjectFactory(tmp_path / "project")
 
 
-def offline_fetcher(ca_bundle: bytes | None = None, mirror: Mirror | None = None, *, offline: bool = True) -> Fetcher:
+def run_config(
+    project: Project, ca_bundle: bytes | None = None, mirror: Mirror | None = None, *, offline: bool = True
+) -> RunConfig:
+    """A run's configuration as a command resolves it, with `mirror` given as an object and
+    exactly the CA bundle `ca_bundle` trusted (none when None)."""
+    return configure(project, mirror, RunOptions(offline=offline), os.environ, ca_bundle)
+
+
+def host_trust() -> bytes | None:
+    """The bundle a command would trust on this host with no --ca-cert and no profile."""
+    return merged_trust(os.environ, None, None)
+
+
+def offline_fetcher(
+    project: Project, ca_bundle: bytes | None = None, mirror: Mirror | None = None, *, offline: bool = True
+) -> Fetcher:
     """A fetcher as `imagebuild render` makes one: inputs from the host caches, nothing downloaded."""
-    return Fetcher(
-        cache=AssetCache(), offline=offline, mirror=mirror, ca_bundle=ca_bundle, git_env=dict(os.environ), say=print
-    )
+    return Fetcher(run_config(project, ca_bundle, mirror, offline=offline), say=print)

@@ -4,33 +4,20 @@ archive (or the profile's apt mirror of it) with debootstrap and import it under
 reference. Either way the image's own apt sources name the upstream archive."""
 
 import hashlib
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from imagebuild.build.engine import Engine
+from imagebuild.config import Logins
 from imagebuild.errors import EngineError
 from imagebuild.inputs.target import debian_suite
 from imagebuild.mirrors.rules import rewrite_image_ref, split_image_ref, url_rules
 from imagebuild.model.mirror import Mirror
 from imagebuild.system import apt_install, cache_dir, run
 
-DEFAULT_ARCHIVE = "http://deb.debian.org/debian"
 BOOTSTRAP_PACKAGES = ["debootstrap"]
-
-
-def host_archive(sources: Path = Path("/etc/apt")) -> str:
-    """The first Debian archive (not the security one) named by the host's apt sources."""
-    candidates: list[str] = []
-    for path in sorted(sources.glob("sources.list.d/*.sources")):
-        candidates += re.findall(r"^URIs:\s*(\S+)", path.read_text(), flags=re.MULTILINE)
-    listing = sources / "sources.list"
-    if listing.is_file():
-        candidates += re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", listing.read_text(), flags=re.MULTILINE)
-    archives = [url for url in candidates if "security" not in url and "/debian" in url]
-    return archives[0].rstrip("/") if archives else DEFAULT_ARCHIVE
 
 
 def bootstrap_source(archive: str, mirror: Mirror | None) -> str:
@@ -43,10 +30,11 @@ def bootstrap_source(archive: str, mirror: Mirror | None) -> str:
     return url_rules(mirror.spec, extra_debian_upstreams=(archive,)).only("apt").apply_line(archive)
 
 
-def _pull(engine: Engine, ref: str, mirror: Mirror | None, say: Callable[[str], None]) -> bool:
-    """Pull `ref`, through the registry mirror when the profile has one (then tag it as `ref`)."""
+def _pull(engine: Engine, ref: str, mirror: Mirror | None, logins: Logins, say: Callable[[str], None]) -> bool:
+    """Pull `ref`, through the registry mirror when the profile has one (then tag it as `ref`),
+    with the mirror's credentials for its host (`logins`, read by config.py)."""
     source = rewrite_image_ref(ref, mirror.spec.registry) if mirror else ref
-    credentials = mirror.credentials().get(split_image_ref(source)[0]) if mirror else None
+    credentials = logins.get(split_image_ref(source)[0]) if mirror else None
     if not engine.try_pull(source, credentials) or (pulled := engine.image(source)) is None:
         return False
     if source != ref:
@@ -56,12 +44,12 @@ def _pull(engine: Engine, ref: str, mirror: Mirror | None, say: Callable[[str], 
 
 
 def ensure_root_image(
-    engine: Engine, ref: str, archive: str, say: Callable[[str], None], mirror: Mirror | None = None
+    engine: Engine, ref: str, archive: str, say: Callable[[str], None], mirror: Mirror | None = None, logins: Logins | None = None
 ) -> str:
     """Make `ref` present in the engine; returns its image ID."""
     if (present := engine.image(ref)) is not None:
         return present.id
-    if _pull(engine, ref, mirror, say) and (pulled := engine.image(ref)) is not None:
+    if _pull(engine, ref, mirror, logins or {}, say) and (pulled := engine.image(ref)) is not None:
         return pulled.id
     suite = debian_suite(ref)
     if suite is None:

@@ -15,17 +15,16 @@ from imagebuild.cli.terminal import (
     RegistryOption,
     StatusLine,
     err,
-    make_fetcher,
     out,
 )
+from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import ImagebuildError, RecipeError
 from imagebuild.hub import folder as hub_folder
 from imagebuild.hub import lifecycle
 from imagebuild.hub.compose import find_compose
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.model.hub import HubFolder
-from imagebuild.plan import load_project
-from imagebuild.publish.push import registry_host, registry_repository
+from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry
 
 hub_app = typer.Typer(help="The bundled JupyterHub (DockerSpawner, PostgreSQL) and the images it offers.", no_args_is_help=True)
@@ -59,10 +58,11 @@ def hub_init(
         if not sys.stdin.isatty():
             raise RecipeError("--admin NAME is required: the first admin approves sign-ups", hint="e.g. --admin alice")
         admin = typer.prompt("user name of the hub's first admin")
-    project = load_project()
+    config = resolve(RunOptions(registry=registry))
+    project = config.project
     request = hub_folder.HubInit(
         folder=folder,
-        registry=registry_host(project, registry),
+        registry=config.registry,
         admin=admin,
         hub_tag=hub_tag,
         port=port,
@@ -81,20 +81,21 @@ def hub_select(
     folder: DirOption = Path("hub"),
 ) -> None:
     """Offer exactly these published tags (each pinned to its digest); the running hub applies it at the next spawn."""
-    project = load_project()
-    wanted = [hub_folder.Wanted.parse(text, project) for text in images]
-    for item in hub_folder.select(folder, project, wanted).images:
+    config = resolve(RunOptions())
+    wanted = [hub_folder.Wanted.parse(text, config.project) for text in images]
+    for item in hub_folder.select(folder, config.project, wanted, config.registry_login).images:
         out.print(f"selected {item.label}: {item.ref}")
 
 
 @hub_app.command("images")
 def hub_images(folder: DirOption = Path("hub"), as_json: JsonOption = False) -> None:
     """What the hub offers next to what the registry has published."""
-    project = load_project()
+    config = resolve(RunOptions())
+    project = config.project
     hub = HubFolder(folder)
     settings = hub.settings
     chosen = {(item.image, item.tag): item for item in hub.selection.images}
-    registry = Registry(settings.registry)
+    registry = Registry(settings.registry, config.registry_login)
     rows = []
     for name in sorted(project.recipes):
         repository = registry_repository(project, name)
@@ -149,17 +150,17 @@ def hub_up(
     """Start the hub (or apply hub.toml changes): images pulled or built, Compose run, wait until it answers."""
     settings, _selection = HubFolder(folder).check()  # refuse a missing or bad folder before the engine or Compose is touched
     try:
-        project = load_project()
+        config: RunConfig | None = resolve(RunOptions())
     except ImagebuildError:
-        project = None  # outside the project: images must be in the engine or the registry
+        config = None  # outside the project: images must be in the engine or the registry
     line = StatusLine(err)
     with line.status:
         engine_module.up(line.say)
         request = lifecycle.UpRequest(
             folder=folder,
             compose=find_compose(line.say),
-            project=project,
-            fetcher=make_fetcher(project, None, None, offline=False, say=line.say) if project else None,
+            project=config.project if config else None,
+            config=config,
             reporter=line.reporter(),
         )
         result = lifecycle.up(request, engine_module.Engine())

@@ -3,7 +3,7 @@
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,14 +13,16 @@ from imagebuild.cli.terminal import (
     JsonOption,
     MirrorOption,
     Names,
-    make_fetcher,
+    fetcher,
     out,
 )
+from imagebuild.config import RunOptions, resolve
 from imagebuild.errors import AssetError, LockError
 from imagebuild.inputs.assets import DeclaredAsset, declared_assets
-from imagebuild.inputs.lock import lock_image, lock_state, read_lock
-from imagebuild.pipeline import debian_archive
-from imagebuild.plan import load_project, plan
+from imagebuild.inputs.lock import lock_image
+from imagebuild.inputs.lockfile import read_lock
+from imagebuild.inputs.lockstate import lock_state
+from imagebuild.plan import plan
 
 assets_app = typer.Typer(help="The asset cache: files images need that are not pip packages.", no_args_is_help=True)
 
@@ -40,24 +42,22 @@ def lock(
     Without names: every image. Parents are locked first; a child is resolved with its
     parents' pins held fixed. Current pins are kept where they still fit (--upgrade: newest).
     """
-    project = load_project()
-    plans = plan(project, names or [], everything=not names)
+    config = resolve(RunOptions(mirror=mirror, ca_cert=ca_cert))
+    plans = plan(config.project, names or [], everything=not names)
     if check:
         states = [lock_state(item) for item in plans]
         if as_json:
-            print(json.dumps([{"image": s.name, "state": s.state, "path": str(s.path)} for s in states], indent=2))
+            rows = [{"image": s.name, "state": s.state, "changed": list(s.changed), "path": str(s.path)} for s in states]
+            print(json.dumps(rows, indent=2))
         else:
             for state in states:
-                out.print(f"{state.name}: {state.state}" + ("" if state.state in ("fresh", "none") else f" ({state.hint()})"))
+                out.print(f"{state.name}: {state.explain()}" + ("" if state.state in ("fresh", "none") else f" ({state.hint()})"))
         bad = [s for s in states if s.state in ("stale", "missing")]
         if bad:
             raise typer.Exit(LockError.exit_code)
         return
-    fetcher = make_fetcher(project, mirror, ca_cert, offline=False)
-    archive = debian_archive(project)
-    outcomes = [
-        lock_image(item, fetcher, debian_archive=archive, upgrade=upgrade) for item in plans if lock_state(item).state != "none"
-    ]
+    run = fetcher(config)
+    outcomes = [lock_image(item, run, upgrade=upgrade) for item in plans if lock_state(item).state != "none"]
     if as_json:
         print(json.dumps([asdict(outcome) for outcome in outcomes], indent=2))
         return
@@ -84,11 +84,11 @@ def _wanted(project_assets: dict[str, DeclaredAsset], names: list[str] | None) -
 @assets_app.command("list")
 def assets_list(as_json: JsonOption = False) -> None:
     """Every asset the recipes declare, and whether the cache holds it."""
-    project = load_project()
-    fetcher = make_fetcher(project, None, None, offline=True)
-    rows = []
-    for asset in declared_assets(project).values():
-        path = fetcher.cache.path(asset.spec.sha256)
+    config = resolve(RunOptions(offline=True))
+    cache = fetcher(config).cache
+    rows: list[dict[str, Any]] = []
+    for asset in declared_assets(config.project).values():
+        path = cache.path(asset.spec.sha256)
         rows.append(
             {
                 "name": asset.name,
@@ -114,22 +114,22 @@ def assets_list(as_json: JsonOption = False) -> None:
 @assets_app.command("add")
 def assets_add(files: Annotated[list[Path], typer.Argument(help="files downloaded elsewhere and carried in")]) -> None:
     """Put files into the cache; each must have the sha256 of an asset a recipe declares."""
-    project = load_project()
-    by_checksum = {asset.spec.sha256: asset for asset in declared_assets(project).values()}
-    fetcher = make_fetcher(project, None, None, offline=True)
+    config = resolve(RunOptions(offline=True))
+    by_checksum = {asset.spec.sha256: asset for asset in declared_assets(config.project).values()}
+    cache = fetcher(config).cache
     for file in files:
         if not file.is_file():
             raise AssetError("file not found", path=file, hint="give the path of the downloaded file")
         from_name = [a for a in by_checksum.values() if a.spec.file_name == file.name]
         expected = from_name[0].spec.sha256 if len(from_name) == 1 else None
         try:
-            checksum, _ = fetcher.cache.add(file, expected)
+            checksum, _ = cache.add(file, expected)
         except AssetError as error:
             error.hint = f"it is named like asset '{from_name[0].name}' but is another file: download it again"
             raise
         asset = by_checksum.get(checksum)
         if asset is None:
-            fetcher.cache.remove(checksum)
+            cache.remove(checksum)
             raise AssetError(
                 f"sha256 {checksum} is not the checksum of any declared asset; the file was not added",
                 path=file,
@@ -146,17 +146,17 @@ def assets_fetch(
 ) -> None:
     """Download missing assets (mirror rewrites and CA applied), and build the locked dev package wheels,
     so that a later `build --offline` needs no network."""
-    project = load_project()
-    fetcher = make_fetcher(project, mirror, ca_cert, offline=False)
-    for asset in _wanted(declared_assets(project), names):
-        path = fetcher.asset(asset)
+    config = resolve(RunOptions(mirror=mirror, ca_cert=ca_cert))
+    run = fetcher(config)
+    for asset in _wanted(declared_assets(config.project), names):
+        path = run.asset(asset)
         out.print(f"{asset.name}: {path}")
     if names:
         return
-    for item in plan(project, [], everything=True):
+    for item in plan(config.project, [], everything=True):
         lock = read_lock(item.recipe)
         for package in lock.dev_packages if lock else []:
-            out.print(f"{item.name}: dev package {package.describe()}: {fetcher.dev_wheel(item, package).name}")
+            out.print(f"{item.name}: dev package {package.describe()}: {run.dev_wheel(item, package).name}")
 
 
 @assets_app.command("verify")
@@ -165,13 +165,13 @@ def assets_verify(
     as_json: JsonOption = False,
 ) -> None:
     """Check every cached asset against its sha256; a corrupt file is removed. Exit 7 if any is missing or corrupt."""
-    project = load_project()
-    fetcher = make_fetcher(project, None, None, offline=True)
-    rows = []
-    for asset in _wanted(declared_assets(project), names):
-        present = fetcher.cache.has(asset.spec.sha256)
+    config = resolve(RunOptions(offline=True))
+    cache = fetcher(config).cache
+    rows: list[dict[str, Any]] = []
+    for asset in _wanted(declared_assets(config.project), names):
+        present = cache.has(asset.spec.sha256)
         try:
-            fetcher.cache.verified(asset)
+            cache.verified(asset)
             rows.append({"name": asset.name, "state": "ok", "problem": None})
         except AssetError as error:
             rows.append({"name": asset.name, "state": "corrupt" if present else "missing", "problem": error.render()})

@@ -5,9 +5,9 @@ Only `main` turns errors into messages and exit codes (see errors.py for the cod
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +15,7 @@ from rich.table import Table
 from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
+from imagebuild.build.engine import Image
 from imagebuild.build.render import input_provenance
 from imagebuild.cli.hub import hub_app
 from imagebuild.cli.inputs import assets_app, lock
@@ -23,21 +24,21 @@ from imagebuild.cli.nightly import nightly_command
 from imagebuild.cli.publish import describe_publication, diff, push, registry_app, tags
 from imagebuild.cli.terminal import (
     AllOption,
-    CaOption,
     JsonOption,
-    MirrorOption,
     Names,
     NightlyOption,
-    OfflineOption,
-    RegistryOption,
     StatusLine,
     err,
-    make_fetcher,
+    fetcher,
     out,
+    run_options,
 )
+from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import EngineError, ImagebuildError, RecipeError
-from imagebuild.plan import load_project, plan
-from imagebuild.publish.push import registry_host
+from imagebuild.inputs.fetch import Fetcher
+from imagebuild.plan import plan
+from imagebuild.reuse import content_ref, decide, latest_ref
+from imagebuild.smoketest import smoke_image
 
 app = typer.Typer(
     help="Build, smoke-test and publish JupyterHub single-user images.",
@@ -50,7 +51,9 @@ app.add_typer(mirror_app, name="mirror")
 app.add_typer(assets_app, name="assets")
 
 @app.command()
+@run_options
 def build(
+    options: RunOptions,
     names: Names = None,
     everything: AllOption = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="skip smoke notebooks (latest is not moved)")] = False,
@@ -58,26 +61,21 @@ def build(
         bool, typer.Option("--no-cache", help="build again even if present, without Docker's layer cache")
     ] = False,
     as_json: JsonOption = False,
-    ca_cert: CaOption = None,
-    mirror: MirrorOption = None,
-    offline: OfflineOption = False,
     push: Annotated[bool, typer.Option("--push", help="publish the named images once their smoke notebooks pass")] = False,
-    registry: RegistryOption = None,
     nightly: NightlyOption = False,
 ) -> None:
     """Build images and their parents in order, then run their smoke notebooks (and push them, with --push)."""
-    project = load_project()
+    config = resolve(options)
     line = StatusLine(err)
     with line.status:
         outcomes = pipeline.build(
-            project,
+            config,
             names or [],
             everything=everything,
             smoke=not no_smoke,
             rebuild=no_cache,
-            fetcher=make_fetcher(project, mirror, ca_cert, offline=offline, say=line.say),
             reporter=line.reporter(),
-            push_to=registry_host(project, registry) if push else None,
+            push_to=config.registry if push else None,
             moving_tag="edge" if nightly else "latest",
         )
     if as_json:
@@ -92,41 +90,35 @@ def build(
 
 
 @app.command()
-def render(
-    name: Annotated[str, typer.Argument(help="image name")], ca_cert: CaOption = None, mirror: MirrorOption = None
-) -> None:
+@run_options
+def render(options: RunOptions, name: Annotated[str, typer.Argument(help="image name")]) -> None:
     """Print the composed Dockerfile(s) of an image and its parents, as they would be built (from cached inputs)."""
-    project = load_project()
-    fetcher = make_fetcher(project, mirror, ca_cert, offline=True)
-    for context in pipeline.prepare(project, plan(project, [name]), fetcher):
+    config = resolve(replace(options, offline=True))
+    for context in pipeline.prepare(fetcher(config), plan(config.project, [name])):
         print(f"# ---- {context.rendered.plan.name} (content hash {context.content_hash})")
         print(context.rendered.dockerfile)
 
 
 @app.command("plan")
-def plan_command(
-    names: Names = None, everything: AllOption = False, as_json: JsonOption = False, mirror: MirrorOption = None
-) -> None:
+@run_options
+def plan_command(options: RunOptions, names: Names = None, everything: AllOption = False, as_json: JsonOption = False) -> None:
     """Show what would be built or reused, and why (content hash per image, from cached inputs)."""
-    project = load_project()
-    fetcher = make_fetcher(project, mirror, None, offline=True)
-    contexts = pipeline.prepare(project, plan(project, names or [], everything=everything), fetcher)
+    config = resolve(replace(options, offline=True))
+    project = config.project
+    contexts = pipeline.prepare(fetcher(config), plan(project, names or [], everything=everything))
     try:
         engine = engine_module.Engine()
     except EngineError:
         engine = None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for context in contexts:
         name = context.rendered.plan.name
-        ref = pipeline.content_ref(project, name, context.content_hash)
         if engine is None:
+            ref = content_ref(project, name, context.content_hash)
             action, why = "unknown", "no engine answers; run 'imagebuild engine up'"
-        elif (image := engine.image(ref)) is None:
-            action, why = "build", f"no image with content hash {context.short_hash}"
-        elif pipeline.smoke_passed(project, engine, name, image.id):
-            action, why = "reuse", "image present, smoke passed"
         else:
-            action, why = "smoke", "image present, not yet smoke-tested"
+            decision = decide(project, engine, context)
+            ref, action, why = decision.ref, decision.action, decision.why
         rows.append({"image": name, "content_hash": context.content_hash, "ref": ref, "action": action, "why": why})
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -138,32 +130,33 @@ def plan_command(
 
 
 @app.command()
+@run_options
 def smoke(
+    options: RunOptions,
     name: Annotated[str, typer.Argument(help="image name")],
     notebook: Annotated[
         list[Path] | None, typer.Option("--notebook", help="an extra notebook to run (repeatable)")
     ] = None,
     as_json: JsonOption = False,
-    mirror: MirrorOption = None,
 ) -> None:
     """Run the smoke notebooks (and any --notebook) against the image's latest build."""
-    project = load_project()
+    config = resolve(replace(options, offline=True))
+    project = config.project
     extra = notebook or []
     for path in extra:
         if not path.is_file():
             raise RecipeError("notebook not found", path=path, hint="pass the path of an .ipynb file")
-    contexts = pipeline.prepare(project, plan(project, [name]), make_fetcher(project, mirror, None, offline=True))
-    context = contexts[-1]
+    context = pipeline.prepare(fetcher(config), plan(project, [name]))[-1]
     engine = engine_module.Engine()
-    ref = pipeline.content_ref(project, name, context.content_hash)
+    ref = content_ref(project, name, context.content_hash)
     if engine.image(ref) is None:
-        fallback = pipeline.latest_ref(project, name)
+        fallback = latest_ref(project, name)
         if engine.image(fallback) is None:
             raise EngineError(f"no image of '{name}' in the engine", hint=f"run 'imagebuild build {name}' first")
         ref = fallback
     line = StatusLine(err)
     with line.status:
-        result = pipeline.smoke_image(project, engine, context.rendered.plan, ref, extra, line.reporter())
+        result = smoke_image(project, engine, context.rendered.plan, ref, extra, line.say)
     if as_json:
         print(json.dumps(asdict(result), indent=2))
         return
@@ -175,15 +168,19 @@ def smoke(
 
 
 @app.command()
-def images(as_json: JsonOption = False) -> None:
-    """List the project's images and the builds present in the engine."""
-    project = load_project()
+@run_options
+def images(options: RunOptions, as_json: JsonOption = False) -> None:
+    """List the project's images and the builds present in the engine; 'current' marks the build
+    of the recipes as they are now (the content hash `build` gives with the same options)."""
+    config = resolve(replace(options, offline=True))
+    project = config.project
+    current = _current_hashes(config)
     try:
         engine = engine_module.Engine()
         built = engine.images_with_label(IMAGE_LABEL)
     except EngineError:
         built = []
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, recipe in sorted(project.recipes.items()):
         base = recipe.spec.parent or recipe.spec.root
         builds = [
@@ -192,7 +189,8 @@ def images(as_json: JsonOption = False) -> None:
             if (image.labels or {}).get(IMAGE_LABEL) == name
             and any(tag.startswith(f"{project.config.build.repository}/{name}:") for tag in image.tags)
         ]  # this project's repository only: other projects (and test runs) may build the same recipe
-        for image in builds or [None]:
+        shown: list[Image | None] = [*builds] or [None]
+        for image in shown:
             rows.append(
                 {
                     "image": name,
@@ -200,6 +198,7 @@ def images(as_json: JsonOption = False) -> None:
                     "tags": sorted(image.tags) if image else [],
                     "size_bytes": image.size if image else None,
                     "content_hash": (image.labels or {}).get(HASH_LABEL) if image else None,
+                    "current": image is not None and (image.labels or {}).get(HASH_LABEL) == current.get(name),
                     "created": (image.labels or {}).get("org.opencontainers.image.created") if image else None,
                     **input_provenance((image.labels or {}) if image else {}),
                 }
@@ -207,14 +206,29 @@ def images(as_json: JsonOption = False) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("image", "base", "tags", "size", "content hash", "created")
+    table = Table("image", "base", "tags", "size", "content hash", "current", "created")
     for row in rows:
         size = f"{row['size_bytes'] / 1e6:.0f} MB" if row["size_bytes"] else "-"
         table.add_row(
             row["image"], row["base"], ", ".join(row["tags"]) or "(not built)", size,
-            (row["content_hash"] or "-")[:12], row["created"] or "-",
+            (row["content_hash"] or "-")[:12], "yes" if row["current"] else "", row["created"] or "-",
         )
     out.print(table)
+
+
+def _current_hashes(config: RunConfig) -> dict[str, str]:
+    """Each image's content hash as its recipes are now, from cached inputs; an image whose
+    inputs are not all here (or whose recipe chain is broken) has none."""
+    found: dict[str, str] = {}
+    for name in sorted(config.project.recipes):
+        if name in found:
+            continue
+        try:
+            contexts = pipeline.prepare(Fetcher(config, lambda _message: None), plan(config.project, [name]))
+        except ImagebuildError:
+            continue
+        found |= {context.rendered.plan.name: context.content_hash for context in contexts}
+    return found
 
 
 @engine_app.command("status")

@@ -6,32 +6,21 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from imagebuild.ca import find_ca_bundle
-from imagebuild.cli.terminal import (
-    AllOption,
-    CaOption,
-    JsonOption,
-    MirrorOption,
-    Names,
-    StatusLine,
-    err,
-    out,
-    selected,
-)
+from imagebuild.cli.terminal import AllOption, CaOption, JsonOption, MirrorOption, Names, StatusLine, err, out, run_options
+from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check
 from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.mirrors.sync import sync
-from imagebuild.model.mirror import load_mirror, profile_paths
-from imagebuild.pipeline import debian_archive
-from imagebuild.plan import find_project, load_project
+from imagebuild.model.mirror import Mirror, load_mirror, profile_paths
+from imagebuild.plan import find_project
 
 mirror_app = typer.Typer(help="List, show, probe, sync and apply mirror profiles (mirrors/*.toml).", no_args_is_help=True)
 
@@ -47,7 +36,7 @@ def _sections(spec: object) -> list[str]:
 def list_profiles(as_json: JsonOption = False) -> None:
     """The profiles in the project's mirrors/ folder and what each one covers."""
     root = find_project()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in profile_paths(root):
         mirror = load_mirror(name, root)
         rows.append(
@@ -68,13 +57,20 @@ def list_profiles(as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+def _profile(profile: str, ca_cert: Path | None = None) -> tuple[RunConfig, Mirror]:
+    """The run's configuration with `profile` as its mirror ('none' names no profile to act on)."""
+    config = resolve(RunOptions(mirror=profile, ca_cert=ca_cert))
+    if config.mirror is None:
+        raise RecipeError(f"'{profile}' names no mirror profile", hint="name a profile from 'imagebuild mirror list', or a .toml path")
+    return config, config.mirror
+
+
 @mirror_app.command()
 def show(profile: ProfileArgument, as_json: JsonOption = False) -> None:
     """Every rewrite a profile implies: upstream -> mirror, and the credentials it names."""
-    root = find_project()
-    mirror = load_mirror(profile, root)
-    rules = url_rules(mirror.spec, extra_debian_upstreams=(debian_archive(load_project(root)),))
-    rewrites = [
+    config, mirror = _profile(profile)
+    rules = url_rules(mirror.spec, extra_debian_upstreams=(config.debian_archive,))
+    rewrites: list[dict[str, Any]] = [
         {"purpose": rule.purpose, "upstream": list(rule.upstreams), "mirror": rule.mirror} for rule in rules.rules
     ]
     rewrites += [
@@ -86,7 +82,7 @@ def show(profile: ProfileArgument, as_json: JsonOption = False) -> None:
             "host": item.host,
             "username_env": item.username_env,
             "password_env": item.password_env,
-            "set": bool(os.environ.get(item.username_env) and os.environ.get(item.password_env)),
+            "set": item.host in config.known_logins,
         }
         for item in mirror.spec.credentials
     ]
@@ -102,9 +98,9 @@ def show(profile: ProfileArgument, as_json: JsonOption = False) -> None:
     for row in rewrites:
         table.add_row(row["purpose"], "\n".join(row["upstream"]), row["mirror"])
     out.print(table)
-    for row in credentials:
-        state = "set" if row["set"] else "[red]not set[/]"
-        out.print(f"credentials for {row['host']}: ${row['username_env']} / ${row['password_env']} ({state})")
+    for credential in credentials:
+        state = "set" if credential["set"] else "[red]not set[/]"
+        out.print(f"credentials for {credential['host']}: ${credential['username_env']} / ${credential['password_env']} ({state})")
 
 
 @mirror_app.command("check")
@@ -115,8 +111,8 @@ def check_command(
     timeout: Annotated[float, typer.Option(help="seconds to wait for each endpoint")] = 5.0,
 ) -> None:
     """Probe every endpoint of a profile: reachable or not, latency, what it is used for (exit 6 if any is down)."""
-    mirror = load_mirror(profile, find_project())
-    probes = check(mirror, ca_bundle=find_ca_bundle(ca_cert), timeout=timeout)
+    config, mirror = _profile(profile, ca_cert)
+    probes = check(mirror, ca_file=config.ca_file, logins=config.logins(), timeout=timeout)
     if as_json:
         print(json.dumps([asdict(probe) for probe in probes], indent=2))
     else:
@@ -148,7 +144,7 @@ def rewrite(
     """Rewrite a file imagebuild did not write so that it uses a mirror; print it, or write it back."""
     if not file.is_file():
         raise RecipeError("file not found", path=file, hint="pass the path of an existing file")
-    profile = selected(load_project(), mirror)
+    profile = resolve(RunOptions(mirror=mirror)).mirror
     if profile is None:
         raise RecipeError("no mirror selected", hint="pass --mirror NAME (see 'imagebuild mirror list')")
     text = file.read_text(encoding="utf-8")
@@ -162,26 +158,19 @@ def rewrite(
 
 
 @mirror_app.command("sync")
+@run_options
 def sync_command(
+    options: RunOptions,
     names: Names = None,
     everything: AllOption = False,
     to: Annotated[Path, typer.Option("--to", help="folder to fill with a PEP 503 index of the exact files")] = Path("wheelhouse"),
-    mirror: MirrorOption = None,
-    ca_cert: CaOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Download every file the images install from PyPI into a local index a 'local' profile can serve."""
-    project = load_project()
+    config = resolve(options)
     line = StatusLine(err)
     with line.status:
-        result = sync(
-            project,
-            sorted(project.recipes) if everything else names or [],
-            to,
-            mirror=selected(project, mirror),
-            ca_bundle=find_ca_bundle(ca_cert),
-            say=line.say,
-        )
+        result = sync(config, sorted(config.project.recipes) if everything else names or [], to, say=line.say)
     if as_json:
         print(json.dumps(asdict(result), indent=2, default=str))
         return
@@ -194,8 +183,8 @@ def sync_command(
 @mirror_app.command()
 def serve(profile: ProfileArgument) -> None:
     """Serve a profile's [serve] pypi folder at its [pypi].index_url until interrupted (Ctrl-C)."""
-    mirror = load_mirror(profile, find_project())
-    server = serve_mirror(mirror)
+    config, mirror = _profile(profile)
+    server = serve_mirror(mirror, config.logins())
     if server is None:
         raise RecipeError(
             "nothing to serve: the profile has no [serve] pypi folder (or it is already served)",

@@ -7,23 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from imagebuild.cli.terminal import (
-    CaOption,
-    JsonOption,
-    MirrorOption,
-    RegistryOption,
-    StatusLine,
-    err,
-    make_fetcher,
-    out,
-)
+from imagebuild.cli.terminal import JsonOption, StatusLine, err, out, run_options
+from imagebuild.config import RunOptions, resolve
 from imagebuild.nightly import NightlyOptions, nightly
-from imagebuild.plan import load_project
-from imagebuild.publish.push import registry_host
 from imagebuild.publish.retention import RetentionPolicy
 
 
+@run_options
 def nightly_command(
+    options: RunOptions,
     push: Annotated[bool, typer.Option("--push", help="push what passed (date and content tags plus edge), then apply retention")] = False,
     promote: Annotated[bool, typer.Option("--promote", help="move 'latest' too, not only 'edge'")] = False,
     keep_locks: Annotated[
@@ -36,19 +28,16 @@ def nightly_command(
     hub: Annotated[
         list[Path] | None, typer.Option("--hub", help="a hub folder whose offered images are never deleted (repeatable; adds to \\[nightly] hubs)")
     ] = None,
-    registry: RegistryOption = None,
     as_json: JsonOption = False,
-    ca_cert: CaOption = None,
-    mirror: MirrorOption = None,
 ) -> None:
     """Refresh every lock, rebuild and smoke-test exactly what changed, push it, prune old tags, write a report.
 
     Exit code 0 when every image passed or was unchanged, else that of the first failure; a failed image does not stop the others (its children are skipped).
     """
-    project = load_project()
+    config = resolve(options)
+    project = config.project
     settings = project.config.nightly
-    options = NightlyOptions(
-        registry=registry_host(project, registry),
+    tonight = NightlyOptions(
         push=push,
         promote=promote,
         refresh_locks=not keep_locks,
@@ -59,9 +48,7 @@ def nightly_command(
     )
     line = StatusLine(err)
     with line.status:
-        result = nightly(
-            project, options, fetcher=make_fetcher(project, mirror, ca_cert, offline=False, say=line.say), reporter=line.reporter()
-        )
+        result = nightly(config, tonight, reporter=line.reporter())
     written = result.write(report or project.output_dir / "nightly")
     if as_json:
         print(json.dumps(result.to_json(), indent=2))

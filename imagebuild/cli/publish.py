@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markdown import Markdown
@@ -17,15 +17,17 @@ from imagebuild.cli.terminal import (
     RegistryOption,
     StatusLine,
     err,
-    make_fetcher,
     out,
+    run_options,
+    say,
 )
+from imagebuild.config import RunOptions, resolve
 from imagebuild.errors import PublishError, RecipeError
-from imagebuild.plan import Project, load_project
+from imagebuild.plan import Project
 from imagebuild.publish import registry as registry_module
 from imagebuild.publish.manifest import ImageFacts, published_facts
 from imagebuild.publish.manifest import diff as image_diff
-from imagebuild.publish.push import PublishResult, registry_host, registry_repository
+from imagebuild.publish.push import PublishResult, registry_repository
 
 registry_app = typer.Typer(help="The registry images are published to.", no_args_is_help=True)
 
@@ -37,19 +39,16 @@ def describe_publication(result: PublishResult) -> str:
     return f"{published} tags at {result.registry}{held}"
 
 
-def push(names: Names = None, registry: RegistryOption = None, nightly: NightlyOption = False, as_json: JsonOption = False) -> None:
-    """Publish the smoke-tested builds of images under all their tags (date, content, versions, latest/edge)."""
-    project = load_project()
+@run_options
+def push(options: RunOptions, names: Names = None, nightly: NightlyOption = False, as_json: JsonOption = False) -> None:
+    """Publish the smoke-tested builds of images under all their tags (date, content, versions, latest/edge).
+
+    Give the --mirror and --ca-cert the images were built with (or the same IMAGEBUILD_MIRROR):
+    a runtime mirror is part of an image's content."""
+    config = resolve(options)
     line = StatusLine(err)
     with line.status:
-        results = pipeline.push(
-            project,
-            names or [],
-            registry_host(project, registry),
-            moving_tag="edge" if nightly else "latest",
-            fetcher=make_fetcher(project, None, None, offline=True, say=line.say),
-            reporter=line.reporter(),
-        )
+        results = pipeline.push(config, names or [], moving_tag="edge" if nightly else "latest", reporter=line.reporter())
     if as_json:
         print(json.dumps([asdict(result) for result in results], indent=2))
         return
@@ -59,15 +58,14 @@ def push(names: Names = None, registry: RegistryOption = None, nightly: NightlyO
             out.print(f"  {tag.tag}: {tag.action}")
 
 
-def tags(
-    name: Annotated[str, typer.Argument(help="image name")], registry: RegistryOption = None, as_json: JsonOption = False
-) -> None:
+@run_options
+def tags(options: RunOptions, name: Annotated[str, typer.Argument(help="image name")], as_json: JsonOption = False) -> None:
     """The tags the registry has for an image, with digest, date and content hash (read from the registry)."""
-    project = load_project()
-    host = registry_host(project, registry)
-    remote = registry_module.Registry(host)
-    repository = registry_repository(project, name)
-    rows = []
+    config = resolve(options)
+    host = config.registry
+    remote = registry_module.Registry(host, config.registry_login)
+    repository = registry_repository(config.project, name)
+    rows: list[dict[str, Any]] = []
     for tag in remote.tags(repository):
         image = remote.image(repository, tag)
         if image is None:
@@ -86,15 +84,14 @@ def tags(
         return
     table = Table("tag", "digest", "created", "content hash", title=f"{host}/{repository}")
     for row in rows:
-        table.add_row(row["tag"], row["digest"][:19], (row["created"] or "")[:19], (row["content_hash"] or "-")[:12])
+        table.add_row(row["tag"], (row["digest"] or "")[:19], (row["created"] or "")[:19], (row["content_hash"] or "-")[:12])
     out.print(table)
 
 
 @registry_app.command("up")
 def registry_up(registry: RegistryOption = None) -> None:
     """Use the registry that answers, or install (Debian/Ubuntu, root) and start Debian's docker-registry on loopback."""
-    project = load_project()
-    registry_module.up(registry_host(project, registry), lambda message: err.print(f"[bold blue]>[/] {message}"))
+    registry_module.up(resolve(RunOptions(registry=registry)).registry, say)
 
 
 def _published_facts(remote: registry_module.Registry, project: Project, reference: str) -> ImageFacts:
@@ -116,9 +113,9 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """What changed between two published tags (packages, dev package commits, assets, size), from the registry alone."""
-    project = load_project()
-    remote = registry_module.Registry(registry_host(project, registry))
-    result = image_diff(_published_facts(remote, project, before), _published_facts(remote, project, after))
+    config = resolve(RunOptions(registry=registry))
+    remote = registry_module.Registry(config.registry, config.registry_login)
+    result = image_diff(_published_facts(remote, config.project, before), _published_facts(remote, config.project, after))
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
         return

@@ -1,17 +1,18 @@
-"""What every command shares: the two consoles, the common options, the progress line."""
+"""What every command shares: the two consoles, the common options, the run's configuration
+(resolved once here, from the options, the environment and imagebuild.toml), the progress line."""
 
+import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from imagebuild import pipeline
-from imagebuild.ca import find_ca_bundle
-from imagebuild.inputs.fetch import Fetcher, fetcher_for
-from imagebuild.model.mirror import Mirror, selected_mirror
-from imagebuild.plan import Project
+from imagebuild.config import MIRROR_VARIABLE, REGISTRY_VARIABLE, RunConfig, RunOptions
+from imagebuild.inputs.fetch import Fetcher
 
 
 def _console(*, stderr: bool) -> Console:
@@ -28,23 +29,23 @@ AllOption = Annotated[bool, typer.Option("--all", help="every image of the proje
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 CaOption = Annotated[
     Path | None,
-    typer.Option("--ca-cert", help="CA bundle to trust during builds (default: SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE)"),
+    typer.Option(
+        "--ca-cert",
+        help="a CA bundle (PEM) to trust besides the host's (SSL_CERT_FILE, PIP_CERT, REQUESTS_CA_BUNDLE, else certifi's)"
+        " and the mirror profile's ca_cert",
+    ),
 ]
-
-
 MirrorOption = Annotated[
     str | None,
     typer.Option(
         "--mirror",
-        envvar="IMAGEBUILD_MIRROR",
+        envvar=MIRROR_VARIABLE,
         help="mirror profile: a name from mirrors/, a .toml path, or 'none' (default: \\[build] mirror in imagebuild.toml)",
     ),
 ]
-
-
 RegistryOption = Annotated[
     str | None,
-    typer.Option("--registry", envvar="IMAGEBUILD_REGISTRY", help="registry HOST[:PORT] (default: \\[publish] registry)"),
+    typer.Option("--registry", envvar=REGISTRY_VARIABLE, help="registry HOST[:PORT] (default: \\[publish] registry)"),
 ]
 NightlyOption = Annotated[bool, typer.Option("--nightly", help="move the 'edge' tag instead of 'latest'")]
 OfflineOption = Annotated[
@@ -52,22 +53,40 @@ OfflineOption = Annotated[
     typer.Option("--offline", help="use only the host caches: fail, naming what is missing, instead of downloading"),
 ]
 
+_SHARED = (
+    inspect.Parameter("mirror", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=MirrorOption),
+    inspect.Parameter("ca_cert", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CaOption),
+    inspect.Parameter("offline", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=OfflineOption),
+    inspect.Parameter("registry", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=RegistryOption),
+)
+SHARED_OPTIONS = tuple(parameter.name for parameter in _SHARED)
 
-def selected(project: Project, option: str | None) -> Mirror | None:
-    return selected_mirror(option, project.config.build.mirror, project.root)
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-def make_fetcher(
-    project: Project, mirror: str | None, ca_cert: Path | None, *, offline: bool, say: Callable[[str], None] | None = None
-) -> Fetcher:
-    """The fetcher of a command; `say` defaults to a line on stderr."""
-    return fetcher_for(
-        selected(project, mirror),
-        find_ca_bundle(ca_cert),
-        offline=offline,
-        say=say or (lambda message: err.print(f"[bold blue]>[/] {message}")),
-        show_progress=err.is_terminal,
-    )
+def run_options(command: Command) -> Command:
+    """The options of every command that names an image by its content hash, declared once:
+    `command` takes `options: RunOptions` and gets --mirror, --ca-cert, --offline and --registry,
+    so `build`, `push`, `plan`, `smoke`, ... resolve the same configuration and hash alike."""
+    signature = inspect.signature(command)
+    own = [parameter for parameter in signature.parameters.values() if parameter.name != "options"]
+
+    @functools.wraps(command)
+    def with_options(*args: Any, mirror: str | None, ca_cert: Path | None, offline: bool, registry: str | None, **kwargs: Any) -> Any:
+        return command(*args, options=RunOptions(mirror, ca_cert, offline, registry), **kwargs)
+
+    with_options.__signature__ = signature.replace(parameters=[*own, *_SHARED])  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in (*own, *_SHARED)} | {"return": signature.return_annotation}
+    return with_options  # type: ignore[return-value]
+
+
+def say(message: str) -> None:
+    err.print(f"[bold blue]>[/] {message}")
+
+
+def fetcher(config: RunConfig, report: Callable[[str], None] | None = None) -> Fetcher:
+    """The fetcher of a command; `report` defaults to a line on stderr."""
+    return Fetcher(config, report or say, show_progress=err.is_terminal)
 
 
 class StatusLine:
@@ -85,4 +104,4 @@ class StatusLine:
         self.status.update(message[:120])
 
     def reporter(self) -> pipeline.Reporter:
-        return pipeline.Reporter(say=self.say, step=self.step)
+        return pipeline.Reporter(say=self.say, step=self.step, show_progress=self.console.is_terminal)

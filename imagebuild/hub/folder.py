@@ -140,10 +140,10 @@ class Wanted:
         return cls(name, tag)
 
 
-def select(folder: Path, project: Project, wanted: list[Wanted]) -> Selection:
+def select(folder: Path, project: Project, wanted: list[Wanted], login: tuple[str, str] | None = None) -> Selection:
     """Pin each NAME:TAG to the digest the registry has for it and write images.toml, or change nothing."""
     settings = HubFolder(folder).settings
-    registry = Registry(settings.registry)
+    registry = Registry(settings.registry, login)
     chosen = []
     for item in wanted:
         repository = registry_repository(project, item.name)

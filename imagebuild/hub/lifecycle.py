@@ -15,10 +15,10 @@ import requests
 
 from imagebuild import pipeline
 from imagebuild.build.engine import ContainerInfo, Engine
+from imagebuild.config import RunConfig
 from imagebuild.errors import HubError, PublishError, RecipeError
 from imagebuild.hub.compose import Compose, render_compose
 from imagebuild.hub.folder import HUB_RECIPES
-from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.hub import COMPOSE_FILE, SETTINGS_FILE, HubFolder, HubSettings
 from imagebuild.plan import Project
 from imagebuild.publish import registry as registry_module
@@ -37,7 +37,7 @@ class UpRequest:
     folder: Path
     compose: Compose
     project: Project | None  # the project whose bundled recipes build missing images
-    fetcher: Fetcher | None  # None outside a project
+    config: RunConfig | None  # the run's configuration; None outside a project
     reporter: pipeline.Reporter
     ready_timeout: int = READY_TIMEOUT
 
@@ -91,14 +91,14 @@ def ensure_images(request: UpRequest, settings: HubSettings, engine: Engine) -> 
             continue
         project = request.project
         tag = ref.rsplit(":", 1)[-1]
-        if project is None or request.fetcher is None or recipe not in project.recipes or tag != "latest":
+        if project is None or request.config is None or recipe not in project.recipes or tag != "latest":
             raise PublishError(
                 f"{settings.registry} has no {ref}, and it cannot be built here",
                 path=request.folder / SETTINGS_FILE,
                 hint=f"run 'imagebuild build {recipe} --push' in the imagebuild project, or name a published tag",
             )
         request.reporter.say(f"{settings.registry} has no {ref}: building the bundled recipe '{recipe}' and pushing it")
-        pipeline.build(project, [recipe], fetcher=request.fetcher, reporter=request.reporter, push_to=settings.registry)
+        pipeline.build(request.config, [recipe], reporter=request.reporter, push_to=settings.registry)
         if engine.image(ref) is None and not engine.try_pull(ref):
             raise PublishError(f"{ref} was built and pushed but the engine cannot find it", hint=f"check {settings.registry}")
         done[ref] = "built"

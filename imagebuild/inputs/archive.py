@@ -2,6 +2,7 @@
 files), so a lock can record the state of the distribution a root image is installed from."""
 
 import re
+from pathlib import Path
 
 import requests
 
@@ -13,9 +14,10 @@ SECURITY_ARCHIVE = "http://deb.debian.org/debian-security"
 DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
-def package_indexes(archive: str, suite: str, machine: str, mirror: Mirror | None) -> dict[str, str]:
+def package_indexes(archive: str, suite: str, machine: str, mirror: Mirror | None, ca_file: Path | None) -> dict[str, str]:
     """The sha256 of the main package index of the suite, its -updates and its -security, as
-    their InRelease files list them (read through the mirror when there is one). A new value
+    their InRelease files list them (read through the mirror when there is one, trusting the
+    run's one CA bundle `ca_file`, which holds the profile's ca_cert and --ca-cert). A new value
     means Debian published packages there: `lock` records these, so a root image is rebuilt,
     with `apt-get upgrade`, exactly when its distribution has updates (security fixes included)."""
     index = f"main/binary-{DEBIAN_ARCHITECTURES.get(machine, machine)}/Packages"
@@ -26,12 +28,12 @@ def package_indexes(archive: str, suite: str, machine: str, mirror: Mirror | Non
         if rules is not None:
             url = rules.apply_line(url)
         try:
-            response = requests.get(url, timeout=30)
+            response = requests.get(url, timeout=30, verify=str(ca_file) if ca_file else True)
             response.raise_for_status()
         except requests.RequestException as error:
             raise LockError(
                 f"the Debian archive does not answer at {url}: {connection_reason(error)}",
-                hint="check the network or the mirror profile's [apt] entries",
+                hint="check the network, the mirror profile's [apt] entries, and --ca-cert or the profile's ca_cert for a private CA",
             ) from None
         digest = index_digest(response.text, index)
         if digest is None:

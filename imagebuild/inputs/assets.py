@@ -8,7 +8,6 @@ partial file and are renamed only after they verify, so a cut connection or a co
 never counts as present.
 """
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -17,21 +16,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import certifi
 import requests
 import requests.adapters
 from urllib3.exceptions import MaxRetryError, NameResolutionError
 from urllib3.util.retry import Retry
 
+from imagebuild.config import Logins
 from imagebuild.errors import UNKNOWN_HOST, AssetError, connection_reason
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror
 from imagebuild.model.recipe import AssetSpec, Recipe
 from imagebuild.plan import Project
-from imagebuild.system import cache_dir
 
 CHUNK = 1 << 16
 ATTEMPTS = 4
@@ -82,8 +81,8 @@ def sha256_of(path: Path) -> str:
 class AssetCache:
     """`<cache>/assets/sha256/<hex>`: complete, verified files; `partial/<hex>`: downloads under way."""
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = root or cache_dir() / "assets"
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.complete = self.root / "sha256"
         self.partial = self.root / "partial"
         for folder in (self.complete, self.partial):
@@ -142,7 +141,8 @@ class AssetCache:
         asset: DeclaredAsset,
         *,
         mirror: Mirror | None,
-        ca_bundle: bytes | None,
+        logins: Logins,
+        ca_file: Path | None,
         progress: Callable[[int, int | None], None],
         say: Callable[[str], None],
     ) -> Path:
@@ -157,8 +157,8 @@ class AssetCache:
                 hint=f"carry the file in: {asset.add_command()}",
             )
         failures = []
-        with _session(mirror, ca_bundle) as session:
-            for url in _mirrored(spec.urls, mirror):
+        with _session(ca_file) as session:
+            for url in _mirrored(spec.urls, mirror, logins):
                 try:
                     staging = self._download_with_retries(session, url, spec.sha256, progress, say)
                 except (requests.RequestException, OSError) as error:
@@ -225,15 +225,14 @@ class AssetCache:
         return staging
 
 
-def _mirrored(urls: Iterable[str], mirror: Mirror | None) -> Iterator[str]:
+def _mirrored(urls: Iterable[str], mirror: Mirror | None, logins: Logins) -> Iterator[str]:
     """Each URL as the profile's download and git rewrites have it, with the mirror's credentials."""
     if mirror is None:
         yield from urls
         return
     rules = url_rules(mirror.spec).only("downloads", "git")
-    credentials = mirror.credentials()
     for url in urls:
-        yield with_credentials(rules.apply_line(url), credentials)
+        yield with_credentials(rules.apply_line(url), logins)
 
 
 def _without_credentials(url: str) -> str:
@@ -246,29 +245,28 @@ class _Retry(Retry):
     """urllib3's retries, except for a host name that does not resolve: asking again will not help
     (an optional asset from an unreachable site would otherwise hold up every build)."""
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Retry:
         if isinstance(error, NameResolutionError) and UNKNOWN_HOST in str(error):
-            raise MaxRetryError(_pool, url, error)  # type: ignore[arg-type]
+            raise MaxRetryError(_pool, url, error)
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
-@contextlib.contextmanager
-def _session(mirror: Mirror | None, ca_bundle: bytes | None) -> Iterator[requests.Session]:
-    """A session that retries connection errors and 5xx answers and trusts the build's CA
-    (the host's bundle or --ca-cert, plus the profile's ca_cert)."""
+def _session(ca_file: Path | None) -> requests.Session:
+    """A session that retries connection errors and 5xx answers and trusts the run's one CA
+    bundle (config.merged_trust: the host's, --ca-cert and the profile's ca_cert)."""
     session = requests.Session()
     retry = _Retry(total=ATTEMPTS - 1, backoff_factor=1, status_forcelist=(500, 502, 503, 504), allowed_methods=["GET"])
     adapter = requests.adapters.HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    extra = mirror.ca_cert.read_bytes() if mirror and mirror.ca_cert else None
-    if not ca_bundle and not extra:
-        with session:
-            yield session
-        return
-    trusted = ca_bundle or Path(certifi.where()).read_bytes()
-    with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem, session:
-        pem.write(trusted + b"\n" + (extra or b""))
-        pem.flush()
-        session.verify = pem.name
-        yield session
+    if ca_file is not None:
+        session.verify = str(ca_file)
+    return session

@@ -10,10 +10,9 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from packaging.utils import (
@@ -23,14 +22,17 @@ from packaging.utils import (
 )
 from uv import find_uv_bin
 
+from imagebuild.config import Logins
 from imagebuild.errors import LockError
-from imagebuild.mirrors.hostenv import git_variables, index_variables
+from imagebuild.mirrors.hostenv import git_variables, index_variables, trust_variables
 from imagebuild.model.mirror import Mirror
 from imagebuild.model.recipe import DevPackageSpec, StrictModel
-from imagebuild.system import cache_dir
+from imagebuild.system import Completed, run
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 GIT_TIMEOUT = 300
+WHEEL_TIMEOUT = 1800
+"""A wheel build may compile extensions; a hung one fails instead of blocking the lock."""
 
 
 class LockedDevPackage(StrictModel):
@@ -45,22 +47,23 @@ class LockedDevPackage(StrictModel):
         return f"{self.name} {self.ref} @ {self.commit[:12]} ({self.url})"
 
 
-def host_environment(mirror: Mirror | None, ca_bundle: Path | None) -> dict[str, str]:
-    """git and uv on this host, with the mirror's git rewrites and index and the build's CA."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+def host_environment(
+    environ: Mapping[str, str], mirror: Mirror | None, logins: Logins, ca_file: Path | None
+) -> dict[str, str]:
+    """git and uv on this host (`environ` is the command's own environment): the mirror's git
+    rewrites and index with their credentials, and the run's one CA bundle for both."""
+    env = {**environ, "GIT_TERMINAL_PROMPT": "0"}
     if mirror is not None:
-        credentials = mirror.credentials()
-        env.update(git_variables(mirror, credentials))
-        env.update(index_variables(mirror, credentials))
-    if ca_bundle is not None:
-        env.update(SSL_CERT_FILE=str(ca_bundle), GIT_SSL_CAINFO=str(ca_bundle))
+        env.update(git_variables(mirror, logins))
+        env.update(index_variables(mirror, logins))
+    if ca_file is not None:
+        env.update(trust_variables(ca_file))
     return env
 
 
-def _git(args: list[str], env: dict[str, str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT, check=False
-    )
+def _git(args: list[str], env: dict[str, str], *, cwd: Path | None = None) -> Completed:
+    """git, its exit code and output left to the caller, which words the error."""
+    return run(["git", *args], cwd=cwd, env=env, timeout=GIT_TIMEOUT, check=False, error=LockError)
 
 
 def _last_line(output: str) -> str:
@@ -81,7 +84,7 @@ def resolve(spec: DevPackageSpec, env: dict[str, str], *, what: str | None = Non
             f"{_last_line(listing.stderr)}",
             hint="check the URL and your access; behind a filtered network add a [git] rewrite to the mirror profile",
         )
-    refs = dict(reversed(line.split("\t", 1)) for line in listing.stdout.splitlines() if "\t" in line)
+    refs = {name: commit for commit, _, name in (line.partition("\t") for line in listing.stdout.splitlines() if "\t" in line)}
     if COMMIT.fullmatch(spec.ref):
         return LockedDevPackage(name=spec.name, url=spec.url, ref=spec.ref, commit=spec.ref)
     for candidate in (f"refs/heads/{spec.ref}", f"refs/tags/{spec.ref}^{{}}", f"refs/tags/{spec.ref}", spec.ref):
@@ -99,37 +102,37 @@ def _key(package: LockedDevPackage) -> str:
     return hashlib.sha256(package.url.encode()).hexdigest()[:16]
 
 
-def cached_wheel(package: LockedDevPackage) -> Path | None:
-    """The wheel built earlier from this commit, if this host has it."""
-    folder = cache_dir() / "dev-wheels" / f"{_key(package)}-{package.commit}"
-    wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
-    return wheels[0] if wheels else None
+def cached_wheel(package: LockedDevPackage, wheels: Path) -> Path | None:
+    """The wheel built earlier from this commit, if this host has it (under `wheels`)."""
+    folder = wheels / f"{_key(package)}-{package.commit}"
+    found = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    return found[0] if found else None
 
 
-def build_wheel(package: LockedDevPackage, env: dict[str, str], say: Callable[[str], None]) -> Path:
-    """The wheel of `package` at its commit, built once per commit and kept in the host cache."""
-    found = cached_wheel(package)
+def build_wheel(package: LockedDevPackage, cache: Path, env: dict[str, str], say: Callable[[str], None]) -> Path:
+    """The wheel of `package` at its commit, built once per commit and kept in the host `cache`."""
+    found = cached_wheel(package, cache / "dev-wheels")
     if found is not None:
         return found
     say(f"building a wheel of {package.describe()}")
-    repository = cache_dir() / "git" / f"{_key(package)}.git"
+    repository = cache / "git" / f"{_key(package)}.git"
     if not repository.is_dir():
         _check(_git(["init", "--quiet", "--bare", str(repository)], env), package, "create the local clone")
     fetched = _git(["fetch", "--quiet", "--no-tags", package.url, package.commit], env, cwd=repository)
     _check(fetched, package, f"fetch commit {package.commit}")
-    final = cache_dir() / "dev-wheels" / f"{_key(package)}-{package.commit}"
+    final = cache / "dev-wheels" / f"{_key(package)}-{package.commit}"
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix="building-") as scratch:
         source, dist = Path(scratch) / "source", Path(scratch) / "dist"
         _check(_git(["clone", "--quiet", "--shared", "--no-checkout", str(repository), str(source)], env), package, "clone")
         _check(_git(["checkout", "--quiet", "--detach", package.commit], env, cwd=source), package, "check out")
         epoch = _git(["log", "-1", "--format=%ct", package.commit], env, cwd=source).stdout.strip()
-        built = subprocess.run(
+        built = run(
             [find_uv_bin(), "build", "--wheel", "--python", sys.executable, "--out-dir", str(dist), str(source)],
             env={**env, "SOURCE_DATE_EPOCH": epoch or "315532800"},
-            capture_output=True,
-            text=True,
+            timeout=WHEEL_TIMEOUT,
             check=False,
+            error=LockError,
         )
         if built.returncode != 0:
             raise LockError(
@@ -145,7 +148,7 @@ def build_wheel(package: LockedDevPackage, env: dict[str, str], say: Callable[[s
     return final / wheel.name
 
 
-def _check(completed: subprocess.CompletedProcess[str], package: LockedDevPackage, action: str) -> None:
+def _check(completed: Completed, package: LockedDevPackage, action: str) -> None:
     if completed.returncode != 0:
         raise LockError(
             f"dev package '{package.name}': could not {action} from {package.url} "
@@ -156,7 +159,7 @@ def _check(completed: subprocess.CompletedProcess[str], package: LockedDevPackag
 
 def _check_name(package: LockedDevPackage, wheel: Path) -> None:
     try:
-        name = parse_wheel_filename(wheel.name)[0]
+        name: str = parse_wheel_filename(wheel.name)[0]
     except InvalidWheelFilename:
         name = wheel.name
     if name != canonicalize_name(package.name):

@@ -3,10 +3,12 @@ assets and building dev-package wheels as needed. Shared by builds, `lock` and `
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from imagebuild.config import RunConfig
 from imagebuild.errors import LockError
 from imagebuild.inputs.assets import AssetCache, DeclaredAsset
 from imagebuild.inputs.devpackages import (
@@ -21,15 +23,30 @@ from imagebuild.plan import BuildPlan
 
 @dataclass(frozen=True)
 class Fetcher:
-    """How inputs are obtained in this run: from the cache only (offline) or fetched as needed."""
+    """How inputs are obtained in this run: from the cache only (offline) or fetched as needed,
+    through the run's mirror, with its credentials and the run's one CA bundle."""
 
-    cache: AssetCache
-    offline: bool
-    mirror: Mirror | None
-    ca_bundle: bytes | None
-    git_env: dict[str, str]
+    config: RunConfig
     say: Callable[[str], None]
     show_progress: bool = False
+
+    @property
+    def mirror(self) -> Mirror | None:
+        return self.config.mirror
+
+    @property
+    def offline(self) -> bool:
+        return self.config.offline
+
+    @cached_property
+    def cache(self) -> AssetCache:
+        return AssetCache(self.config.cache_dir / "assets")
+
+    @cached_property
+    def git_env(self) -> dict[str, str]:
+        """git's and uv's environment on this host: the mirror's rewrites and index, the run's CA."""
+        logins = self.config.logins() if self.mirror else {}
+        return host_environment(self.config.environ, self.mirror, logins, self.config.ca_file)
 
     def asset(self, asset: DeclaredAsset) -> Path:
         if self.offline or self.cache.has(asset.spec.sha256):
@@ -43,13 +60,15 @@ class Fetcher:
             return self.cache.fetch(
                 asset,
                 mirror=self.mirror,
-                ca_bundle=self.ca_bundle,
+                logins=self.config.logins() if self.mirror else {},
+                ca_file=self.config.ca_file,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
                 say=self.say,
             )
 
     def dev_wheel(self, item: BuildPlan, package_lock: LockedDevPackage) -> Path:
-        found = cached_wheel(package_lock)
+        wheels = self.config.cache_dir / "dev-wheels"
+        found = cached_wheel(package_lock, wheels)
         if found is not None:
             return found
         if self.offline:
@@ -58,19 +77,4 @@ class Fetcher:
                 path=item.recipe.path,
                 hint="run 'imagebuild assets fetch' once while online; it builds the locked commits",
             )
-        return build_wheel(package_lock, self.git_env, self.say)
-
-
-def fetcher_for(
-    mirror: Mirror | None, ca_file: Path | None, *, offline: bool, say: Callable[[str], None], show_progress: bool = False
-) -> Fetcher:
-    """The fetcher of one command: the mirror's rewrites and the build's CA for downloads, git and uv."""
-    return Fetcher(
-        cache=AssetCache(),
-        offline=offline,
-        mirror=mirror,
-        ca_bundle=ca_file.read_bytes() if ca_file else None,
-        git_env=host_environment(mirror, ca_file),
-        say=say,
-        show_progress=show_progress,
-    )
+        return build_wheel(package_lock, self.config.cache_dir, self.git_env, self.say)

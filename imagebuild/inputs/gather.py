@@ -14,7 +14,8 @@ from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.conda import conda_lock_path
 from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.inputs.fetch import Fetcher
-from imagebuild.inputs.lock import ImageLock, lock_state, read_lock
+from imagebuild.inputs.lockfile import ImageLock, read_lock
+from imagebuild.inputs.lockstate import lock_state
 from imagebuild.model.recipe import AssetSpec
 from imagebuild.plan import BuildPlan
 
@@ -59,7 +60,7 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
     recipe = item.recipe
     state = lock_state(item)
     if state.state == "stale":
-        fetcher.say(f"warning: {recipe.name}'s lock is stale (the recipe changed since it was written); {state.hint()}")
+        fetcher.say(f"warning: {recipe.name}'s lock is {state.explain()}; {state.hint()}")
     lock = read_lock(recipe)
     if recipe.spec.source is not None and (lock is None or lock.source is None):
         raise LockError(
@@ -82,24 +83,26 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
                 path=recipe.conda_environment,
                 hint=f"run 'imagebuild lock {recipe.name}' to solve it into {conda_lock.name}",
             )
-    assets, skipped, wheels = [], [], []
+    assets: list[tuple[AssetSpec, Path]] = []
+    skipped: list[AssetSpec] = []
+    wheels: list[Path] = []
     if lock is not None:
         locked = {package.name: package for package in lock.dev_packages}
         for spec in recipe.spec.dev_packages:
             if spec.name not in locked:
                 raise LockError(f"{recipe.name}: dev package '{spec.name}' is not in its lock", path=state.path, hint=state.hint())
             wheels.append(fetcher.dev_wheel(item, locked[spec.name]))
-    for spec in recipe.spec.assets:
+    for asset in recipe.spec.assets:
         try:
-            path = fetcher.asset(DeclaredAsset(spec, recipe))
+            path = fetcher.asset(DeclaredAsset(asset, recipe))
         except AssetError as error:
-            if not spec.optional:
+            if not asset.optional:
                 problems.append(error)
                 continue
-            fetcher.say(f"warning: building {recipe.name} without optional asset '{spec.name}': {error.message}")
-            skipped.append(spec)
+            fetcher.say(f"warning: building {recipe.name} without optional asset '{asset.name}': {error.message}")
+            skipped.append(asset)
             continue
-        assets.append((spec, path))
+        assets.append((asset, path))
     return ImageInputs(
         lock=lock,
         assets=tuple(assets),

@@ -2,24 +2,16 @@
 every dev package, written to images/<name>/image.lock and used by builds until the next lock.
 
 A child is locked on top of its ancestors' locks (their pins are constraints), so a child
-never changes a parent's pins. Each lock records a digest of what it was made from (the
-recipe's requirements, dev package refs, wheel assets, the ancestors' locks and the target);
-when that changes, the lock is stale: `lock --check` fails and builds warn.
+never changes a parent's pins. The file is lockfile.py's; whether it is still the lock of
+its recipe, and which input changed when not, is lockstate.py's.
 """
 
-import hashlib
-import json
-import re
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import tomli_w
 from packaging.utils import parse_wheel_filename
-from pydantic import Field
 from uv import find_uv_bin
 
 from imagebuild.errors import LockError
@@ -28,106 +20,15 @@ from imagebuild.inputs.archive import package_indexes
 from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.devpackages import LockedDevPackage, resolve
 from imagebuild.inputs.fetch import Fetcher
-from imagebuild.inputs.target import Target, debian_suite, image_target
-from imagebuild.model.recipe import DevPackageSpec, Recipe, StrictModel, parse_toml
+from imagebuild.inputs.lockfile import ImageLock, lock_path, platform_tag, read_lock, write_lock
+from imagebuild.inputs.lockstate import input_digests, inputs_digest
+from imagebuild.inputs.target import debian_suite, image_target
+from imagebuild.model.recipe import DevPackageSpec, Recipe
 from imagebuild.plan import BuildPlan
+from imagebuild.system import run
 
-LOCK_FILE = "image.lock"
-HEADER = "# Written by `imagebuild lock`; commit it. Builds use these pins and commits until the next lock.\n"
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
-
-
-class ImageLock(StrictModel):
-    """The schema of images/<name>/image.lock."""
-
-    version: Literal[1] = 1
-    inputs: str
-    python: str = ""
-    platform: str = ""
-    source: LockedDevPackage | None = Field(
-        default=None, description="a [source] recipe: the commit its ref named when locked; builds fetch that commit"
-    )
-    dev_packages: list[LockedDevPackage] = []
-    debian: dict[str, str] = Field(
-        default={}, description="root images: suite -> sha256 of its package index when locked; a change rebuilds with the updates"
-    )
-    requirements: str = ""
-
-    def pins(self) -> dict[str, str]:
-        """name -> version of every locked distribution."""
-        return {match[1].lower(): match[3] for line in self.requirements.splitlines() if (match := _PIN.match(line))}
-
-
-def lock_path(recipe: Recipe) -> Path:
-    return recipe.directory / LOCK_FILE
-
-
-def needs_lock(recipe: Recipe) -> bool:
-    return (
-        recipe.requirements is not None
-        or recipe.spec.source is not None
-        or recipe.conda_environment is not None
-        or bool(recipe.spec.dev_packages)
-        or any(a.wheel for a in recipe.spec.assets)
-    )
-
-
-def read_lock(recipe: Recipe) -> ImageLock | None:
-    path = lock_path(recipe)
-    return parse_toml(path, ImageLock) if path.is_file() else None
-
-
-def _platform(target: Target) -> str:
-    return f"{target.machine}-manylinux_{target.glibc[0]}_{target.glibc[1]}"
-
-
-def inputs_digest(item: BuildPlan) -> str:
-    """What a lock of `item` is made from; any change makes its lock stale."""
-    recipe = item.recipe
-    if recipe.spec.source is not None:
-        return hashlib.sha256(json.dumps({"source": recipe.spec.source.model_dump()}, sort_keys=True).encode()).hexdigest()
-    target = image_target(item)
-    facts = {
-        "requirements": recipe.requirements.read_text() if recipe.requirements else None,
-        "dev_packages": [[p.name, p.url, p.ref] for p in recipe.spec.dev_packages],
-        "wheels": sorted(a.sha256 for a in recipe.spec.assets if a.wheel),
-        "ancestors": [
-            hashlib.sha256(lock_path(parent).read_bytes()).hexdigest() if lock_path(parent).is_file() else None
-            for parent in item.ancestors
-        ],
-        "target": [target.python_version, _platform(target)],
-    }
-    if recipe.conda_environment is not None:
-        parents = [conda.conda_lock_path(p.directory) for p in item.ancestors if p.conda_environment is not None]
-        facts["conda"] = [
-            recipe.conda_environment.read_text(),
-            recipe.spec.conda.prefix,
-            [hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None for path in parents],
-        ]
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class LockState:
-    """Whether an image's lock matches its recipe: 'fresh', 'stale', 'missing' or 'none' (nothing to lock)."""
-
-    name: str
-    state: str
-    path: Path
-
-    def hint(self) -> str:
-        return f"run 'imagebuild lock {self.name}' and commit {self.path.name}"
-
-
-def lock_state(item: BuildPlan) -> LockState:
-    recipe = item.recipe
-    path = lock_path(recipe)
-    if not needs_lock(recipe):
-        return LockState(item.name, "none", path)
-    lock = read_lock(recipe)
-    if lock is None:
-        return LockState(item.name, "missing", path)
-    return LockState(item.name, "fresh" if lock.inputs == inputs_digest(item) else "stale", path)
+UV_TIMEOUT = 900
+"""A resolution reads many index pages; a hung index fails the lock instead of blocking it."""
 
 
 def compile_requirements(
@@ -164,12 +65,12 @@ def compile_requirements(
             "-c", str(constraints),
             "--generate-hashes", "--no-header", "--quiet", "--output-file", str(output),
             "--python-version", target.python_version,
-            "--python-platform", _platform(target),
+            "--python-platform", platform_tag(target),
         ]  # fmt: skip
         for name, _ in local_wheels:
             command += ["--no-emit-package", name]
         say(f"{item.name}: resolving for {target}")
-        completed = subprocess.run(command, env=env, cwd=recipe.directory, capture_output=True, text=True, check=False)
+        completed = run(command, env=env, cwd=recipe.directory, timeout=UV_TIMEOUT, check=False, error=LockError)
         resolved = output.read_text().replace(f"{folder}/", "")  # annotations name '-c ancestors.txt', not a temp path
     if completed.returncode != 0:
         held = " (with its ancestors' pins held fixed)" if item.ancestors else ""
@@ -190,19 +91,6 @@ def _ancestor_pins(item: BuildPlan) -> dict[str, str]:
         if lock is not None:
             pins.update(lock.pins())
     return pins
-
-
-def write_lock(item: BuildPlan, lock: ImageLock) -> bool:
-    """Write the lock file; False when it already says exactly this (the file is not touched)."""
-    path = lock_path(item.recipe)
-    empty = {name for name in ("debian", "source", "python", "platform") if not getattr(lock, name)}
-    text = HEADER + tomli_w.dumps(lock.model_dump(exclude=empty), multiline_strings=True)
-    if path.is_file() and path.read_text() == text:
-        return False
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text)
-    staging.replace(path)
-    return True
 
 
 @dataclass(frozen=True)
@@ -236,8 +124,8 @@ def _conda_parent(item: BuildPlan) -> Recipe | None:
 
 def _lock_conda(item: BuildPlan, fetcher: Fetcher) -> bool:
     """conda-lock.yml beside the recipe: the environment solved for the image's platform."""
-    assert item.recipe.conda_environment is not None
     recipe = item.recipe
+    assert recipe.conda_environment is not None
     environment = conda.read_environment(recipe.conda_environment)
     target = image_target(item)
     pinned = []
@@ -274,17 +162,18 @@ def lock_source(recipe: Recipe, env: dict[str, str]) -> LockedDevPackage:
     return locked.model_copy(update={"url": recipe.spec.source.repo})
 
 
-def lock_image(item: BuildPlan, fetcher: Fetcher, *, debian_archive: str, upgrade: bool = False) -> LockOutcome:
+def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> LockOutcome:
     """Resolve dev package refs to commits, build their wheels, resolve the requirements, record
-    the Debian package indexes a root image installs from (`debian_archive`), write the lock.
+    the Debian package indexes a root image installs from (the run's Debian archive, through its
+    mirror and trusting its one CA bundle), write the lock.
 
     Pins of the previous lock are kept where they still fit, unless `upgrade`.
     """
-    recipe = item.recipe
+    recipe, config = item.recipe, fetcher.config
     previous = read_lock(recipe)
     if recipe.spec.source is not None:
         source = lock_source(recipe, fetcher.git_env)
-        lock = ImageLock(inputs=inputs_digest(item), source=source)
+        lock = ImageLock(inputs=inputs_digest(item), input_digests=input_digests(item), source=source)
         return _outcome(item, previous, lock, write_lock(item, lock), [source])
     dev = [resolve(spec, fetcher.git_env) for spec in recipe.spec.dev_packages]
     with tempfile.TemporaryDirectory(prefix="imagebuild-wheels-") as scratch:
@@ -302,10 +191,11 @@ def lock_image(item: BuildPlan, fetcher: Fetcher, *, debian_archive: str, upgrad
     suite = debian_suite(recipe.spec.root or "")
     lock = ImageLock(
         inputs=inputs_digest(item),
+        input_digests=input_digests(item),
         python=target.python_version,
-        platform=_platform(target),
+        platform=platform_tag(target),
         dev_packages=dev,
-        debian=package_indexes(debian_archive, suite, target.machine, fetcher.mirror) if suite else {},
+        debian=package_indexes(config.debian_archive, suite, target.machine, config.mirror, config.ca_file) if suite else {},
         requirements=requirements,
     )
     return _outcome(item, previous, lock, write_lock(item, lock) or conda_written, dev)

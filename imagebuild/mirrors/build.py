@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from imagebuild.build.buildenv import BuildEnvironment
 from imagebuild.build.render import ContextFile, RenderedImage, User, templates
+from imagebuild.config import Logins
 from imagebuild.mirrors.captured import rewrite_captured
 from imagebuild.mirrors.files import FileKind, rewrite_file
 from imagebuild.mirrors.hostenv import git_variables, index_variables, with_credentials
@@ -25,16 +26,18 @@ BUILD_TIME_PURPOSES = ("pypi", "downloads")
 """Rules applied to the Dockerfile and postBuild text; git and apt go through the build environment."""
 
 
-def build_environment(mirror: Mirror | None, ca_bundle: bytes | None, debian_archive: str) -> BuildEnvironment:
-    """The variables and apt rewrite that with-build-env applies to every build command.
+def build_environment(
+    mirror: Mirror | None, credentials: Logins, ca_bundle: bytes | None, debian_archive: str
+) -> BuildEnvironment:
+    """The variables, apt rewrite and CA bundle that with-build-env applies to every build command.
 
-    `debian_archive` is the archive the root image's sources name, so apt's rule covers it
-    even when it is not deb.debian.org.
+    `ca_bundle` is the run's one bundle (it holds the profile's ca_cert); `debian_archive` is
+    the archive the root image's sources name, so apt's rule covers it even when it is not
+    deb.debian.org.
     """
     if mirror is None:
         return BuildEnvironment(ca_bundle=ca_bundle)
     spec = mirror.spec
-    credentials = mirror.credentials()
     variables = {**index_variables(mirror, credentials), **git_variables(mirror, credentials)}
     conda_rules = url_rules(spec).only("conda").rules
     if conda_rules:  # read by support/install-conda: (upstream prefix, mirror prefix) pairs
@@ -42,8 +45,6 @@ def build_environment(mirror: Mirror | None, ca_bundle: bytes | None, debian_arc
         variables[CONDA_MIRRORS_VARIABLE] = json.dumps(pairs)
     apt_rules = url_rules(spec, extra_debian_upstreams=(debian_archive,)).only("apt")
     apt_rules = RuleSet(tuple(replace(rule, mirror=with_credentials(rule.mirror, credentials)) for rule in apt_rules.rules))
-    if mirror.ca_cert is not None:
-        ca_bundle = (ca_bundle or b"") + b"\n" + mirror.ca_cert.read_bytes()
     secrets = tuple(value for pair in credentials.values() for value in pair)
     return BuildEnvironment(
         ca_bundle=ca_bundle,

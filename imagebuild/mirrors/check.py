@@ -16,12 +16,13 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from imagebuild.errors import MirrorError, RecipeError
+from imagebuild.config import Logins
+from imagebuild.errors import MirrorError
 from imagebuild.model.mirror import Mirror
 
 DEBIAN_SUITE = "bookworm"
@@ -125,23 +126,12 @@ def _targets(mirror: Mirror) -> list[_Target]:
     return found
 
 
-def _ssl_context(mirror: Mirror, ca_bundle: Path | bytes | None) -> ssl.SSLContext:
-    """The system's CAs, plus the build's bundle (a file, or PEM bytes) and the profile's ca_cert."""
+def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The system's CAs, plus the run's one bundle (config.merged_trust: the host's, --ca-cert
+    and the profile's ca_cert, each already checked to hold certificates)."""
     context = ssl.create_default_context()
-    bundles: list[tuple[Path | bytes, str]] = []
-    if ca_bundle:
-        bundles.append((ca_bundle, "pass a PEM file to --ca-cert, or correct SSL_CERT_FILE"))
-    if mirror.ca_cert is not None:
-        bundles.append((mirror.ca_cert, f"correct ca_cert in {mirror.path}"))
-    for bundle, fix in bundles:
-        try:
-            if isinstance(bundle, Path):
-                context.load_verify_locations(cafile=bundle)
-            else:
-                context.load_verify_locations(cadata=bundle.decode("ascii", errors="replace"))
-        except (ssl.SSLError, OSError) as error:
-            where = bundle if isinstance(bundle, Path) else None
-            raise RecipeError(f"not a usable PEM CA bundle: {error}", path=where, hint=fix) from None
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
     return context
 
 
@@ -152,7 +142,7 @@ class _BasicAuth(urllib.request.BaseHandler):
     handler adds it again only when the new host has a credential of its own.
     """
 
-    def __init__(self, credentials: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, credentials: Logins) -> None:
         self.credentials = credentials
 
     def http_request(self, request: urllib.request.Request) -> urllib.request.Request:
@@ -186,7 +176,7 @@ def _reason(error: BaseException | str, timeout: float) -> str:
 
 
 def _probe(
-    target: _Target, context: ssl.SSLContext, credentials: dict[str, tuple[str, str]], timeout: float
+    target: _Target, context: ssl.SSLContext, credentials: Logins, timeout: float
 ) -> Probe:
     """One request; an opener of its own, since urllib's handlers belong to one opener at a time."""
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _BasicAuth(credentials))
@@ -215,16 +205,16 @@ def _probe(
 
 
 def _probes(
-    mirror: Mirror, targets: list[_Target], ca_bundle: Path | bytes | None, timeout: float
-) -> Iterator[tuple[int, Probe]]:
+    targets: list[_Target], ca_file: Path | None, logins: Logins, timeout: float
+) -> Generator[tuple[int, Probe], None, None]:
     """(index in `targets`, probe) as each answers; whatever has not answered by the deadline
     (a host name that does not resolve is not bound by the socket timeout) counts as silent."""
     if not targets:
         return
-    context, credentials = _ssl_context(mirror, ca_bundle), mirror.credentials()
+    context = _ssl_context(ca_file)
     deadline = 2 * timeout + 1  # a connect and a read may each take `timeout`
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(targets)), thread_name_prefix="mirror-check")
-    futures = {pool.submit(_probe, target, context, credentials, timeout): i for i, target in enumerate(targets)}
+    futures = {pool.submit(_probe, target, context, logins, timeout): i for i, target in enumerate(targets)}
     pending = set(futures)
     try:
         for future in concurrent.futures.as_completed(futures, timeout=deadline):
@@ -248,14 +238,14 @@ def _explained(mirror: Mirror, probe: Probe) -> Probe:
     return replace(probe, detail=probe.detail + note)
 
 
-def check(mirror: Mirror, *, ca_bundle: Path | bytes | None, timeout: float = 5.0) -> list[Probe]:
+def check(mirror: Mirror, *, ca_file: Path | None, logins: Logins, timeout: float = 5.0) -> list[Probe]:
     """Probe every endpoint the profile sets; one Probe each, in the profile's order.
 
-    `ca_bundle` is the CA bundle the build trusts (a file, or its PEM bytes); the system's CAs
-    and the profile's `ca_cert` are trusted as well. Credentials go as basic auth to their hosts.
+    `ca_file` is the run's one CA bundle (it holds the profile's `ca_cert`); the system's CAs
+    are trusted as well. `logins` (the profile's credentials) go as basic auth to their hosts.
     """
     targets = _targets(mirror)
-    found = dict(_probes(mirror, targets, ca_bundle, timeout))
+    found = dict(_probes(targets, ca_file, logins, timeout))
     return [_explained(mirror, found[index]) for index in range(len(targets))]
 
 
@@ -263,7 +253,8 @@ def preflight(
     mirror: Mirror,
     purposes: tuple[str, ...] = BUILD_PURPOSES,
     *,
-    ca_bundle: Path | bytes | None,
+    ca_file: Path | None,
+    logins: Logins,
     timeout: float = 5.0,
 ) -> list[Probe]:
     """Probe only what a build will use, before it starts, and raise MirrorError at the first
@@ -274,7 +265,8 @@ def preflight(
     """
     targets = [t for t in _targets(mirror) if t.tag in purposes or t.tag.split(":")[0] in purposes]
     probes = []
-    with contextlib.closing(_probes(mirror, targets, ca_bundle, timeout)) as answers:
+    answers = _probes(targets, ca_file, logins, timeout)
+    with contextlib.closing(answers):  # a generator: closing it stops waiting for the other probes
         for _, probe in answers:
             if not probe.reachable:
                 raise _mirror_error(mirror, probe)

@@ -11,6 +11,7 @@ import errno
 import functools
 import hmac
 import http.server
+import os
 import posixpath
 import socket
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, Self
 from urllib.parse import quote, unquote, urlsplit
 
+from imagebuild.config import Logins
 from imagebuild.errors import MirrorError
 from imagebuild.model.mirror import Mirror
 
@@ -71,7 +73,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             route = "/not-served"
         return super().translate_path(quote(route))
 
-    def list_directory(self, path: str | bytes) -> None:
+    def list_directory(self, path: "str | os.PathLike[str]") -> None:
         """A folder without an index.html is not part of the index."""
         self.send_error(404)
 
@@ -123,8 +125,9 @@ class IndexServer:
     @property
     def url(self) -> str:
         """The index URL, with the port actually bound (the one asked for, unless it was 0)."""
-        host, port = self._server.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        bound, port = self._server.server_address[:2]
+        host = bound.decode() if isinstance(bound, bytes) else bound
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}{self.index_path}"
 
     def log(self, client: str, method: str, path: str, status: int, sent: int) -> None:
@@ -165,7 +168,7 @@ def _answers(index_url: str, credentials: tuple[str, str] | None) -> bool:
         return False
 
 
-def serve_mirror(mirror: Mirror) -> IndexServer | None:
+def serve_mirror(mirror: Mirror, logins: Logins) -> IndexServer | None:
     """The server for a profile's `[serve] pypi` folder, to enter for the length of a build; None
     when the profile serves nothing, or when an index already answers there (an admin serves it)."""
     folder = mirror.serve_pypi
@@ -173,8 +176,7 @@ def serve_mirror(mirror: Mirror) -> IndexServer | None:
         return None
     index_url = mirror.spec.pypi.index_url
     parts = urlsplit(index_url)
-    known = mirror.credentials()
-    credentials = known.get(parts.netloc) or known.get(parts.hostname or "")
+    credentials = logins.get(parts.netloc) or logins.get(parts.hostname or "")
     try:
         return IndexServer(folder, index_url, credentials=credentials)
     except OSError as error:

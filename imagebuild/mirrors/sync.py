@@ -8,93 +8,33 @@ distribution is mirrored with everything its build needs, which sync proves by b
 here from the mirror alone.
 """
 
-import base64
 import hashlib
-import html
 import http.client
 import json
 import os
-import re
 import shutil
-import ssl
-import subprocess
-import sys
-import tarfile
 import tempfile
 import threading
-import tomllib
 import urllib.request
-import zipfile
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 
-from packaging.metadata import parse_email
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from imagebuild.build.render import INSTALLER
+from imagebuild.config import RunConfig
 from imagebuild.errors import MirrorError
-from imagebuild.inputs.lock import LOCK_FILE, read_lock
+from imagebuild.inputs.lockfile import LOCK_FILE, read_lock
 from imagebuild.inputs.target import Target, image_target
-from imagebuild.mirrors.hostenv import with_credentials
-from imagebuild.model.mirror import Mirror
-from imagebuild.plan import Project, plan
-from imagebuild.system import exclusive
+from imagebuild.mirrors.pip import Download, PipSource, build_requires, missing_requirement, run_pip, tail
+from imagebuild.mirrors.wheelhouse import file_entry, load_manifest, save_manifest, write_index
+from imagebuild.plan import plan
+from imagebuild.system import Completed, exclusive
 
-PYPI = "https://pypi.org/simple"
-MANIFEST = "manifest.json"
-LEGACY_BUILD_REQUIRES = ["setuptools>=40.8.0", "wheel"]
-"""What pip and uv build a source tree without [build-system] with (PEP 518)."""
 DOWNLOADS_AT_ONCE = 4
-
-
-_PIP_FOR_TARGET = """\
-import json, runpy, sys
-from pip._vendor.packaging import markers
-target = json.loads(sys.argv.pop(1))
-host = markers.default_environment
-markers.default_environment = lambda: {**host(), **target}
-sys.argv[0] = "pip"
-runpy.run_module("pip", run_name="__main__", alter_sys=True)
-"""
-"""pip takes tags and Requires-Python from --python-version and --platform, but evaluates
-markers such as `; python_version < "3.12"` for the interpreter running it; this runs pip
-with the target's marker values, so the host's Python does not change what is mirrored."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What manifest.json keeps of one file: enough to verify it and to list it in the index."""
-
-    project: str
-    sha256: str
-    size: int
-    requires_python: str | None = None
-
-
-@dataclass(frozen=True)
-class Download:
-    """A file pip picked: where its index has it, and the hash the index gives for it."""
-
-    project: str
-    version: str
-    url: str
-    sha256: str | None
-
-    @property
-    def filename(self) -> str:
-        return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
 
 
 @dataclass(frozen=True)
@@ -108,184 +48,19 @@ class SyncResult:
     packages: tuple[str, ...]
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
-def _member(archive: Path, pattern: str) -> bytes:
-    """The first file in a wheel or source distribution whose path matches `pattern`, or b''."""
-    if archive.name.endswith((".whl", ".zip")):
-        with zipfile.ZipFile(archive) as opened:
-            names = [name for name in opened.namelist() if re.fullmatch(pattern, name)]
-            return opened.read(names[0]) if names else b""
-    with tarfile.open(archive) as opened:
-        member = next((item for item in opened if re.fullmatch(pattern, item.name)), None)
-        handle = opened.extractfile(member) if member else None
-        return handle.read() if handle else b""
-
-
-def file_entry(path: Path) -> Entry:
-    """Hash, size, project (from the file name, as installers read it) and Requires-Python."""
-    try:
-        if path.name.endswith(".whl"):
-            project = parse_wheel_filename(path.name)[0]
-        else:
-            project = parse_sdist_filename(path.name)[0]
-        metadata = r"[^/]+\.dist-info/METADATA" if path.name.endswith(".whl") else r"[^/]+/PKG-INFO"
-        raw, _ = parse_email(_member(path, metadata))
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as error:
-        raise MirrorError(f"not a wheel or source distribution name: {error}", path=path) from None
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as error:
-        raise MirrorError(f"unreadable archive: {error}", path=path, hint="delete it and sync again") from None
-    return Entry(str(project), _sha256(path), path.stat().st_size, raw.get("requires_python"))
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a part of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(data)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
-
-
-def load_manifest(destination: Path, say: Callable[[str], None]) -> dict[str, Entry]:
-    """The manifest's entries whose files are present and intact; a damaged file is deleted."""
-    try:
-        document = json.loads((destination / MANIFEST).read_text())
-        recorded = {filename: Entry(**fields) for filename, fields in document["files"].items()}
-    except FileNotFoundError:
-        return {}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        say(f"{destination / MANIFEST} is damaged: downloading every file again")
-        return {}
-    entries = {}
-    for filename, entry in recorded.items():
-        path = destination / "files" / filename
-        if not path.is_file():
-            continue
-        if path.stat().st_size != entry.size or _sha256(path) != entry.sha256:
-            say(f"{filename} does not match {MANIFEST}: downloading it again")
-            path.unlink()
-            continue
-        entries[filename] = entry
-    return entries
-
-
-def save_manifest(destination: Path, entries: Mapping[str, Entry]) -> None:
-    document = {"version": 1, "files": {name: asdict(entries[name]) for name in sorted(entries)}}
-    _write_atomically(destination / MANIFEST, (json.dumps(document, indent=1) + "\n").encode())
-
-
-def _page(title: str, links: list[str]) -> bytes:
-    body = "\n".join(f"    {link}<br>" for link in links)
-    return (
-        "<!DOCTYPE html>\n<html>\n  <head>\n"
-        '    <meta name="pypi:repository-version" content="1.0">\n'
-        f"    <title>{html.escape(title)}</title>\n  </head>\n  <body>\n"
-        f"    <h1>{html.escape(title)}</h1>\n{body}\n  </body>\n</html>\n"
-    ).encode()
-
-
-def write_index(destination: Path, entries: Mapping[str, Entry]) -> None:
-    """PEP 503 pages under simple/ linking each file in files/ with its hash and Requires-Python."""
-    projects: dict[str, list[str]] = defaultdict(list)
-    for filename in sorted(entries):
-        entry = entries[filename]
-        attributes = f' data-requires-python="{html.escape(entry.requires_python)}"' if entry.requires_python else ""
-        href = f"../../files/{quote(filename)}#sha256={entry.sha256}"
-        projects[entry.project].append(f'<a href="{href}"{attributes}>{html.escape(filename)}</a>')
-    simple = destination / "simple"
-    for project, links in projects.items():
-        _write_atomically(simple / project / "index.html", _page(f"Links for {project}", links))
-    _write_atomically(
-        simple / "index.html", _page("Simple index", [f'<a href="{name}/">{name}</a>' for name in sorted(projects)])
-    )
-    for folder in simple.iterdir():
-        if folder.is_dir() and folder.name not in projects:
-            shutil.rmtree(folder)
-
-
-def _missing(pip_output: str) -> Requirement | None:
-    """The requirement pip found no file for, from its one stable error line."""
-    found = re.findall(r"No matching distribution found for (\S+)", pip_output)
-    try:
-        return Requirement(found[-1]) if found else None
-    except InvalidRequirement:
-        return None
-
-
-def _tail(output: str, lines: int = 12) -> str:
-    return "\n".join(output.strip().splitlines()[-lines:])
-
-
-def _build_requires(sdist: Path) -> list[str]:
-    """The static [build-system] requires of a source distribution (PEP 518)."""
-    try:
-        document = tomllib.loads(_member(sdist, r"[^/]+/pyproject\.toml").decode())
-        requires = document.get("build-system", {}).get("requires")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        requires = None
-    return list(requires) if isinstance(requires, list) else LEGACY_BUILD_REQUIRES
-
-
-@dataclass
-class _Source:
-    """The index pip reads and the way to fetch its files: TLS trust and credentials."""
-
-    index_url: str = PYPI
-    extra_index_urls: list[str] = field(default_factory=list)
-    trusted_hosts: list[str] = field(default_factory=list)
-    credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
-    cert: Path | None = None
-
-    @classmethod
-    def of(cls, mirror: Mirror | None, ca_bundle: Path | None, scratch: Path) -> "_Source":
-        bundles = [path for path in (ca_bundle, mirror.ca_cert if mirror else None) if path is not None]
-        cert = None
-        if bundles:
-            cert = scratch / "ca-bundle.pem"
-            cert.write_bytes(b"\n".join(path.read_bytes() for path in bundles))
-        if mirror is None or mirror.spec.pypi is None:
-            return cls(cert=cert)
-        pypi = mirror.spec.pypi
-        return cls(pypi.index_url, list(pypi.extra_index_urls), list(pypi.trusted_hosts), mirror.credentials(), cert)
-
-    def pip_options(self) -> list[str]:
-        options = ["--index-url", with_credentials(self.index_url, self.credentials)]
-        for url in self.extra_index_urls:
-            options += ["--extra-index-url", with_credentials(url, self.credentials)]
-        for host in self.trusted_hosts:
-            options += ["--trusted-host", host]
-        return [*options, "--cert", str(self.cert)] if self.cert else options
-
-    def request(self, url: str) -> tuple[urllib.request.Request, ssl.SSLContext]:
-        """A request for one of the index's files, with its host's credentials, and the TLS to use."""
-        parts = urlsplit(url)
-        request = urllib.request.Request(url)
-        login = self.credentials.get(parts.netloc) or self.credentials.get(parts.hostname or "")
-        if login:
-            token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
-        context = ssl.create_default_context(cafile=self.cert)
-        if parts.netloc in self.trusted_hosts or parts.hostname in self.trusted_hosts:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return request, context
-
-
 class _Sync:
     """One sync run: the verified files, the files this run needs, and pip's scratch space."""
 
-    def __init__(self, destination: Path, source: _Source, scratch: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, destination: Path, source: PipSource, scratch: Path, environ: dict[str, str], say: Callable[[str], None]
+    ) -> None:
         self.files = destination / "files"
         self.files.mkdir(parents=True, exist_ok=True)
         for leftover in destination.rglob(".*.part"):  # from a sync that was killed
             leftover.unlink()
         self.destination = destination
         self.source = source
+        self.environ = environ
         self.scratch = scratch
         self.say = say
         self.entries = load_manifest(destination, say)
@@ -299,17 +74,8 @@ class _Sync:
         self._lock = threading.Lock()
         self._reports = 0
 
-    def _pip(self, arguments: list[str], target: Target | None) -> subprocess.CompletedProcess[str]:
-        """pip without this host's configuration (pip.conf, PIP_* variables), for `target` when given."""
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-        environment["PIP_CONFIG_FILE"] = os.devnull
-        launcher = [sys.executable, "-m", "pip"]
-        if target is not None:
-            launcher = [sys.executable, "-c", _PIP_FOR_TARGET, json.dumps(target.markers())]
-        options = ["--isolated", "--disable-pip-version-check", "--no-input", "--quiet"]
-        return subprocess.run(
-            [*launcher, *arguments, *options], env=environment, capture_output=True, text=True, check=False
-        )
+    def _pip(self, arguments: list[str], target: Target | None) -> Completed:
+        return run_pip(arguments, target, self.environ)
 
     def _report(
         self, target: Target, arguments: list[str], *, host_tags: bool = False
@@ -346,16 +112,16 @@ class _Sync:
             downloads, output = self._report(target, ["--only-binary=:all:", *arguments])
             if downloads is not None:
                 return downloads
-            missing = _missing(output)
+            missing = missing_requirement(output)
             if missing is None:
                 raise MirrorError(
-                    f"pip cannot resolve {' '.join(arguments)} for {target}:\n{_tail(output)}",
+                    f"pip cannot resolve {' '.join(arguments)} for {target}:\n{tail(output)}",
                     hint="check the pins, and the index with 'imagebuild mirror check'",
                 )
             if canonicalize_name(missing.name) in self.sdists.keys() | self._building:
                 raise MirrorError(
                     f"'{missing}' publishes no wheel for {target}, and the wheel built from its source "
-                    f"distribution on this host does not fit it either:\n{_tail(output)}",
+                    f"distribution on this host does not fit it either:\n{tail(output)}",
                     hint=f"sync on a host with Python {target.python_version} on {target.machine} Linux, "
                     f"or pin a version of {missing.name} that publishes a wheel",
                 )
@@ -370,7 +136,7 @@ class _Sync:
             if found is None:
                 raise MirrorError(
                     f"pip finds no wheel of '{missing}' for {target}, and no version that fits even from "
-                    f"source distributions:\n{_tail(output)}",
+                    f"source distributions:\n{tail(output)}",
                     hint=f"check the pins that bring in {missing.name}; its files: https://pypi.org/project/{missing.name}/#files",
                 )
             self._source_resolutions[key] = {item.project: item.version for item in found}
@@ -388,7 +154,7 @@ class _Sync:
         found, output = self._report(target, ["--no-deps", f"--no-binary={project}", pin])
         if not found:
             raise MirrorError(
-                f"'{pin}' has neither a wheel for {target} nor a source distribution:\n{_tail(output)}",
+                f"'{pin}' has neither a wheel for {target} nor a source distribution:\n{tail(output)}",
                 hint=f"pin a version of {missing.name} that publishes one: https://pypi.org/project/{project}/#files",
             )
         (sdist,) = found
@@ -396,7 +162,7 @@ class _Sync:
         self._building.add(project)
         room = self.scratch / f"build-{project}"  # only the build's own requirements, found afresh each sync
         room.mkdir()
-        requires = _build_requires(self.files / sdist.filename)
+        requires = build_requires(self.files / sdist.filename)
         tried: set[str] = set()
         while True:
             if requires:
@@ -408,10 +174,10 @@ class _Sync:
             built = self._build_here(sdist, room)
             if isinstance(built, Path):
                 break
-            lacking = _missing(built)
+            lacking = missing_requirement(built)
             if lacking is None or str(lacking) in tried:
                 raise MirrorError(
-                    f"the source distribution {sdist.filename} does not build from the mirror:\n{_tail(built)}",
+                    f"the source distribution {sdist.filename} does not build from the mirror:\n{tail(built)}",
                     hint=f"pin a version of {missing.name} that publishes a wheel for {target}",
                 )
             tried.add(str(lacking))
@@ -480,23 +246,18 @@ class _Sync:
             save_manifest(self.destination, self.entries)
 
 
-def sync(
-    project: Project,
-    names: list[str],
-    destination: Path,
-    *,
-    mirror: Mirror | None,
-    ca_bundle: Path | None,
-    say: Callable[[str], None],
-) -> SyncResult:
+def sync(config: RunConfig, names: list[str], destination: Path, *, say: Callable[[str], None]) -> SyncResult:
     """Fill `destination` with every file the images `names` (and their parents) download from
-    PyPI while building, and a PEP 503 index of them under simple/."""
-    plans = plan(project, names)
+    PyPI while building, and a PEP 503 index of them under simple/, through the run's mirror
+    with its credentials and its one CA bundle."""
+    plans = plan(config.project, names)
+    mirror = config.mirror
+    source = PipSource.of(mirror, config.logins() if mirror else {}, config.ca_file)
     destination = destination.resolve()
     destination.mkdir(parents=True, exist_ok=True)
     lock = "mirror-sync-" + hashlib.sha256(str(destination).encode()).hexdigest()[:12]
     with exclusive(lock, say), tempfile.TemporaryDirectory(prefix="imagebuild-sync-") as scratch:
-        run = _Sync(destination, _Source.of(mirror, ca_bundle, Path(scratch)), Path(scratch), say)
+        run = _Sync(destination, source, Path(scratch), dict(config.environ), say)
         for item in plans:
             if item.recipe.spec.source is not None:
                 say(f"{item.name}: skipped, repo2docker builds it from its [source] repository")

@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine, Image, PushFailure
 from imagebuild.errors import PublishError
 from imagebuild.plan import BuildPlan, Project
-from imagebuild.publish.registry import Registry, env_credentials
+from imagebuild.publish.registry import Registry
 from imagebuild.publish.tags import (
     ImageTags,
     image_tags,
@@ -60,23 +61,21 @@ def registry_repository(project: Project, name: str) -> str:
     return f"{project.config.build.repository}/{name}"
 
 
-def registry_host(project: Project, option: str | None) -> str:
-    return option or project.config.publish.registry
-
-
 def read_tags(engine: Engine, item: BuildPlan, image: Image, moving: str) -> ImageTags:
     """The image's tags: its build date, content hash and the versions its recipes declare."""
     labels = image.labels or {}
     commands = version_commands(item)
-    output = engine.run_script(image.id, version_script(commands)) if commands else ""
+    output = engine.run_script(str(image.id), version_script(commands)) if commands else ""
     versions = parse_versions(output, commands, item.name)
     return image_tags(created=labels.get(CREATED_LABEL, ""), content_hash=labels[HASH_LABEL], versions=versions, moving=moving)
 
 
-def _push_with_retries(engine: Engine, repository: str, tag: str, say: Callable[[str], None]) -> str:
+def _push_with_retries(
+    engine: Engine, repository: str, tag: str, login: tuple[str, str] | None, say: Callable[[str], None]
+) -> str:
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return engine.push(repository, tag, env_credentials())
+            return engine.push(repository, tag, login)
         except PushFailure as failure:
             message = str(failure)
             if attempt == ATTEMPTS or any(word in message.lower() for word in PERMANENT):
@@ -88,9 +87,19 @@ def _push_with_retries(engine: Engine, repository: str, tag: str, say: Callable[
 
 
 def publish(
-    project: Project, engine: Engine, item: BuildPlan, image: Image, host: str, *, moving: str, say: Callable[[str], None]
+    project: Project,
+    engine: Engine,
+    item: BuildPlan,
+    image: Image,
+    host: str,
+    *,
+    login: tuple[str, str] | None,
+    moving: str,
+    say: Callable[[str], None],
 ) -> PublishResult:
-    registry = Registry(host)
+    """Push `image` under all its tags to `host` (with the run's registry `login`, else the
+    Docker configuration's), then read every tag back before recording the publication."""
+    registry = Registry(host, login)
     registry.ping()
     repository = registry_repository(project, item.name)
     remote_name = f"{host}/{repository}"
@@ -111,7 +120,7 @@ def publish(
         for tag in to_push:
             engine.tag(image, f"{remote_name}:{tag}")
             say(f"pushing {remote_name}:{tag}")
-            digest = _push_with_retries(engine, remote_name, tag, say)
+            digest = _push_with_retries(engine, remote_name, tag, login, say)
             outcomes[tag] = TagOutcome(tag, "pushed", digest)
             pushed.append(tag)
     except PublishError as error:
@@ -128,7 +137,7 @@ def publish(
         name=item.name,
         registry=host,
         repository=repository,
-        image_id=image.id,
+        image_id=str(image.id),
         content_hash=(image.labels or {})[HASH_LABEL],
         digest=digest,
         tags=[outcomes[tag] for tag in tags.all],
@@ -139,13 +148,14 @@ def publish(
 
 def _verify(registry: Registry, repository: str, image: Image, outcomes: list[TagOutcome]) -> str:
     """Every tag, read back from the registry, names this image (its config digest is the image ID)."""
+    image_id = str(image.id)
     digests = set()
     for outcome in outcomes:
         remote = registry.image(repository, outcome.tag)
-        if remote is None or remote.config_digest != image.id:
+        if remote is None or remote.config_digest != image_id:
             found = "no such tag" if remote is None else f"image {remote.config_digest[:19]}"
             raise PublishError(
-                f"after pushing, {registry.host}/{repository}:{outcome.tag} has {found}, not {image.id[:19]}",
+                f"after pushing, {registry.host}/{repository}:{outcome.tag} has {found}, not {image_id[:19]}",
                 hint="nothing was recorded; push again",
             )
         if outcome.action == "pushed" and outcome.digest != remote.digest:
@@ -163,9 +173,10 @@ def record_path(project: Project, name: str) -> Path:
     return project.output_dir / name / "published.json"
 
 
-def read_record(project: Project, name: str) -> list[dict]:
+def read_record(project: Project, name: str) -> list[dict[str, Any]]:
     path = record_path(project, name)
-    return json.loads(path.read_text()) if path.is_file() else []
+    entries: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
+    return entries
 
 
 def record(project: Project, result: PublishResult) -> None:

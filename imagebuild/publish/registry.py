@@ -1,14 +1,13 @@
 """The registry images are published to: a client of its HTTP API (the registry is the truth
 about what is published) and, for the bundled default, a local registry on loopback.
 
-Credentials come from the standard Docker config (~/.docker/config.json, credential helpers
-included, read by oras) or from IMAGEBUILD_REGISTRY_USER / IMAGEBUILD_REGISTRY_PASSWORD; they
-are never written anywhere or logged. Registries on loopback are spoken to over http, as the
+Credentials come from the run's configuration (IMAGEBUILD_REGISTRY_USER / _PASSWORD, read by
+config.py) or else from the standard Docker config (~/.docker/config.json, credential helpers
+included, read by oras); they are never written anywhere or logged. Registries on loopback are spoken to over http, as the
 Docker engine does; every other one over https.
 """
 
 import io
-import os
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -20,10 +19,10 @@ import oras.container
 import oras.provider
 import requests
 
+from imagebuild.config import REGISTRY_PASSWORD, REGISTRY_USER
 from imagebuild.errors import PublishError, connection_reason
 from imagebuild.system import apt_install, cache_dir, serve
 
-USER_VARIABLE, PASSWORD_VARIABLE = "IMAGEBUILD_REGISTRY_USER", "IMAGEBUILD_REGISTRY_PASSWORD"
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.oci.image.manifest.v1+json",
@@ -36,11 +35,6 @@ TIMEOUT = 30
 def is_loopback(host: str) -> bool:
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
     return name in ("localhost", "[::1]") or name.startswith("127.")
-
-
-def env_credentials() -> tuple[str, str] | None:
-    user, password = os.environ.get(USER_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
-    return (user, password) if user and password else None
 
 
 @dataclass(frozen=True)
@@ -63,13 +57,12 @@ class RemoteImage:
 class Registry:
     """The registry's HTTP API v2, for the few questions imagebuild asks of it."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, login: tuple[str, str] | None = None) -> None:
         self.host = host
         self.scheme = "http" if is_loopback(host) else "https"
         self._oras = oras.provider.Registry(hostname=host, insecure=self.scheme == "http")
-        credentials = env_credentials()
-        if credentials is not None:
-            self._oras.auth.set_basic_auth(*credentials)
+        if login is not None:
+            self._oras.auth.set_basic_auth(*login)
         else:
             self._oras.auth.load_configs(oras.container.Container(f"{host}/probe", registry=host))
 
@@ -93,9 +86,10 @@ class Registry:
         if response.status_code in (401, 403):
             raise PublishError(
                 f"registry {self.host} refused the credentials (HTTP {response.status_code})",
-                hint=f"log in with 'docker login {self.host}' or set {USER_VARIABLE} and {PASSWORD_VARIABLE}",
+                hint=f"log in with 'docker login {self.host}' or set {REGISTRY_USER} and {REGISTRY_PASSWORD}",
             )
-        return response
+        answer: requests.Response = response
+        return answer
 
     def ping(self) -> None:
         response = self._request("GET", "/v2/")

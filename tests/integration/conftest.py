@@ -23,10 +23,11 @@ from cryptography.x509.oid import NameOID
 from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
 from imagebuild.build.context import IMAGE_LABEL
-from imagebuild.ca import read_ca_bundle
+from imagebuild.build.smoke import SmokeResult
 from imagebuild.plan import Project, load_project, plan
 from imagebuild.publish import registry as registry_module
-from tests.conftest import REPO, free_port, offline_fetcher
+from imagebuild.smoketest import smoke_image
+from tests.conftest import REPO, free_port, host_trust, run_config
 
 pytestmark = pytest.mark.engine
 
@@ -75,7 +76,7 @@ def engine() -> Iterator[engine_module.Engine]:
 @pytest.fixture(scope="session")
 def test_ca() -> TestCa:
     pem = _make_ca()
-    host_bytes = read_ca_bundle() or b""
+    host_bytes = host_trust() or b""
     body = pem.decode().splitlines()
     return TestCa(pem=pem, marker=body[len(body) // 2].encode(), trusted_bundle=host_bytes + b"\n" + pem, alone=pem)
 
@@ -112,7 +113,7 @@ def repo_project() -> Project:
 
 @pytest.fixture(scope="session")
 def base_build(engine, repo_project) -> pipeline.ImageOutcome:
-    (outcome,) = pipeline.build(repo_project, ["base"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
+    (outcome,) = pipeline.build(run_config(repo_project, host_trust(), offline=False), ["base"], reporter=QUIET)
     return outcome
 
 
@@ -132,7 +133,7 @@ SCIENCE = ["aiidalab", "pyiron"]
 def built(engine, repo_project) -> dict[str, pipeline.ImageOutcome]:
     """aiidalab, pyiron, the hub and its database, built and smoke-tested once per session."""
     outcomes = pipeline.build(
-        repo_project, [*SCIENCE, "hub", "postgres"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET
+        run_config(repo_project, host_trust(), offline=False), [*SCIENCE, "hub", "postgres"], reporter=QUIET
     )
     return {outcome.name: outcome for outcome in outcomes}
 
@@ -159,13 +160,13 @@ def imagebuild_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["imagebuild", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=1800)
 
 
-def smoke_of(project: Project, engine: engine_module.Engine, outcome: pipeline.ImageOutcome) -> pipeline.SmokeResult:
+def smoke_of(project: Project, engine: engine_module.Engine, outcome: pipeline.ImageOutcome) -> SmokeResult:
     """The smoke result of this run's build, or a fresh smoke run when the engine already held a
     smoke-tested image (a warm engine), so every session really executes the notebooks."""
     if outcome.smoke is not None:
         return outcome.smoke
     item = next(p for p in plan(project, [outcome.name]) if p.name == outcome.name)
-    return pipeline.smoke_image(project, engine, item, outcome.ref, [], QUIET)
+    return smoke_image(project, engine, item, outcome.ref, [], QUIET.say)
 
 
 def saved_image_blobs(engine, ref: str) -> list[bytes]:

@@ -7,8 +7,8 @@ import pytest
 
 from imagebuild import pipeline
 from imagebuild.build.context import HASH_LABEL
-from imagebuild.ca import read_ca_bundle
-from tests.conftest import REPO, offline_fetcher, write_notebook
+from imagebuild.reuse import latest_ref
+from tests.conftest import REPO, host_trust, run_config, write_notebook
 from tests.integration.conftest import QUIET, imagebuild_cli, smoke_of
 
 pytestmark = pytest.mark.engine
@@ -29,7 +29,7 @@ def test_base_builds_and_passes_its_smoke_notebook(engine, repo_project, base_bu
     assert config["User"] == "1000"
     assert config["Entrypoint"] == ["tini", "-g", "--", "start.sh"]
     assert config["Cmd"] == ["start-notebook.py"]
-    assert engine.image(pipeline.latest_ref(repo_project, "base")).id == image.id
+    assert engine.image(latest_ref(repo_project, "base")).id == image.id
     smoke = smoke_of(repo_project, engine, base_build)
     assert [(n.notebook, n.ok) for n in smoke.notebooks] == [("base.ipynb", True)]
     results = json.loads((repo_project.output_dir / "base" / "smoke" / "smoke.json").read_text())
@@ -37,7 +37,7 @@ def test_base_builds_and_passes_its_smoke_notebook(engine, repo_project, base_bu
 
 
 def test_unchanged_second_build_is_reused(repo_project, base_build):
-    (again,) = pipeline.build(repo_project, ["base"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
+    (again,) = pipeline.build(run_config(repo_project, host_trust(), offline=False), ["base"], reporter=QUIET)
     assert again.action == "reused"
     assert again.image_id == base_build.image_id
     assert again.smoke is None  # smoke passed for this very image already

@@ -9,7 +9,7 @@ import pytest
 from imagebuild import pipeline
 from imagebuild.errors import BuildError
 from imagebuild.plan import load_project
-from tests.conftest import offline_fetcher, write_notebook
+from tests.conftest import run_config, write_notebook
 from tests.integration.conftest import QUIET, saved_image_blobs
 
 pytestmark = pytest.mark.engine
@@ -28,7 +28,7 @@ def test_ca_is_trusted_during_build_and_absent_from_image(engine, base_build, te
         "test-ca-child", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "colorama==0.4.6\n"}
     )
     project = load_project(make_project.root)
-    outcome = pipeline.build(project, ["test-ca-child"], fetcher=offline_fetcher(test_ca.trusted_bundle), reporter=QUIET)[-1]
+    outcome = pipeline.build(run_config(project, test_ca.trusted_bundle), ["test-ca-child"], reporter=QUIET)[-1]
     assert outcome.action == "built"
     blobs = saved_image_blobs(engine, outcome.ref)
     assert blobs, "docker save returned nothing"
@@ -46,8 +46,8 @@ def test_build_trusts_only_the_given_ca(base_build, test_ca, make_project):
         "test-ca-wrong", PIP_CHILD.format(nonce=secrets.token_hex(8)), files={"requirements.txt": "colorama==0.4.6\n"}
     )
     project = load_project(make_project.root)
-    with pytest.raises(BuildError, match="(?i)certificate|ssl|tls"):
-        pipeline.build(project, ["test-ca-wrong"], fetcher=offline_fetcher(test_ca.alone), reporter=QUIET)
+    with pytest.raises(BuildError, match=r"(?i)certificate|ssl|tls"):
+        pipeline.build(run_config(project, test_ca.alone), ["test-ca-wrong"], reporter=QUIET)
 
 
 def test_recipe_can_keep_the_ca_for_runtime(engine, base_build, test_ca, make_project):
@@ -59,6 +59,6 @@ def test_recipe_can_keep_the_ca_for_runtime(engine, base_build, test_ca, make_pr
         "assert os.environ['PIP_CERT'] == os.environ['REQUESTS_CA_BUNDLE'] == str(bundle)",
     )
     project = load_project(make_project.root)
-    outcome = pipeline.build(project, ["test-ca-kept"], fetcher=offline_fetcher(test_ca.trusted_bundle), reporter=QUIET)[-1]
+    outcome = pipeline.build(run_config(project, test_ca.trusted_bundle), ["test-ca-kept"], reporter=QUIET)[-1]
     assert outcome.smoke is not None and outcome.smoke.ok
     assert any(test_ca.marker in blob for blob in saved_image_blobs(engine, outcome.ref))

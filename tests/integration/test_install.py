@@ -13,9 +13,7 @@ import docker.errors
 import pytest
 
 from imagebuild.build.rootfs import ensure_root_image
-from imagebuild.ca import read_ca_bundle
-from imagebuild.pipeline import debian_archive
-from tests.conftest import REPO
+from tests.conftest import REPO, host_trust, run_config
 
 pytestmark = pytest.mark.engine
 
@@ -51,8 +49,8 @@ def debian(engine, repo_project) -> Iterator:
     """A running container of the root image `base` builds on, on host networking, with the
     project in /src and the host's CA bundle trusted by pip; removed afterwards."""
     root = repo_project.recipes["base"].spec.root
-    ensure_root_image(engine, root, debian_archive(repo_project), print)
-    bundle = read_ca_bundle()
+    ensure_root_image(engine, root, run_config(repo_project).debian_archive, print)
+    bundle = host_trust()
     environment = dict.fromkeys(("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"), CA_PATH) if bundle else {}
     # Ends by itself (and is then removed) should this session be killed before `finally`.
     container = engine.client.containers.run(

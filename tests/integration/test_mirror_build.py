@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from imagebuild.build.rootfs import _rootfs_tarball
-from imagebuild.pipeline import debian_archive
 from imagebuild.plan import load_project
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, run_config
 from tests.integration.archive_proxy import ArchiveProxy
 from tests.integration.conftest import saved_image_blobs
 
@@ -72,7 +71,7 @@ def site(tmp_path_factory, engine) -> MirroredSite:
     (root / "images").mkdir(parents=True)
     shutil.copytree(REPO / "images" / "base", root / "images" / "base")
     (root / "imagebuild.toml").write_text('[build]\nrepository = "test-mirror"\n')
-    proxy = ArchiveProxy(upstream=debian_archive(load_project(REPO)).rsplit("/debian", 1)[0], cache=root / "apt-cache")
+    proxy = ArchiveProxy(upstream=run_config(load_project(REPO)).debian_archive.rsplit("/debian", 1)[0], cache=root / "apt-cache")
     port = free_port()
     index_url = f"http://127.0.0.1:{port}/simple"
     (root / "mirrors").mkdir()
@@ -164,7 +163,7 @@ def test_credentials_and_mirror_stay_out_of_the_image(engine, site, mirrored):
 
 def test_image_keeps_its_upstream_configuration(engine, site, mirrored):
     shown = _run(engine, mirrored["ref"], "cat /etc/apt/sources.list; ls /etc/pip.conf /etc/uv/uv.toml 2>&1 || true")
-    assert debian_archive(load_project(REPO)) in shown
+    assert run_config(load_project(REPO)).debian_archive in shown
     assert "127.0.0.1" not in shown
     assert "No such file" in shown
 
@@ -201,7 +200,7 @@ def test_dead_mirror_fails_at_once_naming_the_mirror(site):
 def test_root_image_bootstraps_through_the_apt_mirror(tmp_path, monkeypatch, site):
     """debootstrap downloads from the mirror; the root file system's sources name upstream."""
     monkeypatch.setenv("IMAGEBUILD_CACHE", str(tmp_path))
-    archive = debian_archive(load_project(REPO))
+    archive = run_config(load_project(REPO)).debian_archive
     before = len(site.proxy.log)
     tarball = _rootfs_tarball("bookworm", archive, f"{site.proxy.url}/debian", print)
     fetched = {request.path.rsplit("/", 1)[-1].split("_")[0] for request in site.proxy.log[before:]}

@@ -19,10 +19,10 @@ from packaging.utils import (
 )
 
 from imagebuild.build.render import INSTALLER
-from imagebuild.ca import find_ca_bundle
 from imagebuild.mirrors.serve import IndexServer
 from imagebuild.mirrors.sync import sync
 from imagebuild.plan import load_project
+from tests.conftest import host_trust, run_config
 
 CHILD_PINS = "six==1.16.0\ndocopt==0.6.2\n"
 
@@ -73,7 +73,7 @@ def test_sync_from_pypi_then_install_from_the_served_folder_alone(make_project, 
     project = load_project(make_project.root)
     wheelhouse = tmp_path / "wheelhouse"
     started = time.monotonic()
-    result = sync(project, ["tiny"], wheelhouse, mirror=None, ca_bundle=find_ca_bundle(), say=print)
+    result = sync(run_config(project, host_trust(), offline=False), ["tiny"], wheelhouse, say=print)
     print(f"synced {result.files} files, {result.total_bytes / 1e6:.1f} MB in {time.monotonic() - started:.0f} s")
     files = {path.name for path in (wheelhouse / "files").iterdir()}
     assert "docopt-0.6.2.tar.gz" in files

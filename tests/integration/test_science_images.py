@@ -3,6 +3,7 @@ base's (a child must not break what its parent promised). aiidalab with its SSSP
 in (real pseudopotentials from the distribution) runs a pw.x SCF through the daemon; its home
 volume carries the profile, finished calculations and the daemon across restarts."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,12 +15,11 @@ import pytest
 
 from imagebuild import pipeline
 from imagebuild.build.render import ASSET_LABEL
-from imagebuild.ca import read_ca_bundle
-from imagebuild.inputs.assets import AssetCache
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.recipe import load_recipe
 from imagebuild.plan import load_project
-from tests.conftest import REPO, offline_fetcher
+from imagebuild.reuse import latest_ref
+from tests.conftest import REPO, host_trust, run_config
 from tests.integration.conftest import (
     AIIDA_CHECK,
     AIIDA_SUBMIT,
@@ -39,11 +39,11 @@ assert "SSSP-1.3-PBE-efficiency" in families, families
 
 @pytest.mark.parametrize("name", ["aiidalab", "pyiron"])
 def test_science_image_builds_and_passes_smoke(engine, repo_project, base_build, name):
-    outcomes = pipeline.build(repo_project, [name], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
+    outcomes = pipeline.build(run_config(repo_project, host_trust(), offline=False), [name], reporter=QUIET)
     assert [o.name for o in outcomes] == ["base", name]
     assert outcomes[0].image_id == base_build.image_id  # the parent is shared, not rebuilt
     child = outcomes[-1]
-    image = engine.image(pipeline.latest_ref(repo_project, name))
+    image = engine.image(latest_ref(repo_project, name))
     assert image is not None and image.id == child.image_id
     assert image.labels["io.imagebuild.base"] == base_build.ref
     smoke = smoke_of(repo_project, engine, child)
@@ -72,11 +72,10 @@ def aiidalab_with_sssp(engine, base_build, tmp_path_factory, distribution_pseudo
     declared = next(asset for asset in load_recipe(recipe).spec.assets if asset.name == SSSP)
     sha256 = hashlib.sha256(distribution_pseudo_archive.read_bytes()).hexdigest()
     recipe.write_text(recipe.read_text().replace(declared.sha256, sha256))
-    cache = AssetCache(work / "assets")
-    cache.add(distribution_pseudo_archive, sha256)
-    fetcher = Fetcher(cache=cache, offline=False, mirror=None, ca_bundle=read_ca_bundle(), git_env=dict(os.environ), say=print)
     project = load_project(root)
-    outcome = pipeline.build(project, ["aiidalab"], fetcher=fetcher, reporter=QUIET)[-1]
+    config = dataclasses.replace(run_config(project, host_trust(), offline=False), cache_dir=work)  # assets under work/assets
+    Fetcher(config, print).cache.add(distribution_pseudo_archive, sha256)
+    outcome = pipeline.build(config, ["aiidalab"], reporter=QUIET)[-1]
     return project, outcome, sha256
 
 

@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from imagebuild import pipeline
-from imagebuild.ca import read_ca_bundle
-from tests.conftest import free_port, offline_fetcher
+from tests.conftest import free_port, host_trust, run_config
 from tests.integration.conftest import QUIET, WAIT_FOR_AIIDA
 
 pytestmark = pytest.mark.engine
@@ -31,7 +30,7 @@ def base(base_build) -> str:
 @pytest.fixture(scope="module")
 def science(engine, repo_project, base_build) -> dict[str, str]:
     """aiidalab and pyiron as built (and smoke-tested) from the recipes; reused when unchanged."""
-    outcomes = pipeline.build(repo_project, ["aiidalab", "pyiron"], fetcher=offline_fetcher(read_ca_bundle(), offline=False), reporter=QUIET)
+    outcomes = pipeline.build(run_config(repo_project, host_trust(), offline=False), ["aiidalab", "pyiron"], reporter=QUIET)
     return {o.name: o.ref for o in outcomes}
 
 

@@ -75,7 +75,7 @@ def server():
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> AssetCache:
     monkeypatch.setenv("IMAGEBUILD_CACHE", str(tmp_path / "cache"))
-    return AssetCache()
+    return AssetCache(tmp_path / "cache" / "assets")
 
 
 def _declared(make_project, toml: str) -> DeclaredAsset:
@@ -84,7 +84,7 @@ def _declared(make_project, toml: str) -> DeclaredAsset:
 
 
 def _fetch(cache: AssetCache, asset: DeclaredAsset, mirror: Mirror | None = None) -> Path:
-    return cache.fetch(asset, mirror=mirror, ca_bundle=None, progress=lambda done, total: None, say=print)
+    return cache.fetch(asset, mirror=mirror, logins={}, ca_file=None, progress=lambda done, total: None, say=print)
 
 
 # -- schema ------------------------------------------------------------------------------------

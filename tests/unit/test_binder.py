@@ -106,7 +106,7 @@ def test_every_address_of_a_conda_build_goes_through_the_mirror_and_nothing_else
     # pip's index: every RUN runs through with-build-env, which exports the mirror's index during the build only
     first_run = routed.dockerfile.index("\nRUN ")
     assert routed.dockerfile.index(f'SHELL ["{WRAPPER}", "/bin/sh", "-c"]') < first_run
-    environment = build_environment(mirror, None, "http://deb.debian.org/debian")
+    environment = build_environment(mirror, {}, None, "http://deb.debian.org/debian")
     assert dict(environment.variables)["PIP_INDEX_URL"] == "https://pypi.example.org/simple"
     # channel names (repo2docker's .condarc, the repository's environment.yml) resolve through the
     # mirror: micromamba reads the served settings (CONDARC/MAMBARC) during the build only
@@ -178,12 +178,12 @@ def test_binder_dockerfile_builds_on_the_bootstrapped_root_and_the_registry_mirr
 def test_lock_records_the_commit_and_the_content_hash_covers_it(site, tmp_path):
     repo = make_repo(tmp_path / "course", {"binder/Dockerfile": "FROM debian:bookworm\nRUN pip --version\n"})
     project = load_project(site)
-    fetcher = offline_fetcher()
+    fetcher = offline_fetcher(project)
 
     def locked_hash() -> tuple[str, str]:
         item = plan(project, ["course"])[0]
-        lock_image(item, fetcher, debian_archive="http://deb.debian.org/debian")
-        (context,) = prepare(project, [item], fetcher)
+        lock_image(item, fetcher)
+        (context,) = prepare(fetcher, [item])
         assert root_image(context) == "debian:bookworm"
         return read_lock(item.recipe).source.commit, context.content_hash  # type: ignore[union-attr]
 

@@ -8,6 +8,7 @@ import pytest
 
 from imagebuild.build.buildenv import BuildEnvironment, BuildEnvServer
 from imagebuild.build.render import support_file
+from imagebuild.mirrors.hostenv import CA_VARIABLES
 from tests.conftest import free_port
 
 
@@ -127,3 +128,27 @@ def test_helper_points_conda_and_micromamba_at_the_mirrors_channel_settings(tmp_
     assert done.stdout.startswith(condarc)
     conda_path, mamba_path = done.stdout.splitlines()[-1].split()
     assert conda_path == mamba_path and not os.path.exists(conda_path)
+
+
+def test_helper_points_every_program_at_the_served_ca_git_included(tmp_path):
+    """Inside builds pip, uv, rattler, requests, git and curl each read their own CA variable;
+    git's (GIT_SSL_CAINFO) was missing, so a git+https requirement behind a private CA failed."""
+    helper = tmp_path / "with-build-env"
+    helper.write_bytes(support_file("with-build-env"))
+    helper.chmod(0o755)
+    show = "; ".join(f'printf "%s=%s\\n" {name} "${name}"; cat "${name}"' for name in CA_VARIABLES) + '; cat "$APT_CONFIG"'
+    with BuildEnvServer(BuildEnvironment(ca_bundle=b"PEM-OF-THE-RUN\n"), free_port()) as server:
+        done = subprocess.run(
+            ["bash", str(helper), "sh", "-c", show],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ["PATH"], "IMAGEBUILD_BUILD_ENV": server.url(), "TMPDIR": str(tmp_path)},
+            check=True,
+        )
+    lines = done.stdout.splitlines()
+    for name in CA_VARIABLES:
+        assert any(line.startswith(f"{name}={tmp_path}/") for line in lines), name
+    assert lines.count("PEM-OF-THE-RUN") == len(CA_VARIABLES)
+    assert "GIT_SSL_CAINFO" in CA_VARIABLES
+    ca_info = next(line for line in lines if line.startswith("Acquire::https::CaInfo"))  # apt's https sources
+    assert ca_info.endswith('/ca.pem";')

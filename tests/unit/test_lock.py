@@ -3,6 +3,7 @@ rule behind `lock --check`, and the lock file's schema."""
 
 import functools
 import http.server
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.devpackages import host_environment, resolve
-from imagebuild.inputs.lock import ImageLock, inputs_digest, lock_state, read_lock, write_lock
+from imagebuild.inputs.lockfile import ImageLock, read_lock, write_lock
+from imagebuild.inputs.lockstate import input_digests, inputs_digest, lock_state
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.recipe import DevPackageSpec
 from imagebuild.plan import load_project, plan
@@ -81,7 +83,7 @@ def test_the_mirror_profile_git_rewrite_reaches_git(repo, tmp_path):
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         profile = MirrorProfile(git={"https://git.example.org": f"http://127.0.0.1:{httpd.server_address[1]}"})
-        env = {**host_environment(Mirror(name="site", path=tmp_path / "site.toml", spec=profile), None), **GIT_ENV}
+        env = {**host_environment(os.environ, Mirror(name="site", path=tmp_path / "site.toml", spec=profile), {}, None), **GIT_ENV}
         spec = DevPackageSpec(name="widgets", url="https://git.example.org/widgets.git", ref="feature")
         assert resolve(spec, env).commit == git(repo, "rev-parse", "feature")
         httpd.shutdown()
@@ -114,6 +116,40 @@ def test_lock_state_follows_the_recipe(make_project):
     base_lock = make_project.root / "images/base/image.lock"
     base_lock.write_text(base_lock.read_text().replace("jupyterhub==", "jupyterhub== "))  # the parent was locked again
     assert lock_state(plan(load_project(make_project.root), ["child"])[-1]).state == "stale"
+
+
+def test_a_stale_lock_names_the_input_that_changed(make_project):
+    """`lock --check` said only 'stale'; it names the requirements file, the recipe field or the parent lock."""
+    folder = make_project.recipe(
+        "child", 'parent = "base"\n[python]\nrequirements = "requirements.txt"\n', {"requirements.txt": "six==1.16.0\n"}
+    )
+    item = plan(load_project(make_project.root), ["child"])[-1]
+    write_lock(item, ImageLock(inputs=inputs_digest(item), input_digests=input_digests(item), requirements="six==1.16.0\n"))
+
+    (folder / "requirements.txt").write_text("six==1.17.0\n")
+    state = lock_state(plan(load_project(make_project.root), ["child"])[-1])
+    assert state.state == "stale"
+    assert state.explain() == "stale: the requirements file requirements.txt changed"
+    (folder / "requirements.txt").write_text("six==1.16.0\n")
+
+    base_lock = make_project.root / "images/base/image.lock"
+    base_lock.write_text(base_lock.read_text().replace("jupyterhub==", "jupyterhub== "))
+    state = lock_state(plan(load_project(make_project.root), ["child"])[-1])
+    assert state.changed == ("the lock of parent 'base' (base/image.lock)",)
+
+    result = subprocess.run(["imagebuild", "lock", "--check", "child"], cwd=make_project.root, capture_output=True, text=True)
+    assert result.returncode == 8
+    assert "child: stale: the lock of parent 'base' (base/image.lock) changed" in result.stdout
+
+
+def test_a_lock_without_its_inputs_one_by_one_is_stale_without_guessing(make_project):
+    folder = make_project.recipe("child", 'parent = "base"\n[python]\nrequirements = "r.txt"\n', {"r.txt": "six\n"})
+    item = plan(load_project(make_project.root), ["child"])[-1]
+    write_lock(item, ImageLock(inputs=inputs_digest(item)))  # as imagebuild wrote locks before
+    (folder / "r.txt").write_text("six==1.17.0\n")
+    state = lock_state(plan(load_project(make_project.root), ["child"])[-1])
+    assert state.state == "stale" and state.changed == ()
+    assert "predates" in state.explain()
 
 
 def test_an_image_with_nothing_to_lock_needs_no_lock(make_project):

@@ -11,7 +11,7 @@ from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.model.mirror import load_mirror
 from imagebuild.pipeline import prepare
 from imagebuild.plan import load_project, plan
-from tests.conftest import offline_fetcher
+from tests.conftest import offline_fetcher, run_config
 
 ARCHIVE = "http://archive.example.org/debian"
 PROFILE = """
@@ -46,7 +46,7 @@ def site(make_project, monkeypatch):
 def _prepared(root, mirror_name):
     project = load_project(root)
     mirror = load_mirror(mirror_name, root) if mirror_name else None
-    return {c.rendered.plan.name: c for c in prepare(project, plan(project, ["child"]), offline_fetcher(mirror=mirror))}
+    return {c.rendered.plan.name: c for c in prepare(offline_fetcher(project, mirror=mirror), plan(project, ["child"]))}
 
 
 def test_credentials_go_into_the_urls_of_their_host_only():
@@ -56,7 +56,8 @@ def test_credentials_go_into_the_urls_of_their_host_only():
 
 
 def test_build_environment_carries_indexes_git_apt_and_credentials(site):
-    environment = build_environment(load_mirror("site", site), b"PEM", ARCHIVE)
+    config = run_config(load_project(site), None, load_mirror("site", site))
+    environment = build_environment(config.mirror, config.logins(), b"PEM", ARCHIVE)
     variables = dict(environment.variables)
     assert variables["PIP_INDEX_URL"] == variables["UV_DEFAULT_INDEX"] == "http://alice:s3cr%3At%2F@127.0.0.1:3141/simple"
     assert variables["UV_INDEX"] == variables["PIP_EXTRA_INDEX_URL"] == "https://extra.example.org/simple"
@@ -70,8 +71,9 @@ def test_build_environment_carries_indexes_git_apt_and_credentials(site):
 
 def test_missing_credential_variable_names_file_field_and_fix(site, monkeypatch):
     monkeypatch.delenv("TEST_MIRROR_TOKEN")
+    config = run_config(load_project(site), None, load_mirror("site", site))
     with pytest.raises(RecipeError) as caught:
-        build_environment(load_mirror("site", site), None, ARCHIVE)
+        config.logins()
     message = caught.value.render()
     assert str(site / "mirrors" / "site.toml") in message
     assert "[[credentials]][0].password_env" in message

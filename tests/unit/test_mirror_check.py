@@ -2,9 +2,9 @@
 port that accepts connections but never answers."""
 
 import base64
-import datetime
+import contextlib
 import http.server
-import ipaddress
+import os
 import socket
 import ssl
 import textwrap
@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from imagebuild.config import RunOptions, configure, merged_trust
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check, preflight
 from imagebuild.model.mirror import Mirror, load_mirror
+from imagebuild.model.recipe import ProjectConfig
+from imagebuild.plan import Project
+from tests.unit.tls import Tls, make_tls
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,8 @@ def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if self.command == "GET":
-                try:
+                with contextlib.suppress(OSError):  # the probe hung up after the headers, as it should
                     self.wfile.write(body)
-                except OSError:
-                    pass  # the probe hung up after the headers, as it should
 
         do_GET = do_HEAD = _answer
 
@@ -132,6 +131,13 @@ def silent_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+def run_of(mirror: Mirror, trust: bytes | None = None) -> dict[str, Any]:
+    """What a run gives the probes: its one CA bundle (exactly `trust`) and the mirror's credentials."""
+    project = Project(root=mirror.path.parent.parent, config=ProjectConfig(), recipes={})
+    config = configure(project, mirror, RunOptions(), os.environ, trust)
+    return {"ca_file": config.ca_file, "logins": config.logins()}
+
+
 def profile(tmp_path: Path, toml: str, name: str = "x") -> Mirror:
     root = tmp_path / "project"
     (root / "mirrors").mkdir(parents=True, exist_ok=True)
@@ -177,7 +183,7 @@ def test_every_kind_of_endpoint_is_probed_with_a_small_request(tmp_path, serve):
         "https://github.com" = "{url}/gh"
         """,
     )
-    probes = check(mirror, ca_bundle=None, timeout=5)
+    probes = check(mirror, **run_of(mirror), timeout=5)
     assert [(p.purpose, p.reachable, p.detail) for p in probes] == [
         ("pypi index (pip, uv)", True, "HTTP 200"),
         ("extra pypi index (pip, uv)", True, "HTTP 200"),
@@ -227,7 +233,7 @@ def test_failures_are_reported_with_their_reason(tmp_path, serve):
         "quay.io" = "127.0.0.1:{server.port}"
         """,
     )
-    probes = check(mirror, ca_bundle=None, timeout=5)
+    probes = check(mirror, **run_of(mirror), timeout=5)
     assert [(p.reachable, p.detail) for p in probes] == [
         (False, "connection refused"),
         (False, "HTTP 404"),  # an index must answer 200
@@ -254,7 +260,7 @@ def test_credentials_go_as_basic_auth_to_their_host_only(tmp_path, serve, monkey
         password_env = "MIRROR_PASSWORD"
         """,
     )
-    probes = check(mirror, ca_bundle=None, timeout=5)
+    probes = check(mirror, **run_of(mirror), timeout=5)
     assert all(p.reachable for p in probes)
     expected = "Basic " + base64.b64encode(b"builder:s3cret-value").decode()
     assert [s.authorization for s in mirror_host.seen] == [expected]
@@ -278,7 +284,7 @@ def test_credentials_do_not_follow_a_redirect_to_another_host(tmp_path, serve, m
         password_env = "MIRROR_PASSWORD"
         """,
     )
-    (probe,) = check(mirror, ca_bundle=None, timeout=5)
+    (probe,) = check(mirror, **run_of(mirror), timeout=5)
     assert probe.reachable and probe.detail == f"HTTP 200 (redirected to 127.0.0.1:{elsewhere.port})"
     assert mirror_host.seen[0].authorization is not None
     assert [s.authorization for s in elsewhere.seen] == [None]
@@ -299,7 +305,7 @@ def test_a_credential_variable_that_is_not_set_is_named(tmp_path, serve, monkeyp
         """,
     )
     with pytest.raises(RecipeError, match=r"\[\[credentials\]\]\[0\]\.username_env: environment variable MIRROR_USER"):
-        check(mirror, ca_bundle=None, timeout=5)
+        check(mirror, **run_of(mirror), timeout=5)
 
 
 def test_preflight_raises_naming_the_mirror_and_the_url(tmp_path, serve):
@@ -316,7 +322,7 @@ def test_preflight_raises_naming_the_mirror_and_the_url(tmp_path, serve):
         name="site",
     )
     with pytest.raises(MirrorError) as caught:
-        preflight(mirror, ca_bundle=None)
+        preflight(mirror, **run_of(mirror))
     message = caught.value.render()
     assert str(mirror.path) in message
     assert "mirror 'site'" in message
@@ -339,7 +345,7 @@ def test_preflight_fails_fast_on_a_dead_port_next_to_a_black_hole(tmp_path, sile
     )
     started = time.monotonic()
     with pytest.raises(MirrorError, match="connection refused"):
-        preflight(mirror, ca_bundle=None, timeout=5)
+        preflight(mirror, **run_of(mirror), timeout=5)
     assert time.monotonic() - started < 2  # did not wait for the silent endpoint
 
 
@@ -347,7 +353,7 @@ def test_preflight_gives_up_on_a_black_hole_within_the_timeout(tmp_path, silent_
     mirror = profile(tmp_path, f'[pypi]\nindex_url = "http://127.0.0.1:{silent_port}/simple"\n')
     started = time.monotonic()
     with pytest.raises(MirrorError, match=r"pypi index \(pip, uv\) does not answer .*: no answer within 0\.5 s"):
-        preflight(mirror, ca_bundle=None, timeout=0.5)
+        preflight(mirror, **run_of(mirror), timeout=0.5)
     assert time.monotonic() - started < 1.9
 
 
@@ -368,10 +374,10 @@ def test_preflight_probes_only_what_a_build_uses(tmp_path, serve):
         "docker.io" = "127.0.0.1:{dead}"
         """,
     )
-    probes = preflight(mirror, ca_bundle=None)
+    probes = preflight(mirror, **run_of(mirror))
     assert sorted(p.purpose for p in probes) == ["Debian archive (bootstrap, apt-get)", "pypi index (pip, uv)"]
     with pytest.raises(MirrorError, match="conda channel conda-forge"):
-        preflight(mirror, ("conda",), ca_bundle=None)
+        preflight(mirror, ("conda",), **run_of(mirror))
 
 
 def test_a_served_index_that_is_down_is_explained(tmp_path):
@@ -379,71 +385,30 @@ def test_a_served_index_that_is_down_is_explained(tmp_path):
     root = tmp_path / "project"
     (root / "mirrors" / "wheelhouse").mkdir(parents=True)
     mirror = profile(tmp_path, f'[pypi]\nindex_url = "http://127.0.0.1:{dead}/simple"\n[serve]\npypi = "wheelhouse"\n')
-    (probe,) = check(mirror, ca_bundle=None, timeout=5)
+    (probe,) = check(mirror, **run_of(mirror), timeout=5)
     assert probe.detail.startswith("connection refused (imagebuild serves [serve].pypi only while it builds")
 
 
 def test_an_empty_profile_has_nothing_to_probe(tmp_path):
     mirror = profile(tmp_path, 'description = "nothing yet"\n')
-    assert check(mirror, ca_bundle=None) == []
-    assert preflight(mirror, ca_bundle=None) == []
-
-
-@dataclass(frozen=True)
-class Tls:
-    ca_pem: bytes
-    server: ssl.SSLContext
+    assert check(mirror, **run_of(mirror)) == []
+    assert preflight(mirror, **run_of(mirror)) == []
 
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory) -> Tls:
     """A throwaway CA and a certificate it signed for 127.0.0.1."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imagebuild mirror-check test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    folder = tmp_path_factory.mktemp("tls")
-    (folder / "cert.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
-    return Tls(ca_pem=ca.public_bytes(serialization.Encoding.PEM), server=context)
+    return make_tls(tmp_path_factory.mktemp("tls"), "imagebuild mirror-check test CA")
 
 
 def test_https_endpoints_trust_the_given_ca_bundle(tmp_path, serve, tls):
     server = serve({"/simple/": 200}, tls=tls.server)
     mirror = profile(tmp_path, f'[pypi]\nindex_url = "{server.url}/simple"\n')
-    (untrusted,) = check(mirror, ca_bundle=None, timeout=5)
+    (untrusted,) = check(mirror, **run_of(mirror), timeout=5)
     assert not untrusted.reachable and untrusted.detail.startswith("TLS certificate not trusted")
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes(tls.ca_pem)
-    assert check(mirror, ca_bundle=bundle, timeout=5)[0].reachable  # a file, as `mirror check --ca-cert`
-    assert check(mirror, ca_bundle=tls.ca_pem, timeout=5)[0].reachable  # PEM bytes, as a build holds them
+    assert check(mirror, **run_of(mirror, tls.ca_pem), timeout=5)[0].reachable
     with pytest.raises(MirrorError) as caught:
-        preflight(mirror, ca_bundle=None)
+        preflight(mirror, **run_of(mirror))
     assert "--ca-cert" in caught.value.hint
 
 
@@ -452,7 +417,7 @@ def test_https_endpoints_trust_the_profiles_own_ca_cert(tmp_path, serve, tls):
     (tmp_path / "project" / "mirrors").mkdir(parents=True)
     (tmp_path / "project" / "mirrors" / "site-ca.pem").write_bytes(tls.ca_pem)
     mirror = profile(tmp_path, f'ca_cert = "site-ca.pem"\n[pypi]\nindex_url = "{server.url}/simple"\n')
-    assert check(mirror, ca_bundle=None, timeout=5)[0].reachable
+    assert check(mirror, **run_of(mirror, merged_trust({}, None, mirror)), timeout=5)[0].reachable
 
 
 def test_a_ca_bundle_that_is_not_pem_is_a_recipe_error(tmp_path, serve):
@@ -460,9 +425,11 @@ def test_a_ca_bundle_that_is_not_pem_is_a_recipe_error(tmp_path, serve):
     (tmp_path / "project" / "mirrors").mkdir(parents=True)
     (tmp_path / "project" / "mirrors" / "site-ca.pem").write_text("not a certificate")
     mirror = profile(tmp_path, f'ca_cert = "site-ca.pem"\n[pypi]\nindex_url = "{server.url}/simple"\n')
-    with pytest.raises(RecipeError, match="site-ca.pem: not a usable PEM CA bundle") as caught:
-        check(mirror, ca_bundle=None)
-    assert str(mirror.path) in caught.value.hint
-    plain = profile(tmp_path, f'[pypi]\nindex_url = "{server.url}/simple"\n', name="plain")
-    with pytest.raises(RecipeError, match="not a usable PEM CA bundle"):
-        preflight(plain, ca_bundle=b"not a certificate either")
+    with pytest.raises(RecipeError, match="holds no PEM certificate") as caught:
+        merged_trust({}, None, mirror)
+    assert caught.value.path == mirror.ca_cert
+    assert str(mirror.path) in caught.value.message
+    not_pem = tmp_path / "bundle.pem"
+    not_pem.write_text("not a certificate either")
+    with pytest.raises(RecipeError, match=r"--ca-cert: .* holds no PEM certificate"):
+        merged_trust({}, not_pem, None)

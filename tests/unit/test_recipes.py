@@ -1,8 +1,9 @@
 import pytest
 
 from imagebuild.errors import RecipeError
-from imagebuild.pipeline import prepare, smoke_notebooks
+from imagebuild.pipeline import prepare
 from imagebuild.plan import load_project, plan
+from imagebuild.smoketest import smoke_notebooks
 from tests.conftest import REPO, offline_fetcher, write_notebook
 
 
@@ -110,7 +111,7 @@ def test_locales_are_generated_in_the_os_layer(make_project):
     make_project.recipe("child", 'parent = "base"\n[os]\npackages = ["zip"]\nlocales = ["en_US.UTF-8", "de_CH.UTF-8"]\n')
     project = load_project(make_project.root)
     assert project.recipes["child"].apt_packages == ("locales", "zip")
-    (context,) = prepare(project, plan(project, ["child"]), offline_fetcher())[1:]
+    (context,) = prepare(offline_fetcher(project), plan(project, ["child"]))[1:]
     dockerfile = context.rendered.dockerfile
     assert "printf '%s UTF-8\\n' en_US.UTF-8 de_CH.UTF-8 > /etc/locale.gen && locale-gen" in dockerfile
     assert dockerfile.index("locale-gen") < dockerfile.index("rm -rf /var/lib/apt/lists/*")

@@ -2,8 +2,9 @@ import io
 import tarfile
 
 from imagebuild.build.context import assemble, content_hash
-from imagebuild.pipeline import content_ref, prepare
+from imagebuild.pipeline import prepare
 from imagebuild.plan import load_project, plan
+from imagebuild.reuse import content_ref
 from tests.conftest import REPO, offline_fetcher, write_notebook
 
 CHILD = """
@@ -31,7 +32,7 @@ CHILD_FILES = {
 
 def _contexts(root, ca=None):
     project = load_project(root)
-    return project, prepare(project, plan(project, ["child"]), offline_fetcher(ca))
+    return project, prepare(offline_fetcher(project, ca), plan(project, ["child"]))
 
 
 def test_rendering_is_deterministic(make_project):
@@ -132,7 +133,7 @@ def test_recipe_can_keep_the_ca(make_project):
 
 def test_bundled_images_render(tmp_path):
     project = load_project(REPO)
-    contexts = prepare(project, plan(project, [], everything=True), offline_fetcher())
+    contexts = prepare(offline_fetcher(project), plan(project, [], everything=True))
     by_name = {c.rendered.plan.name: c for c in contexts}
     assert "useradd --create-home --shell /bin/bash --uid 1000 --gid 100" in by_name["base"].rendered.dockerfile
     assert 'ENTRYPOINT ["tini", "-g", "--", "start.sh"]' in by_name["base"].rendered.dockerfile
@@ -147,7 +148,7 @@ def test_a_root_image_takes_debian_updates_up_to_its_lock(make_project):
     (Docker's cache key is the command), with the security suite and `apt-get upgrade`."""
     lock = make_project.root / "images" / "base" / "image.lock"
     project = load_project(make_project.root)
-    (base,) = prepare(project, plan(project, ["base"]), offline_fetcher())
+    (base,) = prepare(offline_fetcher(project), plan(project, ["base"]))
     assert "debian-indexes bookworm=" in base.rendered.dockerfile
     assert "deb http://deb.debian.org/debian-security bookworm-security main" in base.rendered.dockerfile
     assert "with-build-env apt-get upgrade -y" in base.rendered.dockerfile
@@ -155,11 +156,11 @@ def test_a_root_image_takes_debian_updates_up_to_its_lock(make_project):
     assert child_lines and not any("upgrade" in line for line in child_lines)  # a child builds on its parent's upgrade
     text = lock.read_text()
     lock.write_text(text.replace(text[text.index('bookworm-security = "') + 21 :][:64], "0" * 64))
-    (moved,) = prepare(project, plan(project, ["base"]), offline_fetcher())
+    (moved,) = prepare(offline_fetcher(project), plan(project, ["base"]))
     assert "bookworm-security=000000000000" in moved.rendered.dockerfile
     assert moved.content_hash != base.content_hash
     lock.write_text(text[: text.index("\n[debian]")] + "\n")  # a lock from before Debian was tracked
-    (untracked,) = prepare(project, plan(project, ["base"]), offline_fetcher())
+    (untracked,) = prepare(offline_fetcher(project), plan(project, ["base"]))
     assert "upgrade" not in untracked.rendered.dockerfile and "debian-indexes" not in untracked.rendered.dockerfile
 
 

@@ -20,7 +20,7 @@ INSTALL = 'aiida-pseudo install family "$ASSET_PATH" TEST -P pseudo.upf'
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> AssetCache:
     monkeypatch.setenv("IMAGEBUILD_CACHE", str(tmp_path / "cache"))
-    return AssetCache()
+    return AssetCache(tmp_path / "cache" / "assets")
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def _recipe(make_project, sha256: str, *, optional: bool = False, extra: str = "
 
 def _child(make_project):
     project = load_project(make_project.root)
-    return prepare(project, plan(project, ["child"]), offline_fetcher())[-1]
+    return prepare(offline_fetcher(project), plan(project, ["child"]))[-1]
 
 
 def test_an_unpacked_asset_is_one_copy_with_a_start_hook_and_a_label(make_project, cache, pseudos):
@@ -127,7 +127,7 @@ def test_every_missing_asset_is_named_at_once(make_project, cache, pseudos):
     make_project.recipe("second", f'parent = "child"\n[[assets]]\nname = "more"\nfilename = "more.bin"\nsha256 = "{"2" * 64}"\n')
     project = load_project(make_project.root)
     with pytest.raises(AssetError) as caught:
-        prepare(project, plan(project, ["second"]), offline_fetcher())
+        prepare(offline_fetcher(project), plan(project, ["second"]))
     assert "2 inputs are missing" in caught.value.message
     assert "imagebuild assets add pseudos.tar.gz" in caught.value.message
     assert "imagebuild assets add more.bin" in caught.value.message
@@ -175,7 +175,7 @@ def test_a_locked_image_installs_its_lock_with_hashes_and_its_wheels(make_projec
     item = plan(project, ["child"])[-1]
     pins = "six==1.16.0 \\\n    --hash=sha256:" + "a" * 64 + "\n"
     write_lock(item, ImageLock(inputs=inputs_digest(item), python="3.11", platform="x86_64-manylinux_2_36", requirements=pins))
-    context = prepare(project, plan(project, ["child"]), offline_fetcher())[-1]
+    context = prepare(offline_fetcher(project), plan(project, ["child"]))[-1]
     dockerfile = context.rendered.dockerfile
     files = {item.arcname: item for item in context.rendered.files}
     assert files["imagebuild/requirements.lock"].data.decode() == pins

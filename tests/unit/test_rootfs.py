@@ -1,6 +1,6 @@
 import pytest
 
-from imagebuild.build.rootfs import DEFAULT_ARCHIVE, host_archive
+from imagebuild.config import DEFAULT_ARCHIVE, host_archive
 from imagebuild.inputs.target import debian_suite
 
 

@@ -66,7 +66,7 @@ def test_transient_push_failures_are_retried_with_backoff(monkeypatch):
     monkeypatch.setattr(publish, "BACKOFF_SECONDS", 0.0)
     engine = _FlakyEngine(2, "connection reset by peer")
     said: list[str] = []
-    assert publish._push_with_retries(engine, "r/x", "t", said.append) == "sha256:done"  # type: ignore[arg-type]
+    assert publish._push_with_retries(engine, "r/x", "t", None, said.append) == "sha256:done"  # type: ignore[arg-type]
     assert engine.calls == 3 and len(said) == 2
 
 
@@ -74,7 +74,7 @@ def test_permanent_push_failures_are_not_retried(monkeypatch):
     monkeypatch.setattr(publish, "BACKOFF_SECONDS", 0.0)
     engine = _FlakyEngine(5, "unauthorized: authentication required")
     with pytest.raises(PublishError, match="unauthorized"):
-        publish._push_with_retries(engine, "r/x", "t", print)  # type: ignore[arg-type]
+        publish._push_with_retries(engine, "r/x", "t", None, print)  # type: ignore[arg-type]
     assert engine.calls == 1
 
 
