@@ -86,7 +86,7 @@ def _addresses(text: str) -> set[str]:
 )
 def test_every_address_of_a_conda_build_goes_through_the_mirror_and_nothing_else_changes(site, tmp_path, files):
     repo = make_repo(tmp_path / "course", files)
-    item, source, raw = _captured(site)
+    _item, source, raw = _captured(site)
     mirror = load_mirror("site", site)
     routed = rewrite_captured(raw, mirror)
 
