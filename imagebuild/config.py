@@ -47,7 +47,6 @@ def host_archive(sources: Path = Path("/etc/apt")) -> str:
     return archives[0].rstrip("/") if archives else DEFAULT_ARCHIVE
 
 
-
 @dataclass(frozen=True)
 class RunOptions:
     """What the command line says about a run (the shared options of every image command)."""
