@@ -51,8 +51,9 @@ from imagebuild.build.context import BuildContext
 from imagebuild.ca import read_ca_bundle
 from imagebuild.cli.terminal import make_fetcher
 from imagebuild.mirrors.build import build_environment
+from imagebuild.model.project import Project, load_project
 from imagebuild.pipeline import content_ref, debian_archive, prepare
-from imagebuild.plan import Project, load_project, plan
+from imagebuild.plan import plan
 
 ROOT_IMAGE = "debian:bookworm"
 BY_HAND_TAG = "bench-by-hand/aiidalab:latest"

@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from imagebuild.build.engine import Engine
 from imagebuild.model.hub import HubFolder
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import latest_ref
-from imagebuild.plan import load_project
 from imagebuild.publish import registry as registry_module
 from tests.hub_browser import HubPerson, chromium
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 # (`.venv/bin/python bench/...`), that command is found only beside this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import debian_archive
-from imagebuild.plan import load_project
 from tests.integration.archive_proxy import ArchiveProxy
 
 PROFILE = """\

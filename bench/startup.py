@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from imagebuild.build.engine import Engine
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import latest_ref
-from imagebuild.plan import load_project
 
 DAEMON_LOG = "/home/jovyan/.aiida-services/daemon-start.log"
 LIMIT = 300

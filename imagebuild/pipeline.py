@@ -32,7 +32,8 @@ from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.check import preflight
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.model.mirror import Mirror
-from imagebuild.plan import BuildPlan, Project, plan
+from imagebuild.model.project import Project
+from imagebuild.plan import BuildPlan, plan
 from imagebuild.publish.manifest import INVENTORY_PATH, ImageFacts, manifest
 from imagebuild.publish.manifest import write as write_manifest
 from imagebuild.publish.push import PublishResult, publish

@@ -6,6 +6,7 @@ import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker.errors
 from requests.exceptions import ConnectionError as RequestsConnectionError
@@ -14,6 +15,9 @@ from requests.exceptions import ReadTimeout
 from imagebuild.build.engine import Engine
 from imagebuild.build.render import User, support_file
 from imagebuild.errors import SmokeError
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 WORKDIR = "/tmp/imagebuild-smoke"
 ORDER_FILE = "notebooks.json"
@@ -86,7 +90,7 @@ def _archive(notebooks: list[tuple[str, Path]]) -> bytes:
     return buffer.getvalue()
 
 
-def _results(container: "docker.models.containers.Container") -> list[dict[str, object]]:
+def _results(container: "Container") -> list[dict[str, object]]:
     try:
         stream, _ = container.get_archive(f"{WORKDIR}/results.json")
     except docker.errors.NotFound:

@@ -24,7 +24,7 @@ from imagebuild.hub import lifecycle
 from imagebuild.hub.compose import find_compose
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.model.hub import HubFolder
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from imagebuild.publish.push import registry_host, registry_repository
 from imagebuild.publish.registry import Registry
 

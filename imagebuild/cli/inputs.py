@@ -19,8 +19,9 @@ from imagebuild.cli.terminal import (
 from imagebuild.errors import AssetError, LockError
 from imagebuild.inputs.assets import DeclaredAsset, declared_assets
 from imagebuild.inputs.lock import lock_image, lock_state, read_lock
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import debian_archive
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 
 assets_app = typer.Typer(help="The asset cache: files images need that are not pip packages.", no_args_is_help=True)
 

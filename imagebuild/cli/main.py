@@ -35,8 +35,10 @@ from imagebuild.cli.terminal import (
     make_fetcher,
     out,
 )
-from imagebuild.errors import EngineError, ImagebuildError, RecipeError
-from imagebuild.plan import load_project, plan
+from imagebuild.errors import EngineError, ImagebuildError
+from imagebuild.model.notebook import load_notebook
+from imagebuild.model.project import load_project
+from imagebuild.plan import plan
 from imagebuild.publish.push import registry_host
 
 app = typer.Typer(
@@ -150,8 +152,7 @@ def smoke(
     project = load_project()
     extra = notebook or []
     for path in extra:
-        if not path.is_file():
-            raise RecipeError("notebook not found", path=path, hint="pass the path of an .ipynb file")
+        load_notebook(path)
     contexts = pipeline.prepare(project, plan(project, [name]), make_fetcher(project, mirror, None, offline=True))
     context = contexts[-1]
     engine = engine_module.Engine()

@@ -17,8 +17,8 @@ from imagebuild.cli.terminal import (
     make_fetcher,
     out,
 )
+from imagebuild.model.project import load_project
 from imagebuild.nightly import NightlyOptions, nightly
-from imagebuild.plan import load_project
 from imagebuild.publish.push import registry_host
 from imagebuild.publish.retention import RetentionPolicy
 

@@ -21,7 +21,7 @@ from imagebuild.cli.terminal import (
     out,
 )
 from imagebuild.errors import PublishError, RecipeError
-from imagebuild.plan import Project, load_project
+from imagebuild.model.project import Project, load_project
 from imagebuild.publish import registry as registry_module
 from imagebuild.publish.manifest import ImageFacts, published_facts
 from imagebuild.publish.manifest import diff as image_diff

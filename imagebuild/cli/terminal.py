@@ -11,7 +11,7 @@ from imagebuild import pipeline
 from imagebuild.ca import find_ca_bundle
 from imagebuild.inputs.fetch import Fetcher, fetcher_for
 from imagebuild.model.mirror import Mirror, selected_mirror
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
 
 
 def _console(*, stderr: bool) -> Console:

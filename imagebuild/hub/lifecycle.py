@@ -20,7 +20,7 @@ from imagebuild.hub.compose import Compose, render_compose
 from imagebuild.hub.folder import HUB_RECIPES
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.hub import COMPOSE_FILE, SETTINGS_FILE, HubFolder, HubSettings
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
 from imagebuild.publish import registry as registry_module
 from imagebuild.system import port_is_free
 

@@ -29,8 +29,8 @@ from imagebuild.errors import UNKNOWN_HOST, AssetError, connection_reason
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror
+from imagebuild.model.project import Project
 from imagebuild.model.recipe import AssetSpec, Recipe
-from imagebuild.plan import Project
 from imagebuild.system import cache_dir
 
 CHUNK = 1 << 16

@@ -29,7 +29,8 @@ from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.devpackages import LockedDevPackage, resolve
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.target import Target, debian_suite, image_target
-from imagebuild.model.recipe import DevPackageSpec, Recipe, StrictModel, parse_toml
+from imagebuild.model.recipe import DevPackageSpec, Recipe
+from imagebuild.model.toml import StrictModel, parse_toml
 from imagebuild.plan import BuildPlan
 
 LOCK_FILE = "image.lock"
@@ -74,7 +75,7 @@ def needs_lock(recipe: Recipe) -> bool:
 
 def read_lock(recipe: Recipe) -> ImageLock | None:
     path = lock_path(recipe)
-    return parse_toml(path, ImageLock) if path.is_file() else None
+    return parse_toml(path, ImageLock) if path.exists() else None
 
 
 def _platform(target: Target) -> str:

@@ -49,7 +49,8 @@ from imagebuild.inputs.lock import LOCK_FILE, read_lock
 from imagebuild.inputs.target import Target, image_target
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.model.mirror import Mirror
-from imagebuild.plan import Project, plan
+from imagebuild.model.project import Project
+from imagebuild.plan import plan
 from imagebuild.system import exclusive
 
 PYPI = "https://pypi.org/simple"

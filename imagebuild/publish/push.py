@@ -18,7 +18,8 @@ from pathlib import Path
 from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine, Image, PushFailure
 from imagebuild.errors import PublishError
-from imagebuild.plan import BuildPlan, Project
+from imagebuild.model.project import Project
+from imagebuild.plan import BuildPlan
 from imagebuild.publish.registry import Registry, env_credentials
 from imagebuild.publish.tags import (
     ImageTags,

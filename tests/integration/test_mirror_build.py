@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from imagebuild.build.rootfs import _rootfs_tarball
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import debian_archive
-from imagebuild.plan import load_project
 from tests.conftest import REPO, free_port
 from tests.integration.archive_proxy import ArchiveProxy
 from tests.integration.conftest import saved_image_blobs

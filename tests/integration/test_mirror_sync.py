@@ -22,7 +22,7 @@ from imagebuild.build.render import INSTALLER
 from imagebuild.ca import find_ca_bundle
 from imagebuild.mirrors.serve import IndexServer
 from imagebuild.mirrors.sync import sync
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 
 CHILD_PINS = "six==1.16.0\ndocopt==0.6.2\n"
 

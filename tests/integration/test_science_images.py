@@ -17,8 +17,8 @@ from imagebuild.build.render import ASSET_LABEL
 from imagebuild.ca import read_ca_bundle
 from imagebuild.inputs.assets import AssetCache
 from imagebuild.inputs.fetch import Fetcher
+from imagebuild.model.project import load_project
 from imagebuild.model.recipe import load_recipe
-from imagebuild.plan import load_project
 from tests.conftest import REPO, offline_fetcher
 from tests.integration.conftest import (
     AIIDA_CHECK,

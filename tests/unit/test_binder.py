@@ -21,8 +21,9 @@ from imagebuild.mirrors.captured import (
     rewrite_captured,
 )
 from imagebuild.model.mirror import load_mirror
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import prepare, root_image
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 from tests.conftest import git, offline_fetcher, write_notebook
 
 PROFILE = """

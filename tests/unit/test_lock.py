@@ -13,8 +13,9 @@ from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.devpackages import host_environment, resolve
 from imagebuild.inputs.lock import ImageLock, inputs_digest, lock_state, read_lock, write_lock
 from imagebuild.model.mirror import Mirror, MirrorProfile
+from imagebuild.model.project import load_project
 from imagebuild.model.recipe import DevPackageSpec
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 from tests.conftest import GIT_ENV, REPO, git
 
 

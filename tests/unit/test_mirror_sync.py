@@ -30,7 +30,8 @@ from imagebuild.mirrors.sync import (
     write_index,
 )
 from imagebuild.model.mirror import Mirror, MirrorProfile
-from imagebuild.plan import load_project, plan
+from imagebuild.model.project import load_project
+from imagebuild.plan import plan
 from tests.conftest import free_port
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"

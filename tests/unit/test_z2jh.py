@@ -13,7 +13,7 @@ from imagebuild.errors import RecipeError
 from imagebuild.hub import folder as hub_folder
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.model.hub import HubFolder, HubSettings, SelectedImage, Selection
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from tests.conftest import REPO
 
 REGISTRY = "registry.example.org"
