@@ -30,7 +30,8 @@ from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror
 from imagebuild.model.project import Project
-from imagebuild.model.recipe import AssetSpec, Recipe
+from imagebuild.model.recipe import Recipe
+from imagebuild.model.recipe_schema import AssetSpec
 from imagebuild.system import cache_dir
 
 CHUNK = 1 << 16

@@ -31,9 +31,10 @@ from imagebuild.inputs.target import Target
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.environment import load_environment
 from imagebuild.model.mirror import Mirror
+from imagebuild.model.recipe import CONDA_LOCK_FILE
 from imagebuild.model.routes import CONDA_ALIAS_UPSTREAMS
 
-LOCK_FILE = "conda-lock.yml"
+LOCK_FILE = CONDA_LOCK_FILE
 
 
 @dataclass(frozen=True)

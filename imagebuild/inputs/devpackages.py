@@ -26,7 +26,7 @@ from uv import find_uv_bin
 from imagebuild.errors import LockError
 from imagebuild.mirrors.hostenv import git_variables, index_variables
 from imagebuild.model.mirror import Mirror
-from imagebuild.model.recipe import DevPackageSpec
+from imagebuild.model.recipe_schema import DevPackageSpec
 from imagebuild.model.toml import StrictModel
 from imagebuild.system import cache_dir
 

@@ -15,7 +15,7 @@ from imagebuild.inputs.conda import conda_lock_path
 from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.lock import ImageLock, lock_state, read_lock
-from imagebuild.model.recipe import AssetSpec
+from imagebuild.model.recipe_schema import AssetSpec
 from imagebuild.plan import BuildPlan
 
 

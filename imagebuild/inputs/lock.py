@@ -29,7 +29,8 @@ from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.devpackages import LockedDevPackage, resolve
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.target import Target, debian_suite, image_target
-from imagebuild.model.recipe import DevPackageSpec, Recipe
+from imagebuild.model.recipe import Recipe
+from imagebuild.model.recipe_schema import DevPackageSpec
 from imagebuild.model.toml import StrictModel, parse_toml
 from imagebuild.plan import BuildPlan
 

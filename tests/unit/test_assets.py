@@ -15,7 +15,7 @@ from imagebuild.errors import AssetError, RecipeError
 from imagebuild.inputs.assets import AssetCache, DeclaredAsset, declared_assets
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.project import load_project
-from imagebuild.model.recipe import AssetSpec
+from imagebuild.model.recipe_schema import AssetSpec
 
 PAYLOAD = os.urandom(300_000)
 CHECKSUM = hashlib.sha256(PAYLOAD).hexdigest()

@@ -14,7 +14,7 @@ from imagebuild.inputs.devpackages import host_environment, resolve
 from imagebuild.inputs.lock import ImageLock, inputs_digest, lock_state, read_lock, write_lock
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.project import load_project
-from imagebuild.model.recipe import DevPackageSpec
+from imagebuild.model.recipe_schema import DevPackageSpec
 from imagebuild.plan import plan
 from tests.conftest import GIT_ENV, REPO, git
 
