@@ -7,6 +7,7 @@ both inside the hub), compose.yml (rendered from hub.toml) and .env (secrets, 06
 import os
 import re
 import secrets
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,7 +30,7 @@ from imagebuild.model.hub import (
 )
 from imagebuild.model.names import TAG, image_reference
 from imagebuild.model.project import Project
-from imagebuild.model.toml import parse_toml
+from imagebuild.model.toml import validated
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry
 
@@ -101,13 +102,15 @@ def init(project: Project, request: HubInit) -> list[Path]:
         public_url=public_url,
         proxy_domain=request.proxy_domain or "",
     )
+    try:  # what would be written validates, or nothing is
+        hub_settings = validated(tomllib.loads(settings), folder / SETTINGS_FILE, HubSettings)
+    except RecipeError as error:
+        raise RecipeError(
+            f"hub init: the options give an invalid {SETTINGS_FILE}: {error.message}",
+            path=folder,
+            hint=f"{error.hint}; correct the option (--registry, --hub-tag, --proxy-domain, ...); nothing was written",
+        ) from None
     folder.mkdir(parents=True, exist_ok=True)
-    staged = folder / f".{SETTINGS_FILE}.new"
-    staged.write_text(settings)
-    try:
-        hub_settings = parse_toml(staged, HubSettings)  # what is written validates, or nothing is
-    finally:
-        staged.unlink()
     written = {
         SETTINGS_FILE: settings,
         COMPOSE_FILE: render_compose(hub_settings, settings),

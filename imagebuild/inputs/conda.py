@@ -163,7 +163,7 @@ def solve(
             rattler.solve(
                 [rattler.Channel(route.used) for route in channel_routes],
                 list(environment.specs),
-                platforms=[rattler.Platform(platform), "noarch"],
+                platforms=[rattler.Subdir(platform), "noarch"],
                 virtual_packages=_virtual_packages(target),
                 pinned_packages=list(pinned),
             )

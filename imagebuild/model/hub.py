@@ -10,7 +10,17 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from imagebuild.errors import RecipeError
-from imagebuild.model.names import ImageReference, RegistryHost, env_names, image_reference
+from imagebuild.model.names import (
+    ImageReference,
+    RegistryHost,
+    env_names,
+    host_name,
+    image_reference,
+    ip_address,
+    optional,
+    tag,
+    web_url,
+)
 from imagebuild.model.text import read_text
 from imagebuild.model.toml import StrictModel, parse_toml
 
@@ -24,6 +34,9 @@ SELECTION_HEADER = (
 VOLUME_PLACEHOLDERS = {"username", "safe_username", "raw_username", "servername", "raw_servername", "imagename", "prefix"}
 
 
+OptionalUrl = Annotated[str, AfterValidator(optional(web_url))]
+
+
 class AuthenticatorSettings(StrictModel):
     kind: Literal["github", "generic", "native", "dummy"] = "native"
     admin_users: list[str] = Field(default_factory=list)
@@ -33,10 +46,10 @@ class AuthenticatorSettings(StrictModel):
     allowed_organizations: list[str] = Field(default=[], description="github: members of these organisations")
     allowed_groups: list[str] = Field(default=[], description="generic: members of these groups (claim_groups_key)")
     claim_groups_key: str = "groups"
-    oauth_callback_url: str = ""
-    authorize_url: str = ""
-    token_url: str = ""
-    userdata_url: str = ""
+    oauth_callback_url: OptionalUrl = Field(default="", description="the hub's public URL + /hub/oauth_callback")
+    authorize_url: OptionalUrl = Field(default="", description="generic: the provider's authorization endpoint")
+    token_url: OptionalUrl = Field(default="", description="generic: the provider's token endpoint")
+    userdata_url: OptionalUrl = Field(default="", description="generic: the provider's userinfo endpoint")
     username_claim: str = "preferred_username"
     scope: list[str] = Field(default=["openid", "profile", "email"], description="generic: scopes asked of the provider")
 
@@ -86,13 +99,11 @@ class SpawnSettings(StrictModel):
 
 
 class ProxySettings(StrictModel):
-    domain: str = Field(default="", description="serve https://DOMAIN through Caddy (ports 80 and 443)")
+    domain: Annotated[str, AfterValidator(optional(host_name))] = Field(
+        default="", description="serve https://DOMAIN through Caddy (ports 80 and 443): a DNS name, no scheme or path"
+    )
     http_port: int = Field(default=80, gt=0, lt=65536)
     https_port: int = Field(default=443, gt=0, lt=65536)
-
-
-def _optional_reference(value: str) -> str:
-    return image_reference(value) if value else value
 
 
 class HubSettings(StrictModel):
@@ -102,11 +113,13 @@ class HubSettings(StrictModel):
     registry: RegistryHost = Field(description="registry host[:port] the offered images are pulled from")
     hub_image: ImageReference = Field(description="the hub's image reference, e.g. 127.0.0.1:5000/imagebuild/hub:latest")
     database_image: ImageReference = Field(description="the database's image reference")
-    proxy_image: Annotated[str, AfterValidator(_optional_reference)] = Field(
+    proxy_image: Annotated[str, AfterValidator(optional(image_reference))] = Field(
         default="", description="the TLS proxy's image reference (needed with [proxy].domain)"
     )
     port: int = Field(default=8000, gt=0, lt=65536)
-    bind_address: str = Field(default="127.0.0.1", description="where plain http listens; 0.0.0.0 for every interface")
+    bind_address: Annotated[str, AfterValidator(ip_address)] = Field(
+        default="127.0.0.1", description="the IP address plain http listens on; 0.0.0.0 for every interface"
+    )
     development: bool = False
     idle_timeout: int = Field(default=3600, ge=0, description="seconds; idle user servers are stopped (0: never)")
     spawn: SpawnSettings = SpawnSettings()
@@ -151,9 +164,9 @@ class HubSettings(StrictModel):
 class SelectedImage(StrictModel):
     label: str
     image: str
-    tag: str
-    ref: str = Field(description="registry/repository@digest: what the hub starts, whatever the tag says later")
-    digest: str
+    tag: Annotated[str, AfterValidator(tag)]
+    ref: ImageReference = Field(description="registry/repository@digest: what the hub starts, whatever the tag says later")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="the image's digest, sha256:<64 hex digits>")
 
 
 class Selection(StrictModel):

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from imagebuild.errors import RecipeError
-from imagebuild.model.names import EnvName, registry_host
+from imagebuild.model.names import EnvName, HostName, registry_host
 from imagebuild.model.project import PROJECT_FILE
 from imagebuild.model.routes import (
     APT_UPSTREAMS,
@@ -36,12 +36,12 @@ NO_MIRROR = "none"
 
 def _url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-    if parts.username or parts.password:
+    if parts.username or parts.password:  # checked first: the URL is not repeated
         raise ValueError(
             "must not contain a user or password; name the environment variables that hold them in [[credentials]]"
         )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
     if "#" in value or any(c.isspace() for c in value):
         raise ValueError(f"must not contain '#' or spaces, got {value!r}")
     return value.rstrip("/")
@@ -66,7 +66,7 @@ RegistryPrefix = Annotated[str, AfterValidator(_registry_prefix)]
 class PypiSection(StrictModel):
     index_url: Url = Field(description="replaces https://pypi.org/simple for pip and uv")
     extra_index_urls: list[Url] = Field(default_factory=list)
-    trusted_hosts: list[str] = Field(default=[], description="hosts pip and uv may reach without TLS verification")
+    trusted_hosts: list[HostName] = Field(default=[], description="hosts pip and uv may reach without TLS verification")
 
 
 class CondaSection(StrictModel):
@@ -217,6 +217,12 @@ def profile_paths(project_root: Path) -> dict[str, Path]:
 def load_mirror(selection: str, project_root: Path) -> Mirror:
     """`selection` is a profile name from mirrors/ or the path of a profile file."""
     known = profile_paths(project_root)
+    if "://" in selection:
+        raise RecipeError(
+            f"the mirror '{selection}' is a URL; a mirror is chosen by profile",
+            path=project_root / MIRRORS_DIR,
+            hint=f"name a profile ({', '.join(known) or 'none'}) or a .toml file; put the URL in the profile",
+        )
     if selection in known:
         path = known[selection]
     elif selection.endswith(".toml") or os.sep in selection:
@@ -225,7 +231,8 @@ def load_mirror(selection: str, project_root: Path) -> Mirror:
         close = difflib.get_close_matches(selection, list(known), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known) or '(none)'}"
         raise RecipeError(f"no mirror profile named '{selection}'", path=project_root / MIRRORS_DIR, hint=hint)
-    spec = parse_toml(path, MirrorProfile)
+    names = ", ".join(known) or "none"
+    spec = parse_toml(path, MirrorProfile, missing_hint=f"a profile is a name from {MIRRORS_DIR}/ ({names}) or a .toml file's path")
     mirror = Mirror(name=path.stem if selection in known else str(path), path=path, spec=spec)
     if mirror.ca_cert is not None and not mirror.ca_cert.is_file():
         problem = "is a folder, where a PEM file is expected" if mirror.ca_cert.is_dir() else "not found"
@@ -248,7 +255,7 @@ def selected_mirror(option: str | None, default: str | None, project_root: Path)
     try:
         return load_mirror(choice, project_root)
     except RecipeError as error:
-        if option or not error.message.startswith("no mirror profile named"):
+        if option or error.path != project_root / MIRRORS_DIR:
             raise
         raise RecipeError(
             f"[build].mirror: {error.message}", path=project_root / PROJECT_FILE, hint=f"{error.hint} (or pass --mirror NAME)"

@@ -6,7 +6,9 @@ pydantic turns it into an error naming the file and the field. A value that look
 secret is never repeated in a message.
 """
 
+import ipaddress
 import re
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -108,7 +110,37 @@ def registry_host(value: str) -> str:
     return value
 
 
+def tag(value: str) -> str:
+    """An image tag: letters, digits, '_', '.', '-' (not first), at most 128."""
+    if not TAG.fullmatch(value):
+        raise ValueError(f"{value!r} is not a tag: letters, digits, '_', '.' and '-' (not first), at most 128")
+    return value
+
+
+def host_name(value: str) -> str:
+    """A DNS name or IP address with an optional port, e.g. 'pypi.example.org' or '10.0.0.5:3141'."""
+    _no_scheme(value, "pypi.example.org")
+    if not re.fullmatch(rf"{_DOMAIN}", value):
+        raise ValueError(f"{value!r} is not a host name: letters, digits, '-' and '.', optionally ':port'")
+    return value
+
+
+def ip_address(value: str) -> str:
+    """An IPv4 or IPv6 address, as Docker binds a published port to it."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address, e.g. '127.0.0.1' or '0.0.0.0'") from None
+    return value
+
+
+def optional(check: Callable[[str], str]) -> Callable[[str], str]:
+    """`check` for a value that may be left empty."""
+    return lambda value: check(value) if value else value
+
+
 ImageReference = Annotated[str, AfterValidator(image_reference)]
+HostName = Annotated[str, AfterValidator(host_name)]
 Repository = Annotated[str, AfterValidator(repository)]
 RegistryHost = Annotated[str, AfterValidator(registry_host)]
 
@@ -116,6 +148,8 @@ RegistryHost = Annotated[str, AfterValidator(registry_host)]
 def web_url(value: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """A download URL: one of `schemes`, a host (file: none), no spaces."""
     parts = urlsplit(value)
+    if parts.password:  # checked first: the URL is not repeated
+        raise ValueError("must not contain a password; a URL here ends up in the image and its logs")
     if parts.scheme not in schemes or (parts.scheme != "file" and not parts.hostname):
         raise ValueError(f"must be an {', '.join(schemes[:-1])} or {schemes[-1]} URL with a host, got {value!r}")
     if any(c.isspace() for c in value):
@@ -128,6 +162,8 @@ GIT_URL_SCHEMES = ("https", "http", "ssh", "git", "file")
 
 def git_url(value: str) -> str:
     """A git repository URL as git clones it; pip's 'git+https://...@ref' form gets its own hint."""
+    if urlsplit(value.removeprefix("git+")).password:  # checked first: the URL is not repeated
+        raise ValueError("must not contain a password; give git its credentials outside the recipe (a credential helper)")
     if value.startswith("git+"):
         raise ValueError(
             f"{value!r} is pip's VCS form; give git's URL here (without 'git+' and '@ref') and the ref in 'ref'"

@@ -106,6 +106,6 @@ def validated(data: object, path: Path, model: type[Model]) -> Model:
         raise RecipeError(TOO_DEEP, path=path, hint=TOO_DEEP_HINT) from None
 
 
-def parse_toml(path: Path, model: type[Model]) -> Model:
+def parse_toml(path: Path, model: type[Model], *, missing_hint: str | None = None) -> Model:
     """Read a TOML file into `model`; any problem becomes one RecipeError naming file and field."""
-    return validated(load_toml(path), path, model)
+    return validated(load_toml(path, missing_hint=missing_hint), path, model)
