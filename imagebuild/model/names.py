@@ -78,7 +78,7 @@ TAG = re.compile(_TAG)
 
 def _no_scheme(value: str, example: str) -> None:
     if "://" in value:
-        raise ValueError(f"{value!r} has a URL scheme; Docker names carry none: write it like '{example}'")
+        raise ValueError(f"{value!r} has a URL scheme; write it without one, like '{example}'")
 
 
 def image_reference(value: str) -> str:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
 from imagebuild.errors import RecipeError
+from imagebuild.model.names import looks_like_secret
 from imagebuild.model.text import TOO_DEEP, TOO_DEEP_HINT, read_text
 
 
@@ -28,7 +29,9 @@ _KEY_LIKE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
-    """('python', 'requirements') -> '[python].requirements', as a user reads a TOML file."""
+    """('python', 'requirements') -> '[python].requirements', as a user reads a TOML file (a key
+    that looks like a secret, such as a token pasted as an [env] name, is not repeated)."""
+    loc = tuple("<a secret-like key>" if isinstance(part, str) and looks_like_secret(part) else part for part in loc)
     if not loc:
         return "(top level)"
     if len(loc) == 1:

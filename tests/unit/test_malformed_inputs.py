@@ -82,6 +82,9 @@ CASES = [
          RENDER, "image.toml", "'..'"),
     Case("file-mode", {"images/t/image.toml": CHILD + '[[files]]\nsrc = "a"\ndest = "/a"\nmode = "0o755"\n', "images/t/a": "x"},
          RENDER, "image.toml", "octal file mode"),
+    Case("hub-init-registry-url", {}, ["hub", "init", "hub2", "--admin", "alice", "--registry", "https://r.example.org"], "hub2", "URL scheme"),
+    Case("selection-digest", {"hub/images.toml": '[[images]]\nlabel = "t"\nimage = "t"\ntag = "1"\nref = "r.org/t@sha256:1"\ndigest = "sha256:1"\n'},
+         HUB_CHECK, "images.toml", "[images][0]", hub=True),
     # patterns that match nothing
     Case("smoke-pattern", {"images/t/image.toml": CHILD + '[smoke]\nnotebooks = ["tests/*.ipynb"]\n'}, RENDER, "image.toml", "matches no file"),
     Case("hooks-pattern", {"images/t/image.toml": CHILD + '[hooks]\nbefore_notebook = ["start.d/*.sh"]\n'}, RENDER, "image.toml", "matches no file"),
@@ -165,6 +168,7 @@ def test_malformed_input_is_one_clear_error(case: Case, project: Path) -> None:
     for secret in case.hidden:
         assert secret not in output
     assert _snapshot(project) == before, "nothing is written"
+    assert not (project / "hub2").exists()
 
 
 def test_a_bom_stays_accepted_by_mirror_rewrite(project: Path) -> None:
