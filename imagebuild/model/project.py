@@ -71,10 +71,6 @@ class Project:
     def output_dir(self) -> Path:
         return self.root / self.config.build.output
 
-    @property
-    def config_path(self) -> Path:
-        return self.root / PROJECT_FILE
-
 
 def find_project(start: Path | None = None) -> Path:
     """The nearest folder at or above `start` holding imagebuild.toml or an images/ folder."""
