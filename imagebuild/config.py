@@ -19,7 +19,7 @@ import certifi
 
 from imagebuild.errors import RecipeError
 from imagebuild.model.mirror import Mirror, selected_mirror
-from imagebuild.plan import Project, load_project
+from imagebuild.model.project import Project, load_project
 from imagebuild.system import cache_dir
 
 HOST_CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")

@@ -9,11 +9,12 @@ from typing import Any
 
 from imagebuild import __version__
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL, BuildContext
-from imagebuild.build.engine import Engine, Image
+from imagebuild.build.engine import Engine
+from imagebuild.build.records import Image
 from imagebuild.build.smoke import SMOKED_REF_FILE, SmokeResult
 from imagebuild.errors import EngineError
 from imagebuild.model.mirror import Mirror
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
 from imagebuild.publish.manifest import INVENTORY_PATH, ImageFacts, manifest
 from imagebuild.publish.manifest import write as write_manifest
 from imagebuild.publish.push import PublishResult

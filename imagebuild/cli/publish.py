@@ -23,7 +23,7 @@ from imagebuild.cli.terminal import (
 )
 from imagebuild.config import RunOptions, resolve
 from imagebuild.errors import PublishError, RecipeError
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
 from imagebuild.publish import registry as registry_module
 from imagebuild.publish.manifest import ImageFacts, published_facts
 from imagebuild.publish.manifest import diff as image_diff

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import rattler
 import rattler.exceptions
-import yaml
 from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
 from conda_lock.lockfile.v2prelim.models import (
     HashModel,
@@ -27,12 +26,15 @@ from conda_lock.lockfile.v2prelim.models import (
 )
 from conda_lock.models.channel import Channel as LockChannel
 
-from imagebuild.errors import LockError, RecipeError
+from imagebuild.errors import LockError
 from imagebuild.inputs.target import Target
-from imagebuild.mirrors.rules import CONDA_ALIAS_UPSTREAMS, url_rules
+from imagebuild.mirrors.rules import url_rules
+from imagebuild.model.environment import load_environment
 from imagebuild.model.mirror import Mirror
+from imagebuild.model.recipe import CONDA_LOCK_FILE
+from imagebuild.model.routes import CONDA_ALIAS_UPSTREAMS
 
-LOCK_FILE = "conda-lock.yml"
+LOCK_FILE = CONDA_LOCK_FILE
 
 
 @dataclass(frozen=True)
@@ -45,25 +47,9 @@ class Environment:
 
 
 def read_environment(path: Path) -> Environment:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise RecipeError(f"not valid YAML: {error}", path=path) from None
-    channels = tuple(str(c) for c in data.get("channels") or [])
-    specs: list[str] = []
-    for index, item in enumerate(data.get("dependencies") or []):
-        if isinstance(item, dict):
-            raise RecipeError(
-                f"dependencies[{index}]: a '{next(iter(item), '')}:' section is not installed by imagebuild",
-                path=path,
-                hint="put pip packages in requirements.txt beside the recipe ([python] requirements)",
-            )
-        specs.append(str(item))
-    if not channels:
-        raise RecipeError("channels: none given", path=path, hint="name at least one channel, e.g. conda-forge")
-    if not specs:
-        raise RecipeError("dependencies: none given", path=path)
-    return Environment(path, channels, tuple(specs))
+    """The environment.yml as the model checked it when the recipe was loaded."""
+    spec = load_environment(path)
+    return Environment(path, tuple(spec.channels), spec.specs)
 
 
 def channel_url(channel: str) -> str:
@@ -141,7 +127,7 @@ def extended(parent: Environment, child: Environment) -> Environment:
     )
 
 
-def locked_records(path: Path, platform: str) -> list:
+def locked_records(path: Path, platform: str) -> list[rattler.RepoDataRecord]:
     """The packages of a conda-lock file as solver records, to hold a parent's pins fixed."""
     found = []
     for package in parse_conda_lock_file(path).package:
@@ -168,8 +154,8 @@ def solve(
     target: Target,
     channel_routes: Sequence[ChannelRoute],
     mirror: Mirror | None,
-    pinned: Sequence = (),
-) -> list:
+    pinned: Sequence[rattler.RepoDataRecord] = (),
+) -> list[rattler.RepoDataRecord]:
     """rattler's solution for the image's platform; errors name the conflict or the channel (and mirror)."""
     platform = subdir(target)
     try:
@@ -177,7 +163,7 @@ def solve(
             rattler.solve(
                 [rattler.Channel(route.used) for route in channel_routes],
                 list(environment.specs),
-                platforms=[platform, "noarch"],
+                platforms=[rattler.Subdir(platform), "noarch"],
                 virtual_packages=_virtual_packages(target),
                 pinned_packages=list(pinned),
             )
@@ -210,7 +196,7 @@ def _upstream_url(url: str, channel_routes: Sequence[ChannelRoute], local: Seque
 
 
 def lockfile(
-    records: list,
+    records: list[rattler.RepoDataRecord],
     environment: Environment,
     target: Target,
     channel_routes: Sequence[ChannelRoute],

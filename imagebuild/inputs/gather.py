@@ -16,7 +16,7 @@ from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.lockfile import ImageLock, read_lock
 from imagebuild.inputs.lockstate import lock_state
-from imagebuild.model.recipe import AssetSpec
+from imagebuild.model.recipe_schema import AssetSpec
 from imagebuild.plan import BuildPlan
 
 

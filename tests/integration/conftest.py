@@ -24,7 +24,8 @@ from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
 from imagebuild.build.context import IMAGE_LABEL
 from imagebuild.build.smoke import SmokeResult
-from imagebuild.plan import Project, load_project, plan
+from imagebuild.model.project import Project, load_project
+from imagebuild.plan import plan
 from imagebuild.publish import registry as registry_module
 from imagebuild.smoketest import smoke_image
 from tests.conftest import REPO, free_port, host_trust, run_config
