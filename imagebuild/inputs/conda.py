@@ -7,30 +7,22 @@ channel URLs (the same files, the same hashes), and the build rewrites them agai
 in (support/install-conda), so the lock and the content hash do not depend on the mirror.
 """
 
-import asyncio
 import hashlib
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import rattler
-import rattler.exceptions
-import yaml
-from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
-from conda_lock.lockfile.v2prelim.models import (
-    HashModel,
-    LockedDependency,
-    Lockfile,
-    LockMeta,
-)
-from conda_lock.models.channel import Channel as LockChannel
+from typing import TYPE_CHECKING
 
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.target import Target
 from imagebuild.mirrors.rules import CONDA_ALIAS_UPSTREAMS, url_rules
 from imagebuild.model.mirror import Mirror
+
+if TYPE_CHECKING:  # rattler, conda-lock and yaml are imported where used: a build that reuses its images needs none
+    import rattler
+    from conda_lock.lockfile.v2prelim.models import Lockfile
 
 LOCK_FILE = "conda-lock.yml"
 
@@ -45,6 +37,8 @@ class Environment:
 
 
 def read_environment(path: Path) -> Environment:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -106,6 +100,10 @@ def local_channel(packages: Sequence[LocalPackage], folder: Path) -> ChannelRout
     """The carried-in packages as an indexed channel in `folder`, read before any other channel."""
     if not packages:
         return None
+    import asyncio
+
+    import rattler
+
     folder.mkdir(parents=True, exist_ok=True)
     for package in packages:
         named = folder / package.file_name  # rattler reads the archive format from the file name
@@ -119,8 +117,10 @@ def local_channel(packages: Sequence[LocalPackage], folder: Path) -> ChannelRout
     return ChannelRoute(upstream=f"file://{LOCAL_PACKAGES}", used=folder.as_uri())
 
 
-def _virtual_packages(target: Target) -> list[rattler.GenericVirtualPackage]:
+def _virtual_packages(target: Target) -> list["rattler.GenericVirtualPackage"]:
     """The image's platform as conda sees it: Linux with the suite's glibc."""
+    import rattler
+
     glibc = ".".join(str(part) for part in target.glibc)
     return [
         rattler.GenericVirtualPackage(rattler.PackageName(name), rattler.Version(version), rattler.BuildString("0"))
@@ -143,6 +143,9 @@ def extended(parent: Environment, child: Environment) -> Environment:
 
 def locked_records(path: Path, platform: str) -> list:
     """The packages of a conda-lock file as solver records, to hold a parent's pins fixed."""
+    import rattler
+    from conda_lock.lockfile import parse_conda_lock_file
+
     found = []
     for package in parse_conda_lock_file(path).package:
         if package.manager != "conda" or package.platform != platform:
@@ -171,6 +174,11 @@ def solve(
     pinned: Sequence = (),
 ) -> list:
     """rattler's solution for the image's platform; errors name the conflict or the channel (and mirror)."""
+    import asyncio
+
+    import rattler
+    import rattler.exceptions
+
     platform = subdir(target)
     try:
         return asyncio.run(
@@ -215,8 +223,11 @@ def lockfile(
     target: Target,
     channel_routes: Sequence[ChannelRoute],
     local: Sequence[LocalPackage] = (),
-) -> Lockfile:
+) -> "Lockfile":
     """The solution in conda-lock's model, with upstream URLs and both hashes of every package."""
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
+    from conda_lock.models.channel import Channel as LockChannel
+
     platform = subdir(target)
     packages = [
         LockedDependency(
@@ -241,8 +252,10 @@ def lockfile(
     return Lockfile(package=packages, metadata=metadata)
 
 
-def write(lock: Lockfile, path: Path) -> bool:
+def write(lock: "Lockfile", path: Path) -> bool:
     """Write the lock; False when the file already says exactly this (it is not touched)."""
+    from conda_lock.lockfile import write_conda_lock_file
+
     with tempfile.TemporaryDirectory() as scratch:
         staged = Path(scratch) / path.name
         write_conda_lock_file(lock, staged, metadata_choices=None)

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import oras.container
-import oras.provider
 import requests
 
 from imagebuild.errors import PublishError, connection_reason
@@ -67,6 +65,9 @@ class Registry:
     def __init__(self, host: str) -> None:
         self.host = host
         self.scheme = "http" if is_loopback(host) else "https"
+        import oras.container  # oras (and its jsonschema) only when a registry is spoken to
+        import oras.provider
+
         self._oras = oras.provider.Registry(hostname=host, insecure=self.scheme == "http")
         credentials = env_credentials()
         if credentials is not None:
