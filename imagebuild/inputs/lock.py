@@ -119,12 +119,13 @@ class LockState:
         return f"run 'imagebuild lock {self.name}' and commit {self.path.name}"
 
 
-def lock_state(item: BuildPlan) -> LockState:
+def lock_state(item: BuildPlan, lock: ImageLock | None = None) -> LockState:
+    """`lock`: the image's lock when the caller has read it already (a lock is large: parse it once per run)."""
     recipe = item.recipe
     path = lock_path(recipe)
     if not needs_lock(recipe):
         return LockState(item.name, "none", path)
-    lock = read_lock(recipe)
+    lock = lock or read_lock(recipe)
     if lock is None:
         return LockState(item.name, "missing", path)
     return LockState(item.name, "fresh" if lock.inputs == inputs_digest(item) else "stale", path)
