@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imagebuild import __version__
-from imagebuild.build.binder import capture
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL, BuildContext, assemble
 from imagebuild.build.engine import Engine, Image
@@ -33,7 +32,7 @@ from imagebuild.mirrors.check import preflight
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.model.mirror import Mirror
 from imagebuild.plan import BuildPlan, Project, plan
-from imagebuild.publish.manifest import INVENTORY_PATH, ImageFacts, manifest
+from imagebuild.publish.manifest import INVENTORY_PATH, SECTIONS, ImageFacts, manifest
 from imagebuild.publish.manifest import write as write_manifest
 from imagebuild.publish.push import PublishResult, publish
 from imagebuild.system import exclusive
@@ -89,6 +88,8 @@ def prepare(project: Project, plans: list[BuildPlan], fetcher: Fetcher) -> list[
     for item in plans:
         spec = item.recipe.spec
         if spec.source is not None:
+            from imagebuild.build.binder import capture  # repo2docker: imported only for [source] recipes
+
             source = inputs[item.name].source
             assert source is not None  # gather() refuses a source recipe without a locked commit
             rendered = capture(item, source, mirror)
@@ -279,6 +280,21 @@ def _earlier_smoke(folder: Path, ref: str) -> list[dict]:
     return json.loads((folder / "smoke.json").read_text())
 
 
+def _image_facts(engine: Engine, ref: str, image: Image, written: Path) -> ImageFacts:
+    """The image's labels, size and inventory. The inventory is taken from the manifest written
+    for this very image (same content tag, build time and size) when there is one: copying it out
+    of the image (a container created and removed) is the slowest step of a run that reuses it."""
+    labels, size = image.labels or {}, image.attrs["Size"]
+    try:
+        earlier = json.loads(written.read_text()) if written.is_file() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    created = labels.get("org.opencontainers.image.created")
+    if created is not None and (earlier.get("ref"), earlier.get("created"), earlier.get("size")) == (ref, created, size):
+        return ImageFacts(ref, labels, size, {section: earlier.get(section, {}) for section in SECTIONS})
+    return ImageFacts.of(ref, labels, size, engine.read_file(ref, INVENTORY_PATH))
+
+
 def write_image_manifest(
     project: Project,
     engine: Engine,
@@ -291,7 +307,7 @@ def write_image_manifest(
     """build/NAME/manifest.{json,md}: the image's inventory, provenance, smoke results, tags."""
     name = context.rendered.plan.name
     ref = content_ref(project, name, context.content_hash)
-    facts = ImageFacts.of(ref, image.labels, image.attrs["Size"], engine.read_file(ref, INVENTORY_PATH))
+    facts = _image_facts(engine, ref, image, project.output_dir / name / "manifest.json")
     runs = [asdict(n) for n in smoke.notebooks] if smoke else _earlier_smoke(project.output_dir / name / "smoke", ref)
     document = manifest(
         facts,
@@ -333,8 +349,7 @@ class _Build:
         result = None
         if self.smoke and not smoke_passed(project, engine, item.name, image.id):
             result = smoke_image(project, engine, item, ref, [], reporter)
-        if self.smoke:
-            engine.tag(image, latest_ref(project, item.name))
+            engine.tag(image, latest_ref(project, item.name))  # (when smoke passed before, latest is this image)
         published = None
         if self.publishing.wants(item.name):
             assert self.publishing.registry is not None
