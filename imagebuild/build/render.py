@@ -65,6 +65,7 @@ templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,  # a Dockerfile, not HTML
+    bytecode_cache=jinja2.FileSystemBytecodeCache(),  # compiled once per host (checked against the source), not per run
 )
 templates.filters["shell"] = shlex.quote
 
