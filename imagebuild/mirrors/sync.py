@@ -30,10 +30,9 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
-from packaging.metadata import parse_email
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -51,6 +50,9 @@ from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.model.mirror import Mirror
 from imagebuild.plan import Project, plan
 from imagebuild.system import exclusive
+
+if TYPE_CHECKING:  # packaging.requirements is imported where a requirement is parsed
+    from packaging.requirements import Requirement
 
 PYPI = "https://pypi.org/simple"
 MANIFEST = "manifest.json"
@@ -127,6 +129,8 @@ def _member(archive: Path, pattern: str) -> bytes:
 
 def file_entry(path: Path) -> Entry:
     """Hash, size, project (from the file name, as installers read it) and Requires-Python."""
+    from packaging.metadata import parse_email  # (and the email package's parsers) only when a wheelhouse is read
+
     try:
         if path.name.endswith(".whl"):
             project = parse_wheel_filename(path.name)[0]
@@ -208,8 +212,10 @@ def write_index(destination: Path, entries: Mapping[str, Entry]) -> None:
             shutil.rmtree(folder)
 
 
-def _missing(pip_output: str) -> Requirement | None:
+def _missing(pip_output: str) -> "Requirement | None":
     """The requirement pip found no file for, from its one stable error line."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     found = re.findall(r"No matching distribution found for (\S+)", pip_output)
     try:
         return Requirement(found[-1]) if found else None
@@ -361,7 +367,7 @@ class _Sync:
                 )
             self._mirror_sdist(target, missing, arguments)
 
-    def _version_from_sources(self, target: Target, missing: Requirement, arguments: list[str]) -> str:
+    def _version_from_sources(self, target: Target, missing: "Requirement", arguments: list[str]) -> str:
         """The version of `missing` that a resolver which may build sources picks (pip, preferring
         wheels, as the images' own installer would when online); one run serves every package."""
         key = tuple(arguments)
@@ -379,7 +385,7 @@ class _Sync:
             raise MirrorError(f"pip resolves {' '.join(arguments)} from sources without '{missing}'")
         return version
 
-    def _mirror_sdist(self, target: Target, missing: Requirement, arguments: list[str]) -> None:
+    def _mirror_sdist(self, target: Target, missing: "Requirement", arguments: list[str]) -> None:
         """A package without a wheel: its source distribution, its build requirements (proven by
         building it here from the mirror alone), and the wheel built, to resolve its dependencies."""
         project = canonicalize_name(missing.name)
