@@ -52,11 +52,20 @@ SMALL_NOTEBOOK = {
 }  # fmt: skip
 
 
+# As on a user's machine, Python caches the bytecode it compiles (a shell may have turned that off).
+USER_ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def imagebuild(root: Path, *args: str) -> list[dict]:
-    """A `--json` CLI call's parsed output; its messages go to our stderr."""
-    completed = subprocess.run(["imagebuild", *args, "--json"], cwd=root, stdout=subprocess.PIPE, text=True, check=False)
+    """A `--json` CLI call's parsed output. Its messages are shown only when it fails; a round
+    that waited for another imagebuild's build lock says so (its figure is not the command's own)."""
+    completed = subprocess.run(
+        ["imagebuild", *args, "--json"], cwd=root, capture_output=True, text=True, check=False, env=USER_ENVIRONMENT
+    )
     if completed.returncode != 0:
-        raise SystemExit(f"'imagebuild {shlex.join(args)}' exited with {completed.returncode} (its messages are above)")
+        raise SystemExit(f"'imagebuild {shlex.join(args)}' exited with {completed.returncode}:\n{completed.stderr}")
+    if "waiting for another imagebuild" in completed.stderr:
+        print(f"warning: 'imagebuild {shlex.join(args)}' waited for another imagebuild's lock", file=sys.stderr)
     return json.loads(completed.stdout)
 
 
