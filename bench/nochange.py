@@ -201,7 +201,7 @@ def main() -> None:
             print(f"- left out: {row['image']} ({row['action']}: {row['why']})")
         everything = not others
         rows = measure(project, [] if everything else names, everything, args.rounds, with_build=everything)
-    print("\n| imagebuild / Docker | imagebuild (s) | Docker (s) | imagebuild / Docker |")
+    print("\n| imagebuild's command / Docker's cache check | imagebuild (s) | Docker (s) | imagebuild / Docker |")
     print("| --- | ---: | ---: | ---: |")
     for row in rows:
         print(row.markdown(), flush=True)
