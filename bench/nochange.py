@@ -130,7 +130,7 @@ def measure(project: Project, names: list[str], everything: bool, rounds: int, *
     selection = ["--all"] if everything else names
     shown = shlex.join(selection)
     with BuildEnvServer(environment, project.config.build.env_port) as server:
-        build_env = server.url()  # the value imagebuild's builds passed, so Docker's cache keys match
+        build_env = server.url()  # the value imagebuild passes at its usual port: the same cache keys
 
         def docker_side(cached: bool) -> None:
             for context in contexts:
