@@ -290,7 +290,11 @@ def _image_facts(engine: Engine, ref: str, image: Image, written: Path) -> Image
     except (OSError, ValueError):
         earlier = {}
     created = labels.get("org.opencontainers.image.created")
-    if created is not None and (earlier.get("ref"), earlier.get("created"), earlier.get("size")) == (ref, created, size):
+    if (
+        isinstance(earlier, dict)
+        and created is not None
+        and (earlier.get("ref"), earlier.get("created"), earlier.get("size")) == (ref, created, size)
+    ):
         return ImageFacts(ref, labels, size, {section: earlier.get(section, {}) for section in SECTIONS})
     return ImageFacts.of(ref, labels, size, engine.read_file(ref, INVENTORY_PATH))
 

@@ -125,7 +125,7 @@ def lock_state(item: BuildPlan, lock: ImageLock | None = None) -> LockState:
     path = lock_path(recipe)
     if not needs_lock(recipe):
         return LockState(item.name, "none", path)
-    lock = lock or read_lock(recipe)
+    lock = lock if lock is not None else read_lock(recipe)
     if lock is None:
         return LockState(item.name, "missing", path)
     return LockState(item.name, "fresh" if lock.inputs == inputs_digest(item) else "stale", path)

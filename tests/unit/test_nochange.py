@@ -52,7 +52,8 @@ def test_an_unreadable_earlier_manifest_is_read_from_the_image_again(make_projec
     project = load_project(make_project.root)
     (context,) = prepare(project, plan(project, ["base"]), offline_fetcher())
     (project.output_dir / "base").mkdir(parents=True)
-    (project.output_dir / "base" / "manifest.json").write_text("{ not json")
     engine = InventoryEngine()
-    write_image_manifest(project, engine, context, image("2026-12-06T20:55:14+00:00"), None, None, None)  # type: ignore[arg-type]
-    assert len(engine.copied) == 1
+    for earlier in ("{ not json", "[]"):
+        (project.output_dir / "base" / "manifest.json").write_text(earlier)
+        write_image_manifest(project, engine, context, image("2026-12-06T20:55:14+00:00"), None, None, None)  # type: ignore[arg-type]
+    assert len(engine.copied) == 2
