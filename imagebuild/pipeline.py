@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from imagebuild.build.binder import capture
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.build.context import BuildContext, assemble
 from imagebuild.build.engine import Engine
@@ -74,6 +73,8 @@ def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
     for item in plans:
         spec = item.recipe.spec
         if spec.source is not None:
+            from imagebuild.build.binder import capture  # repo2docker: imported only for [source] recipes
+
             source = inputs[item.name].source
             assert source is not None  # gather() refuses a source recipe without a locked commit
             rendered = capture(item, source, config.mirror)

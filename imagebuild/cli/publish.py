@@ -5,7 +5,6 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
-from rich.markdown import Markdown
 from rich.table import Table
 
 from imagebuild import pipeline
@@ -119,4 +118,6 @@ def diff(
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
         return
+    from rich.markdown import Markdown  # markdown-it: only `diff` renders Markdown
+
     out.print(Markdown(result.markdown()))

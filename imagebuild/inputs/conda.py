@@ -7,24 +7,15 @@ channel URLs (the same files, the same hashes), and the build rewrites them agai
 in (support/install-conda), so the lock and the content hash do not depend on the mirror.
 """
 
-import asyncio
+from __future__ import annotations
+
 import hashlib
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import rattler
-import rattler.exceptions
-from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
-from conda_lock.lockfile.v2prelim.models import (
-    HashModel,
-    LockedDependency,
-    Lockfile,
-    LockMeta,
-)
-from conda_lock.models.channel import Channel as LockChannel
+from typing import TYPE_CHECKING
 
 from imagebuild.errors import LockError
 from imagebuild.inputs.target import Target
@@ -33,6 +24,10 @@ from imagebuild.model.environment import load_environment
 from imagebuild.model.mirror import Mirror
 from imagebuild.model.recipe import CONDA_LOCK_FILE
 from imagebuild.model.routes import CONDA_ALIAS_UPSTREAMS
+
+if TYPE_CHECKING:  # rattler and conda-lock are imported where used: a build that reuses its images needs neither
+    import rattler
+    from conda_lock.lockfile.v2prelim.models import Lockfile
 
 LOCK_FILE = CONDA_LOCK_FILE
 
@@ -92,6 +87,10 @@ def local_channel(packages: Sequence[LocalPackage], folder: Path) -> ChannelRout
     """The carried-in packages as an indexed channel in `folder`, read before any other channel."""
     if not packages:
         return None
+    import asyncio
+
+    import rattler
+
     folder.mkdir(parents=True, exist_ok=True)
     for package in packages:
         named = folder / package.file_name  # rattler reads the archive format from the file name
@@ -107,6 +106,8 @@ def local_channel(packages: Sequence[LocalPackage], folder: Path) -> ChannelRout
 
 def _virtual_packages(target: Target) -> list[rattler.GenericVirtualPackage]:
     """The image's platform as conda sees it: Linux with the suite's glibc."""
+    import rattler
+
     glibc = ".".join(str(part) for part in target.glibc)
     return [
         rattler.GenericVirtualPackage(rattler.PackageName(name), rattler.Version(version), rattler.BuildString("0"))
@@ -129,6 +130,9 @@ def extended(parent: Environment, child: Environment) -> Environment:
 
 def locked_records(path: Path, platform: str) -> list[rattler.RepoDataRecord]:
     """The packages of a conda-lock file as solver records, to hold a parent's pins fixed."""
+    import rattler
+    from conda_lock.lockfile import parse_conda_lock_file
+
     found = []
     for package in parse_conda_lock_file(path).package:
         if package.manager != "conda" or package.platform != platform:
@@ -157,6 +161,11 @@ def solve(
     pinned: Sequence[rattler.RepoDataRecord] = (),
 ) -> list[rattler.RepoDataRecord]:
     """rattler's solution for the image's platform; errors name the conflict or the channel (and mirror)."""
+    import asyncio
+
+    import rattler
+    import rattler.exceptions
+
     platform = subdir(target)
     try:
         return asyncio.run(
@@ -203,6 +212,9 @@ def lockfile(
     local: Sequence[LocalPackage] = (),
 ) -> Lockfile:
     """The solution in conda-lock's model, with upstream URLs and both hashes of every package."""
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
+    from conda_lock.models.channel import Channel as LockChannel
+
     platform = subdir(target)
     packages = [
         LockedDependency(
@@ -229,6 +241,8 @@ def lockfile(
 
 def write(lock: Lockfile, path: Path) -> bool:
     """Write the lock; False when the file already says exactly this (it is not touched)."""
+    from conda_lock.lockfile import write_conda_lock_file
+
     with tempfile.TemporaryDirectory() as scratch:
         staged = Path(scratch) / path.name
         write_conda_lock_file(lock, staged, metadata_choices=None)

@@ -58,10 +58,10 @@ def gather(plans: list[BuildPlan], fetcher: Fetcher) -> dict[str, ImageInputs]:
 
 def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) -> ImageInputs:
     recipe = item.recipe
-    state = lock_state(item)
+    lock = read_lock(recipe)
+    state = lock_state(item, lock)
     if state.state == "stale":
         fetcher.say(f"warning: {recipe.name}'s lock is {state.explain()}; {state.hint()}")
-    lock = read_lock(recipe)
     if recipe.spec.source is not None and (lock is None or lock.source is None):
         raise LockError(
             f"{recipe.name}: its [source] repository has no locked commit yet",
