@@ -9,6 +9,8 @@ from rich.table import Table
 
 from imagebuild.cli.terminal import JsonOption, StatusLine, err, out, run_options
 from imagebuild.config import RunOptions, resolve
+from imagebuild.errors import RecipeError
+from imagebuild.model.project import PROJECT_FILE
 from imagebuild.nightly import NightlyOptions, nightly
 from imagebuild.publish.retention import RetentionPolicy
 
@@ -37,6 +39,13 @@ def nightly_command(
     config = resolve(options)
     project = config.project
     settings = project.config.nightly
+    for index, folder in enumerate(settings.hubs):
+        if not (project.root / folder).is_dir():
+            raise RecipeError(
+                f"[nightly] hubs[{index}]: hub folder '{folder}' not found",
+                path=project.root / PROJECT_FILE,
+                hint="name a folder written by 'imagebuild hub init', relative to the project",
+            )
     tonight = NightlyOptions(
         push=push,
         promote=promote,

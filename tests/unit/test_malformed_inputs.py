@@ -99,6 +99,7 @@ CASES = [
     # a setting from imagebuild.toml is reported against imagebuild.toml
     Case("project-mirror", {"imagebuild.toml": '[build]\nmirror = "tunaa"\n'}, RENDER, "imagebuild.toml", "did you mean 'tuna'"),
     Case("project-images", {"imagebuild.toml": 'images = "recipes"\n'}, RENDER, "imagebuild.toml", "images"),
+    Case("project-nightly-hub", {"imagebuild.toml": '[nightly]\nhubs = ["nohub"]\n'}, ["nightly"], "imagebuild.toml", "hubs[0]"),
     # a secret where the NAME of an environment variable belongs is refused, never repeated
     Case("credential-secret", {"mirrors/site.toml": f'[[credentials]]\nhost = "x.org"\nusername_env = "U"\npassword_env = "{SECRET}"\n'},
          ["mirror", "show", "site"], "site.toml", "looks like a secret", hidden=(SECRET,)),
