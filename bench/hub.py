@@ -42,6 +42,7 @@ from imagebuild.model.hub import HubFolder
 from imagebuild.model.project import load_project
 from imagebuild.publish import registry as registry_module
 from imagebuild.reuse import latest_ref
+from imagebuild.system import cache_dir
 from tests.hub_browser import HubPerson, chromium
 
 NAME, ADMIN, PASSWORD = "benchhub", "boss", "a long benchmark password"
@@ -135,7 +136,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-hub-"))
     folder, host = workdir / NAME, f"127.0.0.1:{free_port()}"
     clean_up(engine, folder, host)  # volumes of an interrupted earlier run
-    pid = registry_module.up(host, lambda line: print(line, file=sys.stderr), storage=workdir / "registry")
+    pid = registry_module.up(host, lambda line: print(line, file=sys.stderr), cache_dir(os.environ), storage=workdir / "registry")
     try:
         cli("hub", "init", str(folder), "--admin", ADMIN, "--registry", host, "--port", str(free_port()))
         settings = HubFolder(folder).settings

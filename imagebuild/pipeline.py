@@ -77,7 +77,7 @@ def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
 
             source = inputs[item.name].source
             assert source is not None  # gather() refuses a source recipe without a locked commit
-            rendered = capture(item, source, config.mirror)
+            rendered = capture(item, source, config.mirror, config.cache_dir / "sources")
         else:
             base_ref = spec.root if spec.parent is None else content_ref(config.project, spec.parent, hashes[spec.parent])
             rendered = render(item, base_ref or "", ca_bundle=config.ca_pem, inputs=inputs[item.name])
@@ -142,7 +142,7 @@ def build_prepared(
     mirror = config.mirror
     logins = config.logins() if mirror else {}
     environment = build_environment(mirror, logins, config.ca_pem, config.debian_archive)
-    with exclusive("build", reporter.say), contextlib.ExitStack() as services:
+    with exclusive(config.cache_dir / "build.lock", reporter.say), contextlib.ExitStack() as services:
 
         def start_mirror_services() -> None:
             """Only when something is built: serve a synced local index, then check the mirror answers."""
@@ -158,7 +158,7 @@ def build_prepared(
             BuildEnvServer(environment, config.project.config.build.env_port, on_start=start_mirror_services)
         )
         root_ids = {
-            root: ensure_root_image(engine, root, config.debian_archive, reporter.say, mirror, logins)
+            root: ensure_root_image(engine, root, config, reporter.say)
             for root in sorted({root_image(context) for context in contexts})
         }
         run = _Build(config, engine, root_ids, server, smoke=smoke, rebuild=rebuild, publishing=publishing, reporter=reporter)

@@ -21,10 +21,10 @@ APT_TIMEOUT = 1800
 """apt-get update or install on a slow mirror; a hung download fails instead of blocking a run."""
 
 
-def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+def cache_dir(environ: Mapping[str, str]) -> Path:
     """Host cache for assets, wheels, root file systems and engine logs: IMAGEBUILD_CACHE, else
-    $XDG_CACHE_HOME/imagebuild. A run reads it once into its RunConfig (config.py); host-level
-    helpers without a run (the engine log, the per-host lock) ask here."""
+    $XDG_CACHE_HOME/imagebuild. Read once by the command line: into a run's RunConfig (config.py),
+    or for the host-level commands (`engine up`, `registry up`, Compose) that have no run."""
     base = environ.get("IMAGEBUILD_CACHE") or Path(environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebuild"
     path = Path(base)
     path.mkdir(parents=True, exist_ok=True)
@@ -138,10 +138,10 @@ def apt_install(packages: list[str], *, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(name: str, say: Callable[[str], None]) -> Iterator[None]:
-    """One imagebuild at a time per host for `name`: two builds of the same content at once
-    would each tag their own image and move the content tag under the other."""
-    with (cache_dir() / f"{name}.lock").open("w") as handle:
+def exclusive(lock_file: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """One imagebuild at a time per host for `lock_file` (in the host cache): two builds of the
+    same content at once would each tag their own image and move the content tag under the other."""
+    with lock_file.open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -36,7 +36,6 @@ from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror
 from imagebuild.model.recipe import globbed
 from imagebuild.plan import BuildPlan
-from imagebuild.system import cache_dir
 
 CAPTURE_ENGINE = "imagebuild-capture"
 """CaptureEngine's name in the "repo2docker.engines" entry-point group (pyproject.toml)."""
@@ -89,12 +88,12 @@ def fetch_location(location: str, mirror: Mirror | None) -> str:
     return url_rules(mirror.spec).only("git").apply_line(location) if mirror else location
 
 
-def capture(item: BuildPlan, source: LockedDevPackage, mirror: Mirror | None) -> RenderedImage:
+def capture(item: BuildPlan, source: LockedDevPackage, mirror: Mirror | None, kept: Path) -> RenderedImage:
     """The build context repo2docker makes of the repository at `source.commit`.
 
     Its base is repo2docker's choice (the FROM of binder/Dockerfile, or `Repo2Docker.base_image`);
-    the mirror step routes it. The smoke notebooks are copied out of the checkout into the host
-    cache, where they stay for the smoke run.
+    the mirror step routes it. The smoke notebooks are copied out of the checkout into `kept` (a
+    folder of the host cache), where they stay for the smoke run.
     """
     recipe = item.recipe
     assert recipe.source is not None  # a [source] recipe's, resolved by load_recipe
@@ -119,7 +118,7 @@ def capture(item: BuildPlan, source: LockedDevPackage, mirror: Mirror | None) ->
         _run(app, item, source)
         dockerfile, files = app.captured
         patterns = recipe.spec.smoke.notebooks if "notebooks" in recipe.spec.smoke.model_fields_set else DEFAULT_SMOKE
-        notebooks = _keep(globbed(checkout, patterns), checkout, source)
+        notebooks = _keep(globbed(checkout, patterns), checkout, kept / source.commit)
     return RenderedImage(
         plan=replace(item, recipe=replace(recipe, notebooks=notebooks)),
         base_ref="",  # the mirror step routes the FROM and records it here (mirrors/captured.py)
@@ -183,9 +182,8 @@ def _first_line(error: Exception) -> str:
     return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
-def _keep(notebooks: tuple[Path, ...], checkout: Path, source: LockedDevPackage) -> tuple[Path, ...]:
-    """Copies of `notebooks` in the host cache, under the commit, so the smoke run still has them."""
-    folder = cache_dir() / "sources" / source.commit
+def _keep(notebooks: tuple[Path, ...], checkout: Path, folder: Path) -> tuple[Path, ...]:
+    """Copies of `notebooks` in `folder` (of the host cache, by commit), so the smoke run still has them."""
     kept = []
     for notebook in notebooks:
         target = folder / notebook.relative_to(checkout)

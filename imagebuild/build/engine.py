@@ -26,7 +26,7 @@ from docker.utils.build import tar
 from imagebuild.build.context import BuildContext
 from imagebuild.build.records import ContainerInfo, ContainerRun, EngineStatus, Image, PushFailure, pushed_digest
 from imagebuild.errors import BuildError, EngineError
-from imagebuild.system import apt_install, cache_dir, serve
+from imagebuild.system import apt_install, serve
 
 __all__ = ["ContainerInfo", "ContainerRun", "Engine", "EngineStatus", "Image", "PushFailure", "context_tar", "engine_errors", "status", "up"]
 """The engine's API: the records it answers with live in build/records.py and are named here too."""
@@ -58,13 +58,14 @@ def status() -> EngineStatus:
         return EngineStatus(False, str(exc))
 
 
-def up(say: Callable[[str], None]) -> EngineStatus:
-    """Make an engine answer: use a running one, or install and start Debian's docker.io."""
+def up(say: Callable[[str], None], cache: Path) -> EngineStatus:
+    """Make an engine answer: use a running one, or install and start Debian's docker.io (its
+    log in the host cache folder `cache`)."""
     current = status()
     if current.reachable:
         say(f"using the running {current.detail}, Docker {current.version}")
         return current
-    log = cache_dir() / "engine.log"
+    log = cache / "engine.log"
     if shutil.which("dockerd") is None:
         say(f"no Docker engine found; installing {', '.join(ENGINE_PACKAGES)} (log: {log})")
         apt_install(ENGINE_PACKAGES, log=log)

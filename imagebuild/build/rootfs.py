@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagebuild.build.engine import Engine
-from imagebuild.config import Logins
+from imagebuild.config import Logins, RunConfig
 from imagebuild.errors import EngineError
 from imagebuild.inputs.target import debian_suite
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror
 from imagebuild.model.routes import rewrite_image_ref, split_image_ref
-from imagebuild.system import apt_install, cache_dir, run
+from imagebuild.system import apt_install, run
 
 BOOTSTRAP_PACKAGES = ["debootstrap"]
 
@@ -44,13 +44,13 @@ def _pull(engine: Engine, ref: str, mirror: Mirror | None, logins: Logins, say: 
     return True
 
 
-def ensure_root_image(
-    engine: Engine, ref: str, archive: str, say: Callable[[str], None], mirror: Mirror | None = None, logins: Logins | None = None
-) -> str:
-    """Make `ref` present in the engine; returns its image ID."""
+def ensure_root_image(engine: Engine, ref: str, config: RunConfig, say: Callable[[str], None]) -> str:
+    """Make `ref` present in the engine (pulled through the run's mirror, else bootstrapped from
+    its Debian archive); returns its image ID."""
     if (present := engine.image(ref)) is not None:
         return present.id
-    if _pull(engine, ref, mirror, logins or {}, say) and (pulled := engine.image(ref)) is not None:
+    mirror, archive = config.mirror, config.debian_archive
+    if _pull(engine, ref, mirror, config.logins() if mirror else {}, say) and (pulled := engine.image(ref)) is not None:
         return pulled.id
     suite = debian_suite(ref)
     if suite is None:
@@ -58,7 +58,7 @@ def ensure_root_image(
             f"root image '{ref}' cannot be pulled and imagebuild bootstraps only debian:<suite>",
             hint="load the image yourself (docker load) or use a debian:<suite> root",
         )
-    tarball = _rootfs_tarball(suite, archive, bootstrap_source(archive, mirror), say)
+    tarball = _rootfs_tarball(suite, archive, bootstrap_source(archive, mirror), config.cache_dir / "rootfs", say)
     say(f"importing {tarball.name} as {ref}")
     image = engine.import_rootfs(
         tarball,
@@ -72,13 +72,12 @@ def ensure_root_image(
     return image.id
 
 
-def _rootfs_tarball(suite: str, archive: str, source: str, say: Callable[[str], None]) -> Path:
+def _rootfs_tarball(suite: str, archive: str, source: str, folder: Path, say: Callable[[str], None]) -> Path:
     """A cached tar of a minbase root file system whose sources name `archive`, downloaded from
     `source` (a mirror of it, or itself); written atomically, never half present. The cache key
     is the archive, not the source: a mirror serves the same packages."""
     key = hashlib.sha256(f"{suite} {archive}".encode()).hexdigest()[:12]
-    folder = cache_dir() / "rootfs"
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     tarball = folder / f"debian-{suite}-{key}.tar"
     if tarball.is_file():
         return tarball

@@ -15,6 +15,7 @@ from imagebuild.cli.terminal import (
     RegistryOption,
     StatusLine,
     err,
+    host_cache,
     out,
 )
 from imagebuild.config import RunConfig, RunOptions, resolve
@@ -155,10 +156,10 @@ def hub_up(
         config = None  # outside the project: images must be in the engine or the registry
     line = StatusLine(err)
     with line.status:
-        engine_module.up(line.say)
+        engine_module.up(line.say, host_cache())
         request = lifecycle.UpRequest(
             folder=folder,
-            compose=find_compose(line.say),
+            compose=find_compose(line.say, host_cache()),
             project=config.project if config else None,
             config=config,
             reporter=line.reporter(),
@@ -184,7 +185,7 @@ def hub_up(
 @hub_app.command("down")
 def hub_down(folder: DirArgument = Path("hub")) -> None:
     """Stop the hub and its users' servers; every volume (database, homes) is kept."""
-    stopped = lifecycle.down(folder, find_compose(_say), engine_module.Engine(), _say)
+    stopped = lifecycle.down(folder, find_compose(_say, host_cache()), engine_module.Engine(), _say)
     out.print(f"the hub is stopped ({len(stopped)} user server(s) stopped); volumes kept")
 
 
@@ -217,4 +218,4 @@ def hub_logs(
     tail: Annotated[int, typer.Option("--tail", help="lines per service")] = 100,
 ) -> None:
     """The services' logs."""
-    print(lifecycle.logs(folder, find_compose(_say), service, tail), end="")
+    print(lifecycle.logs(folder, find_compose(_say, host_cache()), service, tail), end="")

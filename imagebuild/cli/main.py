@@ -30,6 +30,7 @@ from imagebuild.cli.terminal import (
     StatusLine,
     err,
     fetcher,
+    host_cache,
     out,
     run_options,
 )
@@ -255,7 +256,7 @@ app.add_typer(hub_app, name="hub")
 @engine_app.command("up")
 def engine_up() -> None:
     """Use the running engine, or install (Debian/Ubuntu, root) and start one."""
-    engine_module.up(lambda message: err.print(f"[bold blue]>[/] {message}"))
+    engine_module.up(lambda message: err.print(f"[bold blue]>[/] {message}"), host_cache())
 
 
 def main() -> None:

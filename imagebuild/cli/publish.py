@@ -16,6 +16,7 @@ from imagebuild.cli.terminal import (
     RegistryOption,
     StatusLine,
     err,
+    host_cache,
     out,
     run_options,
     say,
@@ -90,7 +91,7 @@ def tags(options: RunOptions, name: Annotated[str, typer.Argument(help="image na
 @registry_app.command("up")
 def registry_up(registry: RegistryOption = None) -> None:
     """Use the registry that answers, or install (Debian/Ubuntu, root) and start Debian's docker-registry on loopback."""
-    registry_module.up(resolve(RunOptions(registry=registry)).registry, say)
+    registry_module.up(resolve(RunOptions(registry=registry)).registry, say, host_cache())
 
 
 def _published_facts(remote: registry_module.Registry, project: Project, reference: str) -> ImageFacts:

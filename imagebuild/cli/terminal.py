@@ -4,6 +4,7 @@
 import contextlib
 import functools
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from imagebuild import pipeline
 from imagebuild.config import MIRROR_VARIABLE, REGISTRY_VARIABLE, RunConfig, RunOptions
 from imagebuild.inputs.fetch import Fetcher, ProgressUpdate
+from imagebuild.system import cache_dir
 
 
 def _console(*, stderr: bool) -> Console:
@@ -80,6 +82,11 @@ def run_options(command: Command) -> Command:
     with_options.__signature__ = signature.replace(parameters=[*own, *_SHARED])  # type: ignore[attr-defined]
     with_options.__annotations__ = {p.name: p.annotation for p in (*own, *_SHARED)} | {"return": signature.return_annotation}
     return with_options  # type: ignore[return-value]
+
+
+def host_cache() -> Path:
+    """The host cache folder, for the host-level commands that have no run (engine, registry, Compose)."""
+    return cache_dir(os.environ)
 
 
 def say(message: str) -> None:

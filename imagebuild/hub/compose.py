@@ -14,7 +14,7 @@ from pathlib import Path
 from imagebuild.build.render import templates
 from imagebuild.errors import EngineError, HubError
 from imagebuild.model.hub import HubSettings
-from imagebuild.system import Completed, apt_install, cache_dir, run
+from imagebuild.system import Completed, apt_install, run
 
 COMPOSE_PACKAGE = "docker-compose"
 
@@ -47,18 +47,20 @@ def _version(command: list[str]) -> str | None:
     return answer.stdout.strip() if answer.returncode == 0 and answer.stdout.strip() else None
 
 
-def find_compose(say: Callable[[str], None]) -> Compose:
-    """The `docker compose` plugin when present, else a `docker-compose` program, else Debian's package."""
+def find_compose(say: Callable[[str], None], cache: Path) -> Compose:
+    """The `docker compose` plugin when present, else a `docker-compose` program, else Debian's
+    package (its install log in the host cache folder `cache`)."""
     candidates = [["docker", "compose"], ["docker-compose"]]
     for command in candidates:
         if shutil.which(command[0]) and (version := _version(command)):
             return Compose(tuple(command), version)
     say(f"no Compose found; installing the distribution's {COMPOSE_PACKAGE} package")
-    apt_install([COMPOSE_PACKAGE], log=cache_dir() / "compose-install.log")
+    log = cache / "compose-install.log"
+    apt_install([COMPOSE_PACKAGE], log=log)
     for command in candidates:
         if shutil.which(command[0]) and (version := _version(command)):
             return Compose(tuple(command), version)
     raise EngineError(
         f"the {COMPOSE_PACKAGE} package was installed but no Compose answers",
-        hint=f"see {cache_dir() / 'compose-install.log'}",
+        hint=f"see {log}",
     )

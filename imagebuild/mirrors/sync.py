@@ -258,7 +258,7 @@ def sync(config: RunConfig, names: list[str], destination: Path, *, say: Callabl
     source = PipSource.of(mirror, config.logins() if mirror else {}, config.ca_file)
     destination = destination.resolve()
     destination.mkdir(parents=True, exist_ok=True)
-    lock = "mirror-sync-" + hashlib.sha256(str(destination).encode()).hexdigest()[:12]
+    lock = config.cache_dir / f"mirror-sync-{hashlib.sha256(str(destination).encode()).hexdigest()[:12]}.lock"
     with exclusive(lock, say), tempfile.TemporaryDirectory(prefix="imagebuild-sync-") as scratch:
         run = _Sync(destination, source, Path(scratch), dict(config.environ), say)
         for item in plans:

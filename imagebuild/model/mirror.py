@@ -190,24 +190,6 @@ class Mirror:
     def serve_pypi(self) -> Path | None:
         return self.path.parent / self.spec.serve.pypi if self.spec.serve.pypi else None
 
-    def credentials(self) -> dict[str, tuple[str, str]]:
-        """host -> (user, password), read from the environment now; a missing variable is an error."""
-        found = {}
-        for index, credential in enumerate(self.spec.credentials):
-            values = []
-            for field in ("username_env", "password_env"):
-                variable = getattr(credential, field)
-                value = os.environ.get(variable)
-                if not value:
-                    raise RecipeError(
-                        f"[[credentials]][{index}].{field}: environment variable {variable} is not set",
-                        path=self.path,
-                        hint=f"export {variable}=... before building with mirror '{self.name}'",
-                    )
-                values.append(value)
-            found[credential.host] = (values[0], values[1])
-        return found
-
 
 def profile_paths(project_root: Path) -> dict[str, Path]:
     """The profiles shipped in the project's mirrors/ folder, by name."""

@@ -19,7 +19,7 @@ import requests
 
 from imagebuild.config import REGISTRY_PASSWORD, REGISTRY_USER
 from imagebuild.errors import PublishError, connection_reason
-from imagebuild.system import apt_install, cache_dir, serve
+from imagebuild.system import apt_install, serve
 
 MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -217,15 +217,16 @@ def answers(host: str) -> bool:
         return False
 
 
-def up(host: str, say: Callable[[str], None], *, storage: Path | None = None) -> int | None:
+def up(host: str, say: Callable[[str], None], cache: Path, *, storage: Path | None = None) -> int | None:
     """Make a registry answer at `host` (loopback only): use a running one, or start Debian's
-    docker-registry; returns the process ID of a registry it started."""
+    docker-registry (its configuration, log and default storage in the host cache folder
+    `cache`); returns the process ID of a registry it started."""
     if answers(host):
         say(f"using the registry at {host}")
         return None
     if not is_loopback(host):
         raise PublishError(f"registry {host} does not answer", hint="imagebuild starts a registry on loopback only")
-    folder = cache_dir() / "registry"
+    folder = cache / "registry"
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "registry.log"
     if shutil.which("docker-registry") is None:

@@ -28,6 +28,7 @@ from imagebuild.model.project import Project, load_project
 from imagebuild.plan import plan
 from imagebuild.publish import registry as registry_module
 from imagebuild.smoketest import smoke_image
+from imagebuild.system import cache_dir
 from tests.conftest import REPO, free_port, host_trust, run_config
 
 pytestmark = pytest.mark.engine
@@ -66,7 +67,7 @@ def _make_ca() -> bytes:
 @pytest.fixture(scope="session")
 def engine() -> Iterator[engine_module.Engine]:
     """The real engine; images of throwaway test recipes (named test-*) are removed afterwards."""
-    engine_module.up(print)
+    engine_module.up(print, cache_dir(os.environ))
     connected = engine_module.Engine()
     yield connected
     for image in connected.images_with_label(IMAGE_LABEL):
@@ -146,7 +147,7 @@ def built(engine, repo_project) -> dict[str, pipeline.ImageOutcome]:
 def registry(tmp_path_factory) -> Iterator[str]:
     """Debian's docker-registry on a loopback port of its own, for this session."""
     host = f"127.0.0.1:{free_port()}"
-    pid = registry_module.up(host, print, storage=tmp_path_factory.mktemp("registry"))
+    pid = registry_module.up(host, print, cache_dir(os.environ), storage=tmp_path_factory.mktemp("registry"))
     yield host
     if pid:
         os.kill(pid, signal.SIGTERM)

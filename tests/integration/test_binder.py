@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imagebuild.publish import registry as registry_module
+from imagebuild.system import cache_dir
 from tests.conftest import ProjectFactory, free_port, git, write_notebook
 
 pytestmark = pytest.mark.engine
@@ -57,7 +58,7 @@ def course(tmp_path_factory, engine) -> dict:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "course")
     registry = f"127.0.0.1:{free_port()}"
-    pid = registry_module.up(registry, print, storage=work / "registry")
+    pid = registry_module.up(registry, print, cache_dir(os.environ), storage=work / "registry")
     project = ProjectFactory(work / "project")
     (project.root / "imagebuild.toml").write_text(f'[build]\nrepository = "{REPOSITORY}"\n[publish]\nregistry = "{registry}"\n')
     (project.root / "mirrors").mkdir()

@@ -49,7 +49,7 @@ def debian(engine, repo_project) -> Iterator:
     """A running container of the root image `base` builds on, on host networking, with the
     project in /src and the host's CA bundle trusted by pip; removed afterwards."""
     root = repo_project.recipes["base"].spec.root
-    ensure_root_image(engine, root, run_config(repo_project).debian_archive, print)
+    ensure_root_image(engine, root, run_config(repo_project), print)
     bundle = host_trust()
     environment = dict.fromkeys(("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"), CA_PATH) if bundle else {}
     # Ends by itself (and is then removed) should this session be killed before `finally`.

@@ -202,7 +202,7 @@ def test_root_image_bootstraps_through_the_apt_mirror(tmp_path, monkeypatch, sit
     monkeypatch.setenv("IMAGEBUILD_CACHE", str(tmp_path))
     archive = run_config(load_project(REPO)).debian_archive
     before = len(site.proxy.log)
-    tarball = _rootfs_tarball("bookworm", archive, f"{site.proxy.url}/debian", print)
+    tarball = _rootfs_tarball("bookworm", archive, f"{site.proxy.url}/debian", tmp_path / "rootfs", print)
     fetched = {request.path.rsplit("/", 1)[-1].split("_")[0] for request in site.proxy.log[before:]}
     assert {"base-files", "dpkg", "apt", "libc6"} <= fetched
     listed = subprocess.run(["tar", "-xOf", str(tarball), "./etc/apt/sources.list"], capture_output=True, text=True)

@@ -18,6 +18,7 @@ import tomli_w
 
 from imagebuild.model.hub import SELECTION_FILE, SelectedImage, Selection
 from imagebuild.publish import registry as registry_module
+from imagebuild.system import cache_dir
 from tests.conftest import ProjectFactory, free_port, git, write_notebook
 
 pytestmark = pytest.mark.engine
@@ -74,7 +75,7 @@ def by_name(report: dict) -> dict[str, dict]:
 def site(tmp_path_factory, engine) -> Site:
     work = tmp_path_factory.mktemp("nightly")
     registry = f"127.0.0.1:{free_port()}"
-    pid = registry_module.up(registry, print, storage=work / "registry")
+    pid = registry_module.up(registry, print, cache_dir(os.environ), storage=work / "registry")
     repo = work / "probe-nightly"
     (repo / "probe_nightly").mkdir(parents=True)
     (repo / "pyproject.toml").write_text(

@@ -15,6 +15,7 @@ import pytest
 from imagebuild.model.project import load_project
 from imagebuild.publish import registry as registry_module
 from imagebuild.publish.push import record_path
+from imagebuild.system import cache_dir
 from tests.conftest import REPO, free_port
 from tests.integration.conftest import SCIENCE
 
@@ -82,7 +83,7 @@ def test_a_second_push_moves_only_the_moving_tag(registry, published):
 def test_a_registry_killed_mid_push_fails_clearly_and_a_rerun_completes(built, tmp_path):
     storage = tmp_path / "storage"
     host = f"127.0.0.1:{free_port()}"
-    pid = registry_module.up(host, print, storage=storage)
+    pid = registry_module.up(host, print, cache_dir(os.environ), storage=storage)
     record = record_path(load_project(REPO), "pyiron")
     before = record.read_bytes() if record.exists() else None
     push = subprocess.Popen(
@@ -101,7 +102,7 @@ def test_a_registry_killed_mid_push_fails_clearly_and_a_rerun_completes(built, t
     assert "nothing was recorded" in stderr
     assert (record.read_bytes() if record.exists() else None) == before
 
-    pid = registry_module.up(host, print, storage=storage)
+    pid = registry_module.up(host, print, cache_dir(os.environ), storage=storage)
     try:
         rerun = _cli("push", "pyiron", "--registry", host, "--json")
         assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -70,7 +70,7 @@ def _captured(root: Path):
     """(plan item, locked source, repo2docker's context) of the 'course' recipe."""
     item = plan(load_project(root), ["course"])[0]
     source = lock_source(item.recipe, dict(os.environ))
-    return item, source, capture(item, source, None)
+    return item, source, capture(item, source, None, root / "kept")
 
 
 def _addresses(text: str) -> set[str]:
@@ -222,7 +222,7 @@ def test_repository_gone_after_locking_cannot_be_fetched(site, tmp_path):
     source = lock_source(item.recipe, dict(os.environ))
     (repo / ".git").rename(tmp_path / "moved.git")
     with pytest.raises(LockError) as caught:
-        capture(item, source, None)
+        capture(item, source, None, tmp_path / "kept")
     assert "cannot be fetched" in caught.value.message and "\n" not in caught.value.message
 
 
@@ -230,7 +230,7 @@ def test_repository_without_binder_files_is_a_recipe_error(site, tmp_path):
     make_repo(tmp_path / "course", {"README.md": "notes only\n"})
     item = plan(load_project(site), ["course"])[0]
     with pytest.raises(RecipeError) as caught:
-        capture(item, lock_source(item.recipe, dict(os.environ)), None)
+        capture(item, lock_source(item.recipe, dict(os.environ)), None, tmp_path / "kept")
     assert "finds no environment specification" in caught.value.message and "\n" not in caught.value.message
     assert caught.value.exit_code == 2
 

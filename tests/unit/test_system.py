@@ -17,7 +17,7 @@ def test_second_holder_waits_for_the_first(tmp_path, monkeypatch):
     first_in = threading.Event()
 
     def first() -> None:
-        with exclusive("build", said.append):
+        with exclusive(tmp_path / "build.lock", said.append):
             events.append("first in")
             first_in.set()
             time.sleep(0.3)
@@ -26,7 +26,7 @@ def test_second_holder_waits_for_the_first(tmp_path, monkeypatch):
     thread = threading.Thread(target=first)
     thread.start()
     first_in.wait()
-    with exclusive("build", said.append):
+    with exclusive(tmp_path / "build.lock", said.append):
         events.append("second in")
     thread.join()
     assert events == ["first in", "first out", "second in"]
