@@ -6,11 +6,13 @@ import base64
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 import threading
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -21,11 +23,11 @@ from imagebuild.build.render import INSTALLER
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.inputs.target import DEBIAN_TARGETS, image_target
 from imagebuild.mirrors.serve import IndexServer, serve_mirror
-from imagebuild.mirrors.sync import sync
+from imagebuild.mirrors.sync import SyncResult, sync
 from imagebuild.mirrors.wheelhouse import MANIFEST, file_entry, load_manifest, save_manifest, write_index
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.plan import load_project, plan
-from tests.conftest import free_port, run_config
+from tests.conftest import ProjectFactory, free_port, run_config
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"
 
@@ -325,7 +327,7 @@ class NotAnIndex(BaseHTTPRequestHandler):
 
 def test_serve_mirror_names_a_port_taken_by_something_else(tmp_path):
     other = HTTPServer(("127.0.0.1", 0), NotAnIndex)
-    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread = threading.Thread(target=other.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         mirror = make_mirror(tmp_path, f"http://127.0.0.1:{other.server_address[1]}/simple", serve=True)
@@ -340,14 +342,16 @@ def test_serve_mirror_names_a_port_taken_by_something_else(tmp_path):
 # -- sync, against a fake upstream index --------------------------------------------------------
 
 
-@pytest.fixture
-def upstream(tmp_path, monkeypatch):
-    """An upstream index behind credentials, as a mirror profile names it.
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """An upstream index behind credentials, as a mirror profile names it; one per module, for
+    the sync tests only read it. Its files are under `mirror.path.parent / "upstream"`.
 
     The project's root is bullseye, so the target is CPython 3.9 on glibc 2.31 while this host
     runs another Python: only a resolution for the target picks what is asserted below.
     """
-    files = tmp_path / "upstream" / "files"
+    folder = tmp_path_factory.mktemp("upstream")
+    files = folder / "upstream" / "files"
     make_wheel(files, f"{INSTALLER.replace('==', '-')}-py3-none-manylinux_2_17_x86_64.whl")
     make_wheel(
         files,
@@ -363,17 +367,21 @@ def upstream(tmp_path, monkeypatch):
     make_wheel(files, "zeta-1.0-py3-none-any.whl")
     make_wheel(files, "fakebuildtool-1.0-py3-none-any.whl")
     make_sdist(files)
-    publish(tmp_path / "upstream")
-    monkeypatch.setenv(USER_VARIABLE, "ann")
-    monkeypatch.setenv(PASSWORD_VARIABLE, "s3cret")
-    with IndexServer(tmp_path / "upstream", "http://127.0.0.1:0/simple", credentials=("ann", "s3cret")) as server:
-        yield make_mirror(tmp_path, server.url, credentials=True)
+    publish(folder / "upstream")
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        IndexServer(folder / "upstream", "http://127.0.0.1:0/simple", credentials=("ann", "s3cret")) as server,
+    ):
+        patch.setenv(USER_VARIABLE, "ann")
+        patch.setenv(PASSWORD_VARIABLE, "s3cret")
+        yield make_mirror(folder, server.url, credentials=True)
 
 
-@pytest.fixture
-def bullseye_project(make_project):
+@pytest.fixture(scope="module")
+def bullseye_project(tmp_path_factory):
     """A root image with one pin and a child pinning a package published only as source."""
-    make_project.recipe(
+    project = ProjectFactory(tmp_path_factory.mktemp("bullseye") / "project")
+    project.recipe(
         "root",
         """\
         root = "debian:bullseye"
@@ -382,7 +390,7 @@ def bullseye_project(make_project):
         """,
         {"requirements.txt": "alpha==1.0\n"},
     )
-    make_project.recipe(
+    project.recipe(
         "child",
         """\
         parent = "root"
@@ -391,7 +399,7 @@ def bullseye_project(make_project):
         """,
         {"requirements.txt": "srconly==1.0\n"},
     )
-    return load_project(make_project.root)
+    return load_project(project.root)
 
 
 WANTED = {
@@ -402,18 +410,42 @@ WANTED = {
     "srconly-1.0.tar.gz",
     "fakebuildtool-1.0-py3-none-any.whl",
 }
+ROOT_WANTED = WANTED - {"srconly-1.0.tar.gz", "fakebuildtool-1.0-py3-none-any.whl"}
 
 
-def test_sync_mirrors_exactly_what_the_images_install_on_their_target(tmp_path, upstream, bullseye_project):
-    destination = tmp_path / "wheelhouse"
+@dataclass(frozen=True)
+class Synced:
+    """A first sync of the child image into an empty folder: what it returned and said."""
+
+    destination: Path
+    result: SyncResult
+    said: tuple[str, ...]
+
+    def copy(self, folder: Path) -> Path:
+        """The synced folder copied to `folder`, for a test to sync again or damage."""
+        return Path(shutil.copytree(self.destination, folder, symlinks=True))
+
+
+@pytest.fixture(scope="module")
+def synced_child(tmp_path_factory, upstream, bullseye_project) -> Synced:
+    """The slow part (pip resolving and building a source distribution), done once per module."""
+    destination = tmp_path_factory.mktemp("synced") / "wheelhouse"
     said: list[str] = []
     result = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=said.append)
+    return Synced(destination, result, tuple(said))
 
+
+def inodes(folder: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_ino for path in (folder / "files").iterdir()}
+
+
+def test_sync_mirrors_exactly_what_the_images_install_on_their_target(tmp_path, upstream, bullseye_project, synced_child):
+    destination, result = synced_child.destination, synced_child.result
     assert {path.name for path in (destination / "files").iterdir()} == WANTED
     assert (result.files, result.new) == (len(WANTED), len(WANTED))
     assert result.total_bytes == sum(path.stat().st_size for path in (destination / "files").iterdir())
     assert result.packages == ("alpha", "beta", "epsilon", "fakebuildtool", "srconly", INSTALLER.split("==")[0])
-    assert any("srconly==1.0 publishes no wheel for CPython 3.9" in line for line in said)
+    assert any("srconly==1.0 publishes no wheel for CPython 3.9" in line for line in synced_child.said)
     manifest = json.loads((destination / MANIFEST).read_text())["files"]
     assert set(manifest) == WANTED
     for name, entry in manifest.items():
@@ -422,30 +454,37 @@ def test_sync_mirrors_exactly_what_the_images_install_on_their_target(tmp_path, 
     assert list(page) == ["beta-2.0-cp39-cp39-manylinux_2_17_x86_64.whl"]
     assert not list(destination.rglob("*.part"))
 
-    # The next sync needs the same files, the source distribution's build requirements too.
-    again = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=said.append)
+    # The next sync needs the same files, the source distribution's build requirements too,
+    # and downloads none of them again.
+    destination = synced_child.copy(tmp_path / "wheelhouse")
+    before = inodes(destination)
+    again = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=print)
     assert (again.files, again.new, again.packages) == (len(WANTED), 0, result.packages)
+    assert inodes(destination) == before
 
 
-def test_sync_downloads_only_what_is_missing_or_damaged(tmp_path, upstream, bullseye_project):
-    destination = tmp_path / "wheelhouse"
-    first = sync(run_config(bullseye_project, None, upstream), ["root"], destination, say=print)
-    assert first.new == first.files == len(WANTED - {"srconly-1.0.tar.gz", "fakebuildtool-1.0-py3-none-any.whl"})
-    before = {path.name: path.stat().st_ino for path in (destination / "files").iterdir()}
-
-    again = sync(run_config(bullseye_project, None, upstream), ["root"], destination, say=print)
-    assert (again.files, again.new) == (first.files, 0)
-    assert {path.name: path.stat().st_ino for path in (destination / "files").iterdir()} == before
-
+def test_sync_downloads_only_what_is_missing_or_damaged(tmp_path, upstream, bullseye_project, synced_child):
+    destination = synced_child.copy(tmp_path / "wheelhouse")
+    before = inodes(destination)
     damaged = destination / "files" / "alpha-1.0-py3-none-any.whl"
     data = bytearray(damaged.read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
+    (destination / "files" / "epsilon-1.0-py3-none-any.whl").unlink()
     said: list[str] = []
     repaired = sync(run_config(bullseye_project, None, upstream), ["root"], destination, say=said.append)
-    assert repaired.new == 1
+    assert (repaired.files, repaired.new) == (len(ROOT_WANTED), 2)
     assert f"{damaged.name} does not match {MANIFEST}: downloading it again" in said
-    assert sha256(damaged) == sha256(tmp_path / "upstream" / "files" / damaged.name)
+    assert sorted(line for line in said if line.startswith("downloading")) == [
+        f"downloading {damaged.name}",
+        "downloading epsilon-1.0-py3-none-any.whl",
+    ]
+    upstream_files = upstream.path.parent / "upstream" / "files"
+    for name in ROOT_WANTED:
+        assert sha256(destination / "files" / name) == sha256(upstream_files / name)
+    kept = {name: inode for name, inode in inodes(destination).items() if name not in {damaged.name, "epsilon-1.0-py3-none-any.whl"}}
+    assert kept == {name: inode for name, inode in before.items() if name in kept}
+    assert set(kept) == WANTED - {damaged.name, "epsilon-1.0-py3-none-any.whl"}
 
 
 def test_sync_names_a_package_without_any_file_for_the_target(tmp_path, upstream, make_project):
