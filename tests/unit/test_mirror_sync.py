@@ -12,7 +12,6 @@ import threading
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -23,7 +22,7 @@ from imagebuild.build.render import INSTALLER
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.inputs.target import DEBIAN_TARGETS, image_target
 from imagebuild.mirrors.serve import IndexServer, serve_mirror
-from imagebuild.mirrors.sync import SyncResult, sync
+from imagebuild.mirrors.sync import sync
 from imagebuild.mirrors.wheelhouse import MANIFEST, file_entry, load_manifest, save_manifest, write_index
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.plan import load_project, plan
@@ -418,39 +417,20 @@ WANTED = {
 }
 
 
-@dataclass(frozen=True)
-class Synced:
-    """A first sync of the child image into an empty folder: what it returned and said."""
-
-    destination: Path
-    result: SyncResult
-    said: tuple[str, ...]
-
-    def copy(self, folder: Path) -> Path:
-        """The synced folder copied to `folder`, for a test to sync again or damage."""
-        return Path(shutil.copytree(self.destination, folder, symlinks=True))
-
-
-@pytest.fixture(scope="module")
-def synced_child(tmp_path_factory, upstream, bullseye_project) -> Synced:
-    """The slow part (pip resolving and building a source distribution), done once per module."""
-    destination = tmp_path_factory.mktemp("synced") / "wheelhouse"
-    said: list[str] = []
-    result = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=said.append)
-    return Synced(destination, result, tuple(said))
-
-
 def inodes(folder: Path) -> dict[str, int]:
     return {path.name: path.stat().st_ino for path in (folder / "files").iterdir()}
 
 
-def test_sync_mirrors_exactly_what_the_images_install_on_their_target(synced_child):
-    destination, result = synced_child.destination, synced_child.result
+def test_sync_mirrors_exactly_what_the_images_install_on_their_target(tmp_path, upstream, bullseye_project):
+    destination = tmp_path / "wheelhouse"
+    said: list[str] = []
+    result = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=said.append)
+
     assert {path.name for path in (destination / "files").iterdir()} == WANTED
     assert (result.files, result.new) == (len(WANTED), len(WANTED))
     assert result.total_bytes == sum(path.stat().st_size for path in (destination / "files").iterdir())
     assert result.packages == ("alpha", "beta", "epsilon", "fakebuildtool", "srconly", INSTALLER.split("==")[0])
-    assert any("srconly==1.0 publishes no wheel for CPython 3.9" in line for line in synced_child.said)
+    assert any("srconly==1.0 publishes no wheel for CPython 3.9" in line for line in said)
     manifest = json.loads((destination / MANIFEST).read_text())["files"]
     assert set(manifest) == WANTED
     for name, entry in manifest.items():
@@ -460,25 +440,30 @@ def test_sync_mirrors_exactly_what_the_images_install_on_their_target(synced_chi
     assert not list(destination.rglob("*.part"))
 
 
-def test_the_next_sync_downloads_only_what_is_missing_or_damaged(tmp_path, upstream, bullseye_project, synced_child):
+def test_the_next_sync_downloads_only_what_is_missing_or_damaged(tmp_path, upstream, bullseye_project):
     """It needs the same files, the source distribution's build requirements too (found by
     building it again), and keeps every intact file as it is."""
-    destination = synced_child.copy(tmp_path / "wheelhouse")
+    destination, upstream_files = tmp_path / "wheelhouse", upstream.path.parent / "upstream" / "files"
+    (destination / "files").mkdir(parents=True)
+    for name in WANTED:  # the folder as the first sync leaves it
+        shutil.copy(upstream_files / name, destination / "files" / name)
+    publish(destination)
     before = inodes(destination)
     damaged, missing = destination / "files" / "alpha-1.0-py3-none-any.whl", "epsilon-1.0-py3-none-any.whl"
     data = bytearray(damaged.read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
     (destination / "files" / missing).unlink()
+
     said: list[str] = []
     again = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=said.append)
-    assert (again.files, again.new, again.packages) == (len(WANTED), 2, synced_child.result.packages)
+    assert (again.files, again.new) == (len(WANTED), 2)
+    assert again.packages == ("alpha", "beta", "epsilon", "fakebuildtool", "srconly", INSTALLER.split("==")[0])
     assert f"{damaged.name} does not match {MANIFEST}: downloading it again" in said
     assert sorted(line for line in said if line.startswith("downloading")) == [
         f"downloading {damaged.name}",
         f"downloading {missing}",
     ]
-    upstream_files = upstream.path.parent / "upstream" / "files"
     for name in WANTED:
         assert sha256(destination / "files" / name) == sha256(upstream_files / name)
     kept = {name: inode for name, inode in inodes(destination).items() if name not in {damaged.name, missing}}
