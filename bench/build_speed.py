@@ -51,8 +51,9 @@ from imagebuild.build.context import BuildContext
 from imagebuild.config import RunOptions, merged_trust, resolve
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.mirrors.build import build_environment
+from imagebuild.model.project import Project, load_project
 from imagebuild.pipeline import prepare
-from imagebuild.plan import Project, load_project, plan
+from imagebuild.plan import plan
 from imagebuild.reuse import content_ref
 
 ROOT_IMAGE = "debian:bookworm"

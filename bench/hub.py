@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from imagebuild.build.engine import Engine
 from imagebuild.model.hub import HubFolder
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from imagebuild.publish import registry as registry_module
 from imagebuild.reuse import latest_ref
 from tests.hub_browser import HubPerson, chromium

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from imagebuild.config import RunOptions, resolve
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from tests.integration.archive_proxy import ArchiveProxy
 
 PROFILE = """\

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from imagebuild.build.engine import Engine
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from imagebuild.reuse import latest_ref
 
 DAEMON_LOG = "/home/jovyan/.aiida-services/daemon-start.log"

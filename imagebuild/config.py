@@ -19,7 +19,7 @@ import certifi
 
 from imagebuild.errors import RecipeError
 from imagebuild.model.mirror import Mirror, selected_mirror
-from imagebuild.plan import Project, load_project
+from imagebuild.model.project import Project, load_project
 from imagebuild.system import cache_dir
 
 HOST_CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
@@ -45,7 +45,6 @@ def host_archive(sources: Path = Path("/etc/apt")) -> str:
         candidates += re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", listing.read_text(), flags=re.MULTILINE)
     archives = [url for url in candidates if "security" not in url and "/debian" in url]
     return archives[0].rstrip("/") if archives else DEFAULT_ARCHIVE
-
 
 
 @dataclass(frozen=True)

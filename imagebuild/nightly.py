@@ -29,7 +29,8 @@ from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.lock import lock_image
 from imagebuild.inputs.lockstate import lock_state
 from imagebuild.model.hub import HubFolder
-from imagebuild.plan import BuildPlan, Project, plan
+from imagebuild.model.project import Project
+from imagebuild.plan import BuildPlan, plan
 from imagebuild.publish.manifest import diff, published_facts
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry, RemoteImage

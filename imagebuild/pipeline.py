@@ -15,16 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from imagebuild.build.binder import capture
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.build.context import BuildContext, assemble
-from imagebuild.build.engine import Engine, Image
+from imagebuild.build.engine import Engine
+from imagebuild.build.records import Image
 from imagebuild.build.render import render
 from imagebuild.build.rootfs import ensure_root_image
 from imagebuild.build.smoke import SmokeResult
 from imagebuild.config import RunConfig
 from imagebuild.errors import BuildError, PublishError
-from imagebuild.inputs.fetch import Fetcher
+from imagebuild.inputs.fetch import DownloadProgress, Fetcher, no_progress
 from imagebuild.inputs.gather import gather
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.check import preflight
@@ -40,14 +40,14 @@ from imagebuild.system import exclusive
 @dataclass(frozen=True)
 class Reporter:
     """How the pipeline talks: `say` for events, `step` for the current build step, and
-    whether a download may draw a progress bar (on a terminal)."""
+    `progress` for a download (a bar on a terminal)."""
 
     say: Callable[[str], None]
     step: Callable[[str], None]
-    show_progress: bool = False
+    progress: DownloadProgress = no_progress
 
     def fetcher(self, config: RunConfig) -> Fetcher:
-        return Fetcher(config, self.say, self.show_progress)
+        return Fetcher(config, self.say, self.progress)
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
     for item in plans:
         spec = item.recipe.spec
         if spec.source is not None:
+            from imagebuild.build.binder import capture  # repo2docker: imported only for [source] recipes
+
             source = inputs[item.name].source
             assert source is not None  # gather() refuses a source recipe without a locked commit
             rendered = capture(item, source, config.mirror)

@@ -1,27 +1,10 @@
-"""Step 2, plan: find the project, resolve parents and order the images to build."""
+"""Step 2, plan: resolve parents and order the images to build."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from imagebuild.errors import RecipeError
-from imagebuild.model.recipe import (
-    PROJECT_FILE,
-    ProjectConfig,
-    Recipe,
-    load_recipes,
-    parse_toml,
-)
-
-
-@dataclass(frozen=True)
-class Project:
-    root: Path
-    config: ProjectConfig
-    recipes: dict[str, Recipe]
-
-    @property
-    def output_dir(self) -> Path:
-        return self.root / self.config.build.output
+from imagebuild.model.project import Project
+from imagebuild.model.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -44,24 +27,6 @@ class BuildPlan:
         bottom = self.ancestors[-1] if self.ancestors else self.recipe
         assert bottom.spec.root is not None  # guaranteed by RecipeFile's validator, for recipes without [source]
         return bottom.spec.root
-
-
-def find_project(start: Path | None = None) -> Path:
-    """The nearest folder at or above `start` holding imagebuild.toml or an images/ folder."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / PROJECT_FILE).is_file() or (folder / "images").is_dir():
-            return folder
-    raise RecipeError(
-        "no imagebuild project here", path=here, hint=f"run from a folder with {PROJECT_FILE} or images/"
-    )
-
-
-def load_project(root: Path | None = None) -> Project:
-    root = root or find_project()
-    config_path = root / PROJECT_FILE
-    config = parse_toml(config_path, ProjectConfig) if config_path.is_file() else ProjectConfig()
-    return Project(root=root, config=config, recipes=load_recipes(root / config.images))
 
 
 def _ancestors(project: Project, name: str) -> tuple[Recipe, ...]:

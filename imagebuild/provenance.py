@@ -9,12 +9,13 @@ from typing import Any
 
 from imagebuild import __version__
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL, BuildContext
-from imagebuild.build.engine import Engine, Image
+from imagebuild.build.engine import Engine
+from imagebuild.build.records import Image
 from imagebuild.build.smoke import SMOKED_REF_FILE, SmokeResult
 from imagebuild.errors import EngineError
 from imagebuild.model.mirror import Mirror
-from imagebuild.plan import Project
-from imagebuild.publish.manifest import INVENTORY_PATH, ImageFacts, manifest
+from imagebuild.model.project import Project
+from imagebuild.publish.manifest import INVENTORY_PATH, SECTIONS, ImageFacts, manifest
 from imagebuild.publish.manifest import write as write_manifest
 from imagebuild.publish.push import PublishResult
 from imagebuild.reuse import content_ref
@@ -57,6 +58,24 @@ def _earlier_smoke(folder: Path, ref: str) -> list[dict[str, Any]]:
     return results
 
 
+def _image_facts(engine: Engine, ref: str, image: Image, written: Path) -> ImageFacts:
+    """The image's labels, size and inventory. The inventory is taken from the manifest written
+    for this very image (same content tag, build time and size) when there is one: copying it out
+    of the image (a container created and removed) is the slowest step of a run that reuses it."""
+    try:
+        earlier = json.loads(written.read_text()) if written.is_file() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    created = image.labels.get("org.opencontainers.image.created")
+    if (
+        isinstance(earlier, dict)
+        and created is not None
+        and (earlier.get("ref"), earlier.get("created"), earlier.get("size")) == (ref, created, image.size)
+    ):
+        return ImageFacts(ref, image.labels, image.size, {section: earlier.get(section, {}) for section in SECTIONS})
+    return ImageFacts.of(ref, image.labels, image.size, engine.read_file(ref, INVENTORY_PATH))
+
+
 def write_image_manifest(
     project: Project,
     engine: Engine,
@@ -69,7 +88,7 @@ def write_image_manifest(
     """build/NAME/manifest.{json,md}: the image's inventory, provenance, smoke results, tags."""
     name = context.rendered.plan.name
     ref = content_ref(project, name, context.content_hash)
-    facts = ImageFacts.of(ref, image.labels, image.size, engine.read_file(ref, INVENTORY_PATH))
+    facts = _image_facts(engine, ref, image, project.output_dir / name / "manifest.json")
     runs = [asdict(n) for n in smoke.notebooks] if smoke else _earlier_smoke(project.output_dir / name / "smoke", ref)
     document = manifest(
         facts,

@@ -4,8 +4,9 @@ image present, or reuse it. `plan` shows this decision and `build` acts on it; b
 from dataclasses import dataclass
 
 from imagebuild.build.context import HASH_LABEL, BuildContext
-from imagebuild.build.engine import Engine, Image
-from imagebuild.plan import Project
+from imagebuild.build.engine import Engine
+from imagebuild.build.records import Image
+from imagebuild.model.project import Project
 
 
 def content_ref(project: Project, name: str, content_hash: str) -> str:

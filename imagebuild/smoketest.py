@@ -7,7 +7,8 @@ from pathlib import Path
 from imagebuild.build.engine import Engine
 from imagebuild.build.render import input_provenance
 from imagebuild.build.smoke import NotebookResult, SmokeResult, run_smoke
-from imagebuild.plan import BuildPlan, Project
+from imagebuild.model.project import Project
+from imagebuild.plan import BuildPlan
 
 
 def smoke_notebooks(

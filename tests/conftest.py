@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from imagebuild.config import RunConfig, RunOptions, configure, merged_trust
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.mirror import Mirror
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
 from imagebuild.system import port_is_free
 
 REPO = Path(__file__).resolve().parent.parent

@@ -61,11 +61,21 @@ class RenderedImage:
     """The arcname of the script run during the build, which the mirror step may rewrite."""
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """The template compiled once per host (jinja2 checks it against the source), not on every
+    run; none where jinja2 finds no private temp folder of this user's."""
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):
+        return None
+
+
 templates = jinja2.Environment(
     loader=jinja2.PackageLoader("imagebuild", "templates"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,  # a Dockerfile, not HTML
+    bytecode_cache=_bytecode_cache(),
 )
 templates.filters["shell"] = shlex.quote
 

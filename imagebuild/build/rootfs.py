@@ -13,8 +13,9 @@ from imagebuild.build.engine import Engine
 from imagebuild.config import Logins
 from imagebuild.errors import EngineError
 from imagebuild.inputs.target import debian_suite
-from imagebuild.mirrors.rules import rewrite_image_ref, split_image_ref, url_rules
+from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror
+from imagebuild.model.routes import rewrite_image_ref, split_image_ref
 from imagebuild.system import apt_install, cache_dir, run
 
 BOOTSTRAP_PACKAGES = ["debootstrap"]

@@ -6,10 +6,14 @@ import json
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagebuild.build.engine import Engine
 from imagebuild.build.render import User, support_file
 from imagebuild.errors import SmokeError
+
+if TYPE_CHECKING:
+    pass
 
 WORKDIR = "/tmp/imagebuild-smoke"
 ORDER_FILE = "notebooks.json"

@@ -15,7 +15,7 @@ from rich.table import Table
 from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
-from imagebuild.build.engine import Image
+from imagebuild.build.records import Image
 from imagebuild.build.render import input_provenance
 from imagebuild.cli.hub import hub_app
 from imagebuild.cli.inputs import assets_app, lock
@@ -34,8 +34,9 @@ from imagebuild.cli.terminal import (
     run_options,
 )
 from imagebuild.config import RunConfig, RunOptions, resolve
-from imagebuild.errors import EngineError, ImagebuildError, RecipeError
+from imagebuild.errors import EngineError, ImagebuildError
 from imagebuild.inputs.fetch import Fetcher
+from imagebuild.model.notebook import load_notebook
 from imagebuild.plan import plan
 from imagebuild.reuse import content_ref, decide, latest_ref
 from imagebuild.smoketest import smoke_image
@@ -144,8 +145,7 @@ def smoke(
     project = config.project
     extra = notebook or []
     for path in extra:
-        if not path.is_file():
-            raise RecipeError("notebook not found", path=path, hint="pass the path of an .ipynb file")
+        load_notebook(path)
     context = pipeline.prepare(fetcher(config), plan(project, [name]))[-1]
     engine = engine_module.Engine()
     ref = content_ref(project, name, context.content_hash)

@@ -15,12 +15,13 @@ from imagebuild.cli.terminal import AllOption, CaOption, JsonOption, MirrorOptio
 from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check
-from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.mirrors.sync import sync
 from imagebuild.model.mirror import Mirror, load_mirror, profile_paths
-from imagebuild.plan import find_project
+from imagebuild.model.project import find_project
+from imagebuild.model.text import read_text
 
 mirror_app = typer.Typer(help="List, show, probe, sync and apply mirror profiles (mirrors/*.toml).", no_args_is_help=True)
 
@@ -142,12 +143,10 @@ def rewrite(
     kind: Annotated[FileKind | None, typer.Option(help="the file's format, when its name does not tell")] = None,
 ) -> None:
     """Rewrite a file imagebuild did not write so that it uses a mirror; print it, or write it back."""
-    if not file.is_file():
-        raise RecipeError("file not found", path=file, hint="pass the path of an existing file")
+    text = read_text(file, missing_hint="pass the path of an existing file", keep_bom=True)
     profile = resolve(RunOptions(mirror=mirror)).mirror
     if profile is None:
         raise RecipeError("no mirror selected", hint="pass --mirror NAME (see 'imagebuild mirror list')")
-    text = file.read_text(encoding="utf-8")
     rewritten = rewrite_file(kind or detect_kind(file, text), text, profile.spec, source=file)
     if in_place:
         if rewritten != text:

@@ -5,7 +5,6 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
-from rich.markdown import Markdown
 from rich.table import Table
 
 from imagebuild import pipeline
@@ -23,7 +22,7 @@ from imagebuild.cli.terminal import (
 )
 from imagebuild.config import RunOptions, resolve
 from imagebuild.errors import PublishError, RecipeError
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
 from imagebuild.publish import registry as registry_module
 from imagebuild.publish.manifest import ImageFacts, published_facts
 from imagebuild.publish.manifest import diff as image_diff
@@ -119,4 +118,6 @@ def diff(
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
         return
+    from rich.markdown import Markdown  # markdown-it: only `diff` renders Markdown
+
     out.print(Markdown(result.markdown()))

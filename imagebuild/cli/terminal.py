@@ -1,18 +1,20 @@
 """What every command shares: the two consoles, the common options, the run's configuration
 (resolved once here, from the options, the environment and imagebuild.toml), the progress line."""
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from imagebuild import pipeline
 from imagebuild.config import MIRROR_VARIABLE, REGISTRY_VARIABLE, RunConfig, RunOptions
-from imagebuild.inputs.fetch import Fetcher
+from imagebuild.inputs.fetch import Fetcher, ProgressUpdate
 
 
 def _console(*, stderr: bool) -> Console:
@@ -84,9 +86,18 @@ def say(message: str) -> None:
     err.print(f"[bold blue]>[/] {message}")
 
 
+@contextlib.contextmanager
+def download_bar(file_name: str) -> Iterator[ProgressUpdate]:
+    """A download's bar on stderr when it is a terminal (nothing in a CI log)."""
+    columns = ("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=err, disable=not err.is_terminal, transient=True) as progress:
+        task = progress.add_task(file_name, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
 def fetcher(config: RunConfig, report: Callable[[str], None] | None = None) -> Fetcher:
     """The fetcher of a command; `report` defaults to a line on stderr."""
-    return Fetcher(config, report or say, show_progress=err.is_terminal)
+    return Fetcher(config, report or say, download_bar)
 
 
 class StatusLine:
@@ -104,4 +115,4 @@ class StatusLine:
         self.status.update(message[:120])
 
     def reporter(self) -> pipeline.Reporter:
-        return pipeline.Reporter(say=self.say, step=self.step, show_progress=self.console.is_terminal)
+        return pipeline.Reporter(say=self.say, step=self.step, progress=download_bar)

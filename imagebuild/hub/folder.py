@@ -7,6 +7,7 @@ both inside the hub), compose.yml (rendered from hub.toml) and .env (secrets, 06
 import os
 import re
 import secrets
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,8 +28,9 @@ from imagebuild.model.hub import (
     SelectedImage,
     Selection,
 )
-from imagebuild.model.recipe import parse_toml
-from imagebuild.plan import Project
+from imagebuild.model.names import TAG, image_reference
+from imagebuild.model.project import Project
+from imagebuild.model.toml import validated
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry
 
@@ -100,13 +102,15 @@ def init(project: Project, request: HubInit) -> list[Path]:
         public_url=public_url,
         proxy_domain=request.proxy_domain or "",
     )
+    try:  # what would be written validates, or nothing is
+        hub_settings = validated(tomllib.loads(settings), folder / SETTINGS_FILE, HubSettings)
+    except RecipeError as error:
+        raise RecipeError(
+            f"hub init: the options give an invalid {SETTINGS_FILE}: {error.message}",
+            path=folder,
+            hint=f"{error.hint}; correct the option (--registry, --hub-tag, --proxy-domain, ...); nothing was written",
+        ) from None
     folder.mkdir(parents=True, exist_ok=True)
-    staged = folder / f".{SETTINGS_FILE}.new"
-    staged.write_text(settings)
-    try:
-        hub_settings = parse_toml(staged, HubSettings)  # what is written validates, or nothing is
-    finally:
-        staged.unlink()
     written = {
         SETTINGS_FILE: settings,
         COMPOSE_FILE: render_compose(hub_settings, settings),
@@ -128,21 +132,38 @@ class Wanted:
 
     @classmethod
     def parse(cls, text: str, project: Project) -> "Wanted":
+        """Checked against the project's images and Docker's tag grammar, before any registry is asked."""
+        images = project.root / project.config.images
+        known = f"the images are: {', '.join(sorted(project.recipes))}"
+        if "://" in text:
+            raise RecipeError(
+                f"hub select: '{text}' is not NAME:TAG of this project", path=images, hint=f"give NAME:TAG, no registry or URL; {known}"
+            )
         name, _, tag = text.partition(":")
         if not name or not tag:
-            raise RecipeError(f"'{text}' is not NAME:TAG", hint="for example aiidalab:2026-11-22")
+            raise RecipeError(f"hub select: '{text}' is not NAME:TAG", path=images, hint="for example aiidalab:2026-11-22")
         if name not in project.recipes:
+            raise RecipeError(f"hub select: '{name}' is not an image of this project", path=images, hint=known)
+        if not TAG.fullmatch(tag):
             raise RecipeError(
-                f"'{name}' is not an image of this project", hint=f"the images are: {', '.join(sorted(project.recipes))}"
+                f"hub select: '{text}': '{tag}' is not a valid tag", hint="letters, digits, '_', '.' and '-', at most 128"
             )
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
-            raise RecipeError(f"'{tag}' is not a valid tag", hint="letters, digits, '_', '.' and '-', at most 128")
         return cls(name, tag)
 
 
 def select(folder: Path, project: Project, wanted: list[Wanted], login: tuple[str, str] | None = None) -> Selection:
     """Pin each NAME:TAG to the digest the registry has for it and write images.toml, or change nothing."""
     settings = HubFolder(folder).settings
+    for item in wanted:
+        reference = f"{settings.registry}/{registry_repository(project, item.name)}:{item.tag}"
+        try:
+            image_reference(reference)
+        except ValueError as error:
+            raise RecipeError(
+                f"hub select: {item.name}:{item.tag} would be {error}",
+                path=project.root / project.config.images / item.name,
+                hint="name the recipe's folder in lower case (letters, digits, '.', '_', '-')",
+            ) from None
     registry = Registry(settings.registry, login)
     chosen = []
     for item in wanted:

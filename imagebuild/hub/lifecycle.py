@@ -14,13 +14,14 @@ from pathlib import Path
 import requests
 
 from imagebuild import pipeline
-from imagebuild.build.engine import ContainerInfo, Engine
+from imagebuild.build.engine import Engine
+from imagebuild.build.records import ContainerInfo
 from imagebuild.config import RunConfig
 from imagebuild.errors import HubError, PublishError, RecipeError
 from imagebuild.hub.compose import Compose, render_compose
 from imagebuild.hub.folder import HUB_RECIPES
 from imagebuild.model.hub import COMPOSE_FILE, SETTINGS_FILE, HubFolder, HubSettings
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
 from imagebuild.publish import registry as registry_module
 from imagebuild.system import port_is_free
 

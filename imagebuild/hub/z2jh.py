@@ -8,6 +8,7 @@ they go. tests/unit/test_z2jh.py validates the output against the chart's values
 """
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -34,22 +35,33 @@ def _memory(limit: str) -> tuple[str | int, int]:
 
     KubeSpawner (like Docker) reads K, M, G and T as powers of 1024; a bare number of bytes
     must be an integer there, as a string it would be refused."""
-    number, unit = re.fullmatch(r"([0-9.]+)([KMGT]?)", limit).groups()
+    parsed = re.fullmatch(r"([0-9.]+)([KMGT]?)", limit)
+    assert parsed is not None  # LimitSettings.memory has this pattern
+    number, unit = parsed.groups()
     size = int(float(number) * UNITS[unit])
     return (limit if unit else size), size
+
+
+DOCKER_TO_KUBE_PLACEHOLDERS = {
+    "safe_username": "username",
+    "raw_username": "unescaped_username",
+    "raw_servername": "unescaped_servername",
+}
+"""DockerSpawner's volume placeholders as KubeSpawner spells them ({username} and {servername} are both's)."""
 
 
 def _claim_template(settings: HubSettings, value: str) -> str | None:
     """A DockerSpawner volume name as a KubeSpawner claim name template, or None when it is no
     claim name (a host path, or characters Kubernetes refuses in a name)."""
-    # DockerSpawner's placeholders as KubeSpawner spells them; {prefix} is the compose hub's literal
-    template = value.replace("{user_id}", "{userid}").replace("{prefix}", f"{settings.name}-user")
-    if not CLAIM_NAME.match(re.sub(r"{[a-z_]+}", "x", template)):
-        return None
+    template = value.replace("{prefix}", f"{settings.name}-user")  # the compose hub's prefix, as a literal
+    for docker_name, kube_name in DOCKER_TO_KUBE_PLACEHOLDERS.items():
+        template = template.replace(f"{{{docker_name}}}", f"{{{kube_name}}}")
+    if "{imagename}" in template or not CLAIM_NAME.match(re.sub(r"{[a-z_]+}", "x", template)):
+        return None  # KubeSpawner has no image name to fill in
     return template
 
 
-def _shared_volumes(settings: HubSettings) -> tuple[list[dict], list[dict]]:
+def _shared_volumes(settings: HubSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """extraVolumes and extraVolumeMounts for [volumes].shared_data (read-only) and .team."""
     volumes, mounts = [], []
     for field, name, mount_path, read_only in (
@@ -66,8 +78,8 @@ def _shared_volumes(settings: HubSettings) -> tuple[list[dict], list[dict]]:
                 hint="name a volume with lower-case letters, digits, '-' and '.' (a host path works with Compose only); "
                 "create that claim in the hub's namespace" + (", ReadWriteMany" if not read_only else ""),
             )
-        claim_source: dict = {"claimName": claim}
-        mount: dict = {"name": name, "mountPath": mount_path}
+        claim_source: dict[str, Any] = {"claimName": claim}
+        mount: dict[str, Any] = {"name": name, "mountPath": mount_path}
         if read_only:
             claim_source["readOnly"] = True
             mount["readOnly"] = True
@@ -76,12 +88,12 @@ def _shared_volumes(settings: HubSettings) -> tuple[list[dict], list[dict]]:
     return volumes, mounts
 
 
-def _singleuser(settings: HubSettings, selection: Selection) -> dict:
+def _singleuser(settings: HubSettings, selection: Selection) -> dict[str, Any]:
     memory_limit, memory_bytes = _memory(settings.limits.memory)
-    memory: dict = {"limit": memory_limit}
+    memory: dict[str, Any] = {"limit": memory_limit}
     if memory_bytes < CHART_MEMORY_GUARANTEE:
         memory["guarantee"] = memory_limit  # a guarantee above the limit is refused by Kubernetes
-    storage: dict = {"type": "dynamic", "homeMountPath": HOME}
+    storage: dict[str, Any] = {"type": "dynamic", "homeMountPath": HOME}
     home_claim = _claim_template(settings, settings.volumes.home)
     if home_claim is not None:
         storage["dynamic"] = {"pvcNameTemplate": home_claim}
@@ -89,7 +101,7 @@ def _singleuser(settings: HubSettings, selection: Selection) -> dict:
     if volumes:
         storage["extraVolumes"] = volumes
         storage["extraVolumeMounts"] = mounts
-    singleuser: dict = {
+    singleuser: dict[str, Any] = {
         "profileList": [
             {
                 "display_name": item.label,
@@ -117,7 +129,7 @@ def _callback_url(url: str) -> str:
     return "" if host in ("", "localhost", "0.0.0.0") or host.startswith("127.") else url
 
 
-def _authentication(settings: HubSettings) -> dict:
+def _authentication(settings: HubSettings) -> dict[str, Any]:
     """hub.config's authenticator part: what jupyterhub_config.py sets, without client id or secret."""
     auth = settings.authenticator
     if auth.kind == "dummy":
@@ -125,13 +137,13 @@ def _authentication(settings: HubSettings) -> dict:
             "[authenticator].kind: 'dummy' lets anyone log in as anyone; a Zero-to-JupyterHub deployment is for production",
             hint="set kind to native, github or generic in hub.toml",
         )
-    config: dict = {"JupyterHub": {"authenticator_class": AUTHENTICATOR_CLASSES[auth.kind]}}
-    authenticator: dict = {"admin_users": list(auth.admin_users)}
+    config: dict[str, Any] = {"JupyterHub": {"authenticator_class": AUTHENTICATOR_CLASSES[auth.kind]}}
+    authenticator: dict[str, Any] = {"admin_users": list(auth.admin_users)}
     if auth.kind == "native":
         config["NativeAuthenticator"] = {"open_signup": auth.open_signup}
         authenticator["allow_all"] = True  # NativeAuthenticator itself admits only approved users
     else:
-        oauth: dict = {}
+        oauth: dict[str, Any] = {}
         callback = _callback_url(auth.oauth_callback_url)
         if callback:
             oauth["oauth_callback_url"] = callback
@@ -196,7 +208,7 @@ def render_z2jh(settings: HubSettings, selection: Selection) -> str:
     hub_config = _authentication(settings)
     hub_config["Spawner"] = {"http_timeout": settings.spawn.http_timeout, "notebook_dir": HOME}
     idle = settings.idle_timeout
-    cull: dict = {"enabled": idle > 0}
+    cull: dict[str, Any] = {"enabled": idle > 0}
     if idle > 0:
         cull.update(timeout=idle, every=max(10, min(300, idle // 4)))  # as the compose hub's culler
     values = {

@@ -29,8 +29,9 @@ from imagebuild.errors import UNKNOWN_HOST, AssetError, connection_reason
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror
-from imagebuild.model.recipe import AssetSpec, Recipe
-from imagebuild.plan import Project
+from imagebuild.model.project import Project
+from imagebuild.model.recipe import Recipe
+from imagebuild.model.recipe_schema import AssetSpec
 
 CHUNK = 1 << 16
 ATTEMPTS = 4

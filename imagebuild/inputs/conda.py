@@ -7,32 +7,29 @@ channel URLs (the same files, the same hashes), and the build rewrites them agai
 in (support/install-conda), so the lock and the content hash do not depend on the mirror.
 """
 
-import asyncio
+from __future__ import annotations
+
 import hashlib
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import rattler
-import rattler.exceptions
-import yaml
-from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
-from conda_lock.lockfile.v2prelim.models import (
-    HashModel,
-    LockedDependency,
-    Lockfile,
-    LockMeta,
-)
-from conda_lock.models.channel import Channel as LockChannel
-
-from imagebuild.errors import LockError, RecipeError
+from imagebuild.errors import LockError
 from imagebuild.inputs.target import Target
-from imagebuild.mirrors.rules import CONDA_ALIAS_UPSTREAMS, url_rules
+from imagebuild.mirrors.rules import url_rules
+from imagebuild.model.environment import load_environment
 from imagebuild.model.mirror import Mirror
+from imagebuild.model.recipe import CONDA_LOCK_FILE
+from imagebuild.model.routes import CONDA_ALIAS_UPSTREAMS
 
-LOCK_FILE = "conda-lock.yml"
+if TYPE_CHECKING:  # rattler and conda-lock are imported where used: a build that reuses its images needs neither
+    import rattler
+    from conda_lock.lockfile.v2prelim.models import Lockfile
+
+LOCK_FILE = CONDA_LOCK_FILE
 
 
 @dataclass(frozen=True)
@@ -45,25 +42,9 @@ class Environment:
 
 
 def read_environment(path: Path) -> Environment:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise RecipeError(f"not valid YAML: {error}", path=path) from None
-    channels = tuple(str(c) for c in data.get("channels") or [])
-    specs: list[str] = []
-    for index, item in enumerate(data.get("dependencies") or []):
-        if isinstance(item, dict):
-            raise RecipeError(
-                f"dependencies[{index}]: a '{next(iter(item), '')}:' section is not installed by imagebuild",
-                path=path,
-                hint="put pip packages in requirements.txt beside the recipe ([python] requirements)",
-            )
-        specs.append(str(item))
-    if not channels:
-        raise RecipeError("channels: none given", path=path, hint="name at least one channel, e.g. conda-forge")
-    if not specs:
-        raise RecipeError("dependencies: none given", path=path)
-    return Environment(path, channels, tuple(specs))
+    """The environment.yml as the model checked it when the recipe was loaded."""
+    spec = load_environment(path)
+    return Environment(path, tuple(spec.channels), spec.specs)
 
 
 def channel_url(channel: str) -> str:
@@ -106,6 +87,10 @@ def local_channel(packages: Sequence[LocalPackage], folder: Path) -> ChannelRout
     """The carried-in packages as an indexed channel in `folder`, read before any other channel."""
     if not packages:
         return None
+    import asyncio
+
+    import rattler
+
     folder.mkdir(parents=True, exist_ok=True)
     for package in packages:
         named = folder / package.file_name  # rattler reads the archive format from the file name
@@ -121,6 +106,8 @@ def local_channel(packages: Sequence[LocalPackage], folder: Path) -> ChannelRout
 
 def _virtual_packages(target: Target) -> list[rattler.GenericVirtualPackage]:
     """The image's platform as conda sees it: Linux with the suite's glibc."""
+    import rattler
+
     glibc = ".".join(str(part) for part in target.glibc)
     return [
         rattler.GenericVirtualPackage(rattler.PackageName(name), rattler.Version(version), rattler.BuildString("0"))
@@ -141,8 +128,11 @@ def extended(parent: Environment, child: Environment) -> Environment:
     )
 
 
-def locked_records(path: Path, platform: str) -> list:
+def locked_records(path: Path, platform: str) -> list[rattler.RepoDataRecord]:
     """The packages of a conda-lock file as solver records, to hold a parent's pins fixed."""
+    import rattler
+    from conda_lock.lockfile import parse_conda_lock_file
+
     found = []
     for package in parse_conda_lock_file(path).package:
         if package.manager != "conda" or package.platform != platform:
@@ -168,16 +158,21 @@ def solve(
     target: Target,
     channel_routes: Sequence[ChannelRoute],
     mirror: Mirror | None,
-    pinned: Sequence = (),
-) -> list:
+    pinned: Sequence[rattler.RepoDataRecord] = (),
+) -> list[rattler.RepoDataRecord]:
     """rattler's solution for the image's platform; errors name the conflict or the channel (and mirror)."""
+    import asyncio
+
+    import rattler
+    import rattler.exceptions
+
     platform = subdir(target)
     try:
         return asyncio.run(
             rattler.solve(
                 [rattler.Channel(route.used) for route in channel_routes],
                 list(environment.specs),
-                platforms=[platform, "noarch"],
+                platforms=[rattler.Subdir(platform), "noarch"],
                 virtual_packages=_virtual_packages(target),
                 pinned_packages=list(pinned),
             )
@@ -210,13 +205,16 @@ def _upstream_url(url: str, channel_routes: Sequence[ChannelRoute], local: Seque
 
 
 def lockfile(
-    records: list,
+    records: list[rattler.RepoDataRecord],
     environment: Environment,
     target: Target,
     channel_routes: Sequence[ChannelRoute],
     local: Sequence[LocalPackage] = (),
 ) -> Lockfile:
     """The solution in conda-lock's model, with upstream URLs and both hashes of every package."""
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
+    from conda_lock.models.channel import Channel as LockChannel
+
     platform = subdir(target)
     packages = [
         LockedDependency(
@@ -243,6 +241,8 @@ def lockfile(
 
 def write(lock: Lockfile, path: Path) -> bool:
     """Write the lock; False when the file already says exactly this (it is not touched)."""
+    from conda_lock.lockfile import write_conda_lock_file
+
     with tempfile.TemporaryDirectory() as scratch:
         staged = Path(scratch) / path.name
         write_conda_lock_file(lock, staged, metadata_choices=None)

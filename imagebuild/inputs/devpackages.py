@@ -26,7 +26,8 @@ from imagebuild.config import Logins
 from imagebuild.errors import LockError
 from imagebuild.mirrors.hostenv import git_variables, index_variables, trust_variables
 from imagebuild.model.mirror import Mirror
-from imagebuild.model.recipe import DevPackageSpec, StrictModel
+from imagebuild.model.recipe_schema import DevPackageSpec
+from imagebuild.model.toml import StrictModel
 from imagebuild.system import Completed, run
 
 COMMIT = re.compile(r"[0-9a-f]{40}")

@@ -1,12 +1,12 @@
 """How one run obtains offline inputs: from the host caches only (--offline), or fetching
 assets and building dev-package wheels as needed. Shared by builds, `lock` and `assets fetch`."""
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from imagebuild.config import RunConfig
 from imagebuild.errors import LockError
@@ -20,6 +20,16 @@ from imagebuild.inputs.devpackages import (
 from imagebuild.model.mirror import Mirror
 from imagebuild.plan import BuildPlan
 
+ProgressUpdate = Callable[[int, int | None], None]
+"""Bytes done so far and the total when known."""
+DownloadProgress = Callable[[str], AbstractContextManager[ProgressUpdate]]
+"""Shows one download (by file name) while it runs; the command line draws a bar on a terminal."""
+
+
+@contextlib.contextmanager
+def no_progress(_file_name: str) -> Iterator[ProgressUpdate]:
+    yield lambda _done, _total: None
+
 
 @dataclass(frozen=True)
 class Fetcher:
@@ -28,7 +38,7 @@ class Fetcher:
 
     config: RunConfig
     say: Callable[[str], None]
-    show_progress: bool = False
+    progress: DownloadProgress = no_progress
 
     @property
     def mirror(self) -> Mirror | None:
@@ -52,17 +62,13 @@ class Fetcher:
         if self.offline or self.cache.has(asset.spec.sha256):
             return self.cache.verified(asset)
         self.say(f"fetching asset '{asset.name}' ({asset.spec.file_name})")
-        with Progress(
-            "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), disable=not self.show_progress,
-            transient=True,
-        ) as progress:  # fmt: skip
-            task = progress.add_task(asset.spec.file_name, total=None)
+        with self.progress(asset.spec.file_name) as update:
             return self.cache.fetch(
                 asset,
                 mirror=self.mirror,
                 logins=self.config.logins() if self.mirror else {},
                 ca_file=self.config.ca_file,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
+                progress=update,
                 say=self.say,
             )
 

@@ -16,7 +16,7 @@ from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.lockfile import ImageLock, read_lock
 from imagebuild.inputs.lockstate import lock_state
-from imagebuild.model.recipe import AssetSpec
+from imagebuild.model.recipe_schema import AssetSpec
 from imagebuild.plan import BuildPlan
 
 
@@ -58,10 +58,10 @@ def gather(plans: list[BuildPlan], fetcher: Fetcher) -> dict[str, ImageInputs]:
 
 def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) -> ImageInputs:
     recipe = item.recipe
-    state = lock_state(item)
+    lock = read_lock(recipe)
+    state = lock_state(item, lock)
     if state.state == "stale":
         fetcher.say(f"warning: {recipe.name}'s lock is {state.explain()}; {state.hint()}")
-    lock = read_lock(recipe)
     if recipe.spec.source is not None and (lock is None or lock.source is None):
         raise LockError(
             f"{recipe.name}: its [source] repository has no locked commit yet",

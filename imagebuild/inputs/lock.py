@@ -23,7 +23,8 @@ from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.lockfile import ImageLock, lock_path, platform_tag, read_lock, write_lock
 from imagebuild.inputs.lockstate import input_digests, inputs_digest
 from imagebuild.inputs.target import debian_suite, image_target
-from imagebuild.model.recipe import DevPackageSpec, Recipe
+from imagebuild.model.recipe import Recipe
+from imagebuild.model.recipe_schema import DevPackageSpec
 from imagebuild.plan import BuildPlan
 from imagebuild.system import run
 

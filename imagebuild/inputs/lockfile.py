@@ -10,7 +10,8 @@ from pydantic import Field
 
 from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.inputs.target import Target
-from imagebuild.model.recipe import Recipe, StrictModel, parse_toml
+from imagebuild.model.recipe import Recipe
+from imagebuild.model.toml import StrictModel, parse_toml
 from imagebuild.plan import BuildPlan
 
 LOCK_FILE = "image.lock"
@@ -58,7 +59,7 @@ def needs_lock(recipe: Recipe) -> bool:
 
 def read_lock(recipe: Recipe) -> ImageLock | None:
     path = lock_path(recipe)
-    return parse_toml(path, ImageLock) if path.is_file() else None
+    return parse_toml(path, ImageLock) if path.exists() else None
 
 
 def platform_tag(target: Target) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imagebuild.inputs import conda
-from imagebuild.inputs.lockfile import lock_path, needs_lock, platform_tag, read_lock
+from imagebuild.inputs.lockfile import ImageLock, lock_path, needs_lock, platform_tag, read_lock
 from imagebuild.inputs.target import image_target
 from imagebuild.plan import BuildPlan
 
@@ -97,12 +97,13 @@ class LockState:
         return f"stale: {'; '.join(self.changed)} changed"
 
 
-def lock_state(item: BuildPlan) -> LockState:
+def lock_state(item: BuildPlan, lock: ImageLock | None = None) -> LockState:
+    """`lock` is the image's lock when the caller has read it already (each is parsed once a run)."""
     recipe = item.recipe
     path = lock_path(recipe)
     if not needs_lock(recipe):
         return LockState(item.name, "none", path)
-    lock = read_lock(recipe)
+    lock = lock or read_lock(recipe)
     if lock is None:
         return LockState(item.name, "missing", path)
     if lock.inputs == inputs_digest(item):

@@ -15,8 +15,8 @@ from imagebuild.build.buildenv import BuildEnvironment
 from imagebuild.build.render import ContextFile, RenderedImage, User, templates
 from imagebuild.config import Logins
 from imagebuild.mirrors.captured import rewrite_captured
-from imagebuild.mirrors.files import FileKind, rewrite_file
 from imagebuild.mirrors.hostenv import git_variables, index_variables, with_credentials
+from imagebuild.mirrors.rewrite import FileKind, rewrite_file
 from imagebuild.mirrors.rules import RuleSet, url_rules
 from imagebuild.model.mirror import Mirror
 

@@ -20,15 +20,11 @@ from imagebuild.build.buildenv import BUILD_ARG
 from imagebuild.build.render import ContextFile, RenderedImage, support_file
 from imagebuild.errors import RecipeError
 from imagebuild.inputs.target import debian_suite
-from imagebuild.mirrors.files import (
-    FileKind,
-    detect_kind,
-    dockerfile_instructions,
-    rewrite_dockerfile,
-    rewrite_file,
-)
-from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
+from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.rewrite.dockerfile import dockerfile_instructions, rewrite_dockerfile
+from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import Mirror, MirrorProfile
+from imagebuild.model.routes import rewrite_image_ref
 
 BUILD_SCRIPTS = "build_script_files/"
 """Where repo2docker's build packs put their scripts and conda lock files in the context."""

@@ -12,9 +12,8 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-from packaging.requirements import InvalidRequirement, Requirement
 
 from imagebuild.config import Logins
 from imagebuild.errors import MirrorError
@@ -23,6 +22,9 @@ from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.mirrors.wheelhouse import member
 from imagebuild.model.mirror import Mirror
 from imagebuild.system import Completed, run
+
+if TYPE_CHECKING:  # parsed only when pip names a missing requirement
+    from packaging.requirements import Requirement
 
 PYPI = "https://pypi.org/simple"
 LEGACY_BUILD_REQUIRES = ["setuptools>=40.8.0", "wheel"]
@@ -58,8 +60,10 @@ class Download:
         return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
 
 
-def missing_requirement(pip_output: str) -> Requirement | None:
+def missing_requirement(pip_output: str) -> "Requirement | None":
     """The requirement pip found no file for, from its one stable error line."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     found = re.findall(r"No matching distribution found for (\S+)", pip_output)
     try:
         return Requirement(found[-1]) if found else None

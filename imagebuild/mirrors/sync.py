@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from imagebuild.build.render import INSTALLER
@@ -33,6 +33,9 @@ from imagebuild.mirrors.pip import Download, PipSource, build_requires, missing_
 from imagebuild.mirrors.wheelhouse import file_entry, load_manifest, save_manifest, write_index
 from imagebuild.plan import plan
 from imagebuild.system import Completed, exclusive
+
+if TYPE_CHECKING:  # packaging.requirements is imported where a requirement is parsed (mirrors/pip.py)
+    from packaging.requirements import Requirement
 
 DOWNLOADS_AT_ONCE = 4
 
@@ -127,7 +130,7 @@ class _Sync:
                 )
             self._mirror_sdist(target, missing, arguments)
 
-    def _version_from_sources(self, target: Target, missing: Requirement, arguments: list[str]) -> str:
+    def _version_from_sources(self, target: Target, missing: "Requirement", arguments: list[str]) -> str:
         """The version of `missing` that a resolver which may build sources picks (pip, preferring
         wheels, as the images' own installer would when online); one run serves every package."""
         key = tuple(arguments)
@@ -145,7 +148,7 @@ class _Sync:
             raise MirrorError(f"pip resolves {' '.join(arguments)} from sources without '{missing}'")
         return version
 
-    def _mirror_sdist(self, target: Target, missing: Requirement, arguments: list[str]) -> None:
+    def _mirror_sdist(self, target: Target, missing: "Requirement", arguments: list[str]) -> None:
         """A package without a wheel: its source distribution, its build requirements (proven by
         building it here from the mirror alone), and the wheel built, to resolve its dependencies."""
         project = canonicalize_name(missing.name)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from packaging.metadata import parse_email
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -60,6 +59,8 @@ def member(archive: Path, pattern: str) -> bytes:
 
 def file_entry(path: Path) -> Entry:
     """Hash, size, project (from the file name, as installers read it) and Requires-Python."""
+    from packaging.metadata import parse_email  # (and the email package's parsers) only when a wheelhouse is read
+
     try:
         if path.name.endswith(".whl"):
             project = parse_wheel_filename(path.name)[0]

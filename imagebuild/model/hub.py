@@ -5,35 +5,51 @@ reads the same files; the checks here run before anything starts (`hub check`, `
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from imagebuild.errors import RecipeError
-from imagebuild.model.recipe import StrictModel, parse_toml
+from imagebuild.model.names import (
+    ImageReference,
+    RegistryHost,
+    env_names,
+    host_name,
+    image_reference,
+    ip_address,
+    optional,
+    tag,
+    web_url,
+)
+from imagebuild.model.text import read_text
+from imagebuild.model.toml import StrictModel, parse_toml
 
 SETTINGS_FILE, SELECTION_FILE, SECRETS_FILE, COMPOSE_FILE = "hub.toml", "images.toml", ".env", "compose.yml"
 SELECTION_HEADER = (
     "# The images this hub offers, written by `imagebuild hub select`: label -> image pinned to the\n"
     "# digest that was published. The hub reads this file at every spawn.\n"
 )
-# DockerSpawner's placeholders in volume names (`{username}` is escaped for Docker)
-VOLUME_PLACEHOLDERS = {"username", "servername", "prefix", "user_id"}
+# What DockerSpawner fills into volume names (DockerSpawner.template_namespace: `{username}` and
+# `{safe_username}` escaped for Docker, `{raw_username}` as typed; `{servername}` escaped likewise)
+VOLUME_PLACEHOLDERS = {"username", "safe_username", "raw_username", "servername", "raw_servername", "imagename", "prefix"}
+
+
+OptionalUrl = Annotated[str, AfterValidator(optional(web_url))]
 
 
 class AuthenticatorSettings(StrictModel):
     kind: Literal["github", "generic", "native", "dummy"] = "native"
-    admin_users: list[str] = []
-    allowed_users: list[str] = []
+    admin_users: list[str] = Field(default_factory=list)
+    allowed_users: list[str] = Field(default_factory=list)
     allow_all: bool = Field(default=False, description="every account of the OAuth provider may log in")
     open_signup: bool = Field(default=False, description="native: sign-ups need no admin approval")
     allowed_organizations: list[str] = Field(default=[], description="github: members of these organisations")
     allowed_groups: list[str] = Field(default=[], description="generic: members of these groups (claim_groups_key)")
     claim_groups_key: str = "groups"
-    oauth_callback_url: str = ""
-    authorize_url: str = ""
-    token_url: str = ""
-    userdata_url: str = ""
+    oauth_callback_url: OptionalUrl = Field(default="", description="the hub's public URL + /hub/oauth_callback")
+    authorize_url: OptionalUrl = Field(default="", description="generic: the provider's authorization endpoint")
+    token_url: OptionalUrl = Field(default="", description="generic: the provider's token endpoint")
+    userdata_url: OptionalUrl = Field(default="", description="generic: the provider's userinfo endpoint")
     username_claim: str = "preferred_username"
     scope: list[str] = Field(default=["openid", "profile", "email"], description="generic: scopes asked of the provider")
 
@@ -56,9 +72,14 @@ def _volume_template(value: str) -> str:
     placeholders = set(re.findall(r"{([^{}]*)}", value))
     unknown = placeholders - VOLUME_PLACEHOLDERS
     if unknown:
-        raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; DockerSpawner knows {sorted(VOLUME_PLACEHOLDERS)}")
+        known = ", ".join(f"{{{name}}}" for name in sorted(VOLUME_PLACEHOLDERS))
+        raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; DockerSpawner fills in {known}")
+    if value.count("{") != value.count("}") or re.search(r"{[^{}]*{|}[^{}]*}", value):
+        raise ValueError(f"{value!r} has unbalanced braces; write placeholders as {{username}}")
     if value and not re.fullmatch(r"[A-Za-z0-9_.{}/-]+", value):
         raise ValueError(f"{value!r} is not a volume name or absolute host path")
+    if value and not value.startswith("/") and not re.match(r"[A-Za-z0-9{]", value):
+        raise ValueError(f"{value!r}: a volume name starts with a letter or digit (a host path with '/')")
     return value
 
 
@@ -78,7 +99,9 @@ class SpawnSettings(StrictModel):
 
 
 class ProxySettings(StrictModel):
-    domain: str = Field(default="", description="serve https://DOMAIN through Caddy (ports 80 and 443)")
+    domain: Annotated[str, AfterValidator(optional(host_name))] = Field(
+        default="", description="serve https://DOMAIN through Caddy (ports 80 and 443): a DNS name, no scheme or path"
+    )
     http_port: int = Field(default=80, gt=0, lt=65536)
     https_port: int = Field(default=443, gt=0, lt=65536)
 
@@ -87,28 +110,26 @@ class HubSettings(StrictModel):
     """The schema of hub.toml."""
 
     name: str = Field(default="hub", pattern=r"^[a-z][a-z0-9]{0,30}$", description="compose project, network and volume prefix")
-    registry: str
-    hub_image: str
-    database_image: str
-    proxy_image: str = ""
+    registry: RegistryHost = Field(description="registry host[:port] the offered images are pulled from")
+    hub_image: ImageReference = Field(description="the hub's image reference, e.g. 127.0.0.1:5000/imagebuild/hub:latest")
+    database_image: ImageReference = Field(description="the database's image reference")
+    proxy_image: Annotated[str, AfterValidator(optional(image_reference))] = Field(
+        default="", description="the TLS proxy's image reference (needed with [proxy].domain)"
+    )
     port: int = Field(default=8000, gt=0, lt=65536)
-    bind_address: str = Field(default="127.0.0.1", description="where plain http listens; 0.0.0.0 for every interface")
+    bind_address: Annotated[str, AfterValidator(ip_address)] = Field(
+        default="127.0.0.1", description="the IP address plain http listens on; 0.0.0.0 for every interface"
+    )
     development: bool = False
     idle_timeout: int = Field(default=3600, ge=0, description="seconds; idle user servers are stopped (0: never)")
     spawn: SpawnSettings = SpawnSettings()
     authenticator: AuthenticatorSettings = AuthenticatorSettings()
     limits: LimitSettings = LimitSettings()
     volumes: VolumeSettings = VolumeSettings()
-    environment: dict[str, str] = {}
+    environment: dict[str, str] = Field(default_factory=dict)
     proxy: ProxySettings = ProxySettings()
 
-    @field_validator("environment")
-    @classmethod
-    def _variable_names(cls, environment: dict[str, str]) -> dict[str, str]:
-        for name in environment:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError("a key is not an environment variable name (letters, digits, _)")
-        return environment
+    _variable_names = field_validator("environment")(env_names)
 
     @model_validator(mode="after")
     def _safe(self) -> "HubSettings":
@@ -143,22 +164,21 @@ class HubSettings(StrictModel):
 class SelectedImage(StrictModel):
     label: str
     image: str
-    tag: str
-    ref: str = Field(description="registry/repository@digest: what the hub starts, whatever the tag says later")
-    digest: str
+    tag: Annotated[str, AfterValidator(tag)]
+    ref: ImageReference = Field(description="registry/repository@digest: what the hub starts, whatever the tag says later")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="the image's digest, sha256:<64 hex digits>")
 
 
 class Selection(StrictModel):
     """The schema of images.toml."""
 
-    images: list[SelectedImage] = []
+    images: list[SelectedImage] = Field(default_factory=list)
 
 
 def read_secrets(path: Path) -> dict[str, str]:
     """KEY=VALUE lines of .env (comments and blank lines skipped)."""
-    if not path.is_file():
-        raise RecipeError("file not found", path=path, hint="a hub folder is written by 'imagebuild hub init'")
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    text = read_text(path, missing_hint="a hub folder is written by 'imagebuild hub init'")
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
     return {key.strip(): value.strip() for key, value in pairs}
 
 
@@ -169,7 +189,7 @@ class HubFolder:
     @property
     def settings(self) -> HubSettings:
         """hub.toml, validated: unsafe settings are refused here, before any container starts."""
-        if not (self.path / SETTINGS_FILE).is_file():
+        if not (self.path / SETTINGS_FILE).exists():
             raise RecipeError(
                 f"no {SETTINGS_FILE} here", path=self.path, hint="write a hub with 'imagebuild hub init DIR --admin NAME'"
             )
@@ -178,7 +198,7 @@ class HubFolder:
     @property
     def selection(self) -> Selection:
         path = self.path / SELECTION_FILE
-        return parse_toml(path, Selection) if path.is_file() else Selection()
+        return parse_toml(path, Selection) if path.exists() else Selection()
 
     @property
     def secrets(self) -> dict[str, str]:

@@ -16,8 +16,19 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from imagebuild.errors import RecipeError
-from imagebuild.mirrors.rules import rewrite_image_ref, unsettled_mirrors, url_rules
-from imagebuild.model.recipe import StrictModel, parse_toml
+from imagebuild.model.names import EnvName, HostName, registry_host
+from imagebuild.model.project import PROJECT_FILE
+from imagebuild.model.routes import (
+    APT_UPSTREAMS,
+    COMPOSE_UPSTREAM,
+    CONDA_ALIAS_UPSTREAMS,
+    PYPI_UPSTREAMS,
+    Route,
+    conda_channel_upstreams,
+    rewrite_image_ref,
+    unsettled,
+)
+from imagebuild.model.toml import StrictModel, parse_toml
 
 MIRRORS_DIR = "mirrors"
 NO_MIRROR = "none"
@@ -25,12 +36,12 @@ NO_MIRROR = "none"
 
 def _url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-    if parts.username or parts.password:
+    if parts.username or parts.password:  # checked first: the URL is not repeated
         raise ValueError(
             "must not contain a user or password; name the environment variables that hold them in [[credentials]]"
         )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
     if "#" in value or any(c.isspace() for c in value):
         raise ValueError(f"must not contain '#' or spaces, got {value!r}")
     return value.rstrip("/")
@@ -48,21 +59,14 @@ def _registry_prefix(value: str) -> str:
     return value.rstrip("/")
 
 
-def _env_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError(f"must be the NAME of an environment variable (letters, digits, _), got {value!r}")
-    return value
-
-
 Url = Annotated[str, AfterValidator(_url)]
 RegistryPrefix = Annotated[str, AfterValidator(_registry_prefix)]
-EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
 class PypiSection(StrictModel):
     index_url: Url = Field(description="replaces https://pypi.org/simple for pip and uv")
-    extra_index_urls: list[Url] = []
-    trusted_hosts: list[str] = Field(default=[], description="hosts pip and uv may reach without TLS verification")
+    extra_index_urls: list[Url] = Field(default_factory=list)
+    trusted_hosts: list[HostName] = Field(default=[], description="hosts pip and uv may reach without TLS verification")
 
 
 class CondaSection(StrictModel):
@@ -79,8 +83,8 @@ class AptSection(StrictModel):
 
 class Credential(StrictModel):
     host: str = Field(description="host[:port] the credential is sent to")
-    username_env: EnvName
-    password_env: EnvName
+    username_env: EnvName = Field(description="the NAME of the environment variable that holds the user name")
+    password_env: EnvName = Field(description="the NAME of the environment variable that holds the password or token")
 
     @field_validator("host")
     @classmethod
@@ -112,13 +116,50 @@ class MirrorProfile(StrictModel):
     )
     downloads: dict[Url, Url] = Field(default={}, description="any other tool download: URL prefix -> mirror prefix")
     git: dict[Url, Url] = Field(default={}, description="git host prefix (https://github.com/) -> proxy prefix")
-    credentials: list[Credential] = []
+    credentials: list[Credential] = Field(default_factory=list)
     serve: ServeSection = ServeSection()
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_hosts(cls, registry: dict[str, str]) -> dict[str, str]:
+        for host in registry:
+            registry_host(host)
+        return registry
+
+    def routes(self, *, extra_debian_upstreams: tuple[str, ...] = ()) -> tuple[Route, ...]:
+        """Every URL prefix route the profile implies, purpose-tagged ('apt:debian', 'git', ...), specific
+        ones (a named conda channel) before general ones (the alias).
+
+        `extra_debian_upstreams` adds archives that stand for Debian upstream on this host, such as
+        the archive a root image was bootstrapped from.
+        """
+        routes: list[Route] = []
+        if self.pypi is not None:
+            routes.append(Route(PYPI_UPSTREAMS, self.pypi.index_url, "pypi"))
+        if self.conda is not None:
+            for channel, mirror in sorted(self.conda.channels.items()):
+                routes.append(Route(conda_channel_upstreams(channel), mirror, f"conda:{channel}"))
+            if self.conda.channel_alias:
+                routes.append(Route(CONDA_ALIAS_UPSTREAMS, self.conda.channel_alias, "conda:channel_alias"))
+        if self.apt is not None:
+            for field, upstreams in APT_UPSTREAMS.items():
+                mirror = getattr(self.apt, field)
+                if mirror:
+                    extra = tuple(u.rstrip("/") for u in extra_debian_upstreams) if field == "debian" else ()
+                    candidates = tuple(dict.fromkeys((*upstreams, *extra)))
+                    routes.append(Route(tuple(u for u in candidates if u != mirror), mirror, f"apt:{field}"))
+        if self.compose:
+            routes.append(Route((COMPOSE_UPSTREAM,), self.compose, "downloads:compose"))
+        for upstream, mirror in sorted(self.downloads.items(), key=lambda item: -len(item[0])):
+            routes.append(Route((upstream,), mirror, "downloads"))
+        for upstream, mirror in sorted(self.git.items(), key=lambda item: -len(item[0])):
+            routes.append(Route((upstream,), mirror, "git"))
+        return tuple(route for route in routes if route.upstreams)
 
     @model_validator(mode="after")
     def _settles(self) -> "MirrorProfile":
-        """A mirror URL that an upstream rule would match again makes rewriting non-idempotent."""
-        for owner, other in unsettled_mirrors(url_rules(self)):
+        """A mirror URL that an upstream route would match again makes rewriting non-idempotent."""
+        for owner, other in unsettled(self.routes()):
             raise ValueError(
                 f"the mirror for {owner.purpose} ({owner.mirror}) would itself be rewritten by the rule for "
                 f"{other.purpose}; a mirror URL must not embed an upstream URL after a character other than a slash"
@@ -176,6 +217,12 @@ def profile_paths(project_root: Path) -> dict[str, Path]:
 def load_mirror(selection: str, project_root: Path) -> Mirror:
     """`selection` is a profile name from mirrors/ or the path of a profile file."""
     known = profile_paths(project_root)
+    if "://" in selection:
+        raise RecipeError(
+            f"the mirror '{selection}' is a URL; a mirror is chosen by profile",
+            path=project_root / MIRRORS_DIR,
+            hint=f"name a profile ({', '.join(known) or 'none'}) or a .toml file; put the URL in the profile",
+        )
     if selection in known:
         path = known[selection]
     elif selection.endswith(".toml") or os.sep in selection:
@@ -184,10 +231,12 @@ def load_mirror(selection: str, project_root: Path) -> Mirror:
         close = difflib.get_close_matches(selection, list(known), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known) or '(none)'}"
         raise RecipeError(f"no mirror profile named '{selection}'", path=project_root / MIRRORS_DIR, hint=hint)
-    spec = parse_toml(path, MirrorProfile)
+    names = ", ".join(known) or "none"
+    spec = parse_toml(path, MirrorProfile, missing_hint=f"a profile is a name from {MIRRORS_DIR}/ ({names}) or a .toml file's path")
     mirror = Mirror(name=path.stem if selection in known else str(path), path=path, spec=spec)
     if mirror.ca_cert is not None and not mirror.ca_cert.is_file():
-        raise RecipeError(f"ca_cert: '{mirror.ca_cert}' not found", path=path, hint="give a path relative to the profile")
+        problem = "is a folder, where a PEM file is expected" if mirror.ca_cert.is_dir() else "not found"
+        raise RecipeError(f"ca_cert: '{mirror.ca_cert}' {problem}", path=path, hint="give a PEM file's path relative to the profile")
     if spec.serve.pypi and spec.pypi is None:
         raise RecipeError(
             "[serve].pypi: needs [pypi].index_url, the address to serve it at",
@@ -198,8 +247,16 @@ def load_mirror(selection: str, project_root: Path) -> Mirror:
 
 
 def selected_mirror(option: str | None, default: str | None, project_root: Path) -> Mirror | None:
-    """`--mirror` wins over the project's default; 'none' means no mirror at all."""
+    """`--mirror` wins over the project's default ([build] mirror in imagebuild.toml, where an
+    unknown name is reported); 'none' means no mirror at all."""
     choice = option or default
     if choice is None or choice == NO_MIRROR:
         return None
-    return load_mirror(choice, project_root)
+    try:
+        return load_mirror(choice, project_root)
+    except RecipeError as error:
+        if option or error.path != project_root / MIRRORS_DIR:
+            raise
+        raise RecipeError(
+            f"[build].mirror: {error.message}", path=project_root / PROJECT_FILE, hint=f"{error.hint} (or pass --mirror NAME)"
+        ) from None

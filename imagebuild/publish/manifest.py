@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from debian.debian_support import Version as DebianVersion
 from packaging.version import InvalidVersion
 from packaging.version import Version as PythonVersion
 
@@ -77,6 +76,8 @@ def _python_order(before: str, after: str) -> int:
 
 
 def _debian_order(before: str, after: str) -> int:
+    from debian.debian_support import Version as DebianVersion  # python-debian only when versions are compared
+
     try:
         older, newer = DebianVersion(before), DebianVersion(after)
     except ValueError:  # not a Debian version: changed, neither up nor down

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from imagebuild.build.context import HASH_LABEL
-from imagebuild.build.engine import Engine, Image, PushFailure
+from imagebuild.build.engine import Engine
+from imagebuild.build.records import Image, PushFailure
 from imagebuild.errors import PublishError
-from imagebuild.plan import BuildPlan, Project
+from imagebuild.model.project import Project
+from imagebuild.plan import BuildPlan
 from imagebuild.publish.registry import Registry
 from imagebuild.publish.tags import (
     ImageTags,

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import oras.container
-import oras.provider
 import requests
 
 from imagebuild.config import REGISTRY_PASSWORD, REGISTRY_USER
@@ -60,6 +58,9 @@ class Registry:
     def __init__(self, host: str, login: tuple[str, str] | None = None) -> None:
         self.host = host
         self.scheme = "http" if is_loopback(host) else "https"
+        import oras.container  # oras (and its jsonschema) only when a registry is spoken to
+        import oras.provider
+
         self._oras = oras.provider.Registry(hostname=host, insecure=self.scheme == "http")
         if login is not None:
             self._oras.auth.set_basic_auth(*login)

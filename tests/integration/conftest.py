@@ -24,7 +24,8 @@ from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
 from imagebuild.build.context import IMAGE_LABEL
 from imagebuild.build.smoke import SmokeResult
-from imagebuild.plan import Project, load_project, plan
+from imagebuild.model.project import Project, load_project
+from imagebuild.plan import plan
 from imagebuild.publish import registry as registry_module
 from imagebuild.smoketest import smoke_image
 from tests.conftest import REPO, free_port, host_trust, run_config
@@ -99,10 +100,13 @@ def distribution_pseudo_archive(tmp_path_factory) -> Path:
     archive = work / "SSSP_1.3.0_PBE_efficiency.tar.gz"
     # The same bytes every session (no gzip timestamp; the files keep the package's times), so
     # the image's content hash, and with it the build, is shared between runs.
-    with archive.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed:
-        with tarfile.open(fileobj=packed, mode="w") as bundle:
-            for name in DISTRIBUTION_PSEUDOS:
-                bundle.add(work / "root" / "usr" / "share" / "espresso" / "pseudo" / name, arcname=name)
+    with (
+        archive.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w") as bundle,
+    ):
+        for name in DISTRIBUTION_PSEUDOS:
+            bundle.add(work / "root" / "usr" / "share" / "espresso" / "pseudo" / name, arcname=name)
     return archive
 
 

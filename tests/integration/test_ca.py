@@ -8,7 +8,7 @@ import pytest
 
 from imagebuild import pipeline
 from imagebuild.errors import BuildError
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from tests.conftest import run_config, write_notebook
 from tests.integration.conftest import QUIET, saved_image_blobs
 

@@ -351,8 +351,8 @@ def test_generic_oauth_admits_an_allowed_user_and_refuses_another(tmp_path, regi
     _up(folder)
     provider = engine.client.containers.run(
         "imagebuild/base:latest",
-        ["bash", "-c", "python -m venv /tmp/oidc && /tmp/oidc/bin/pip install -q --no-index --find-links /wheels oidc-provider-mock "
-         "&& exec /tmp/oidc/bin/python -m oidc_provider_mock --host 0.0.0.0 --port 9400"],
+        ["bash", "-c", ("python -m venv /tmp/oidc && /tmp/oidc/bin/pip install -q --no-index --find-links /wheels oidc-provider-mock "
+         "&& exec /tmp/oidc/bin/python -m oidc_provider_mock --host 0.0.0.0 --port 9400")],
         detach=True,
         name=PROVIDER,
         network="oidc-jupyterhub",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from imagebuild.build.rootfs import _rootfs_tarball
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from tests.conftest import REPO, free_port, run_config
 from tests.integration.archive_proxy import ArchiveProxy
 from tests.integration.conftest import saved_image_blobs

@@ -22,7 +22,7 @@ from packaging.utils import (
 from imagebuild.build.render import INSTALLER
 from imagebuild.mirrors.serve import IndexServer
 from imagebuild.mirrors.sync import sync
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from tests.conftest import host_trust, run_config
 
 pytestmark = pytest.mark.network

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from imagebuild.publish import registry as registry_module
 from imagebuild.publish.push import record_path
 from tests.conftest import REPO, free_port

@@ -16,8 +16,8 @@ import pytest
 from imagebuild import pipeline
 from imagebuild.build.render import ASSET_LABEL
 from imagebuild.inputs.fetch import Fetcher
+from imagebuild.model.project import load_project
 from imagebuild.model.recipe import load_recipe
-from imagebuild.plan import load_project
 from imagebuild.reuse import latest_ref
 from tests.conftest import REPO, host_trust, run_config
 from tests.integration.conftest import (

@@ -15,8 +15,8 @@ import pytest
 from imagebuild.errors import AssetError, RecipeError
 from imagebuild.inputs.assets import AssetCache, DeclaredAsset, declared_assets
 from imagebuild.model.mirror import Mirror, MirrorProfile
-from imagebuild.model.recipe import AssetSpec
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
+from imagebuild.model.recipe_schema import AssetSpec
 from tests.cli import CliResult, imagebuild
 
 PAYLOAD = os.urandom(300_000)

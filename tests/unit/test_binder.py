@@ -11,7 +11,8 @@ import pytest
 
 from imagebuild.build.binder import capture, source_label
 from imagebuild.errors import LockError, RecipeError
-from imagebuild.inputs.lock import lock_image, lock_source, read_lock
+from imagebuild.inputs.lock import lock_image, lock_source
+from imagebuild.inputs.lockfile import read_lock
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.captured import (
     BUILD_SCRIPTS,
@@ -21,8 +22,9 @@ from imagebuild.mirrors.captured import (
     rewrite_captured,
 )
 from imagebuild.model.mirror import load_mirror
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import prepare, root_image
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 from tests.conftest import git, offline_fetcher, write_notebook
 
 PROFILE = """
@@ -86,7 +88,7 @@ def _addresses(text: str) -> set[str]:
 )
 def test_every_address_of_a_conda_build_goes_through_the_mirror_and_nothing_else_changes(site, tmp_path, files):
     repo = make_repo(tmp_path / "course", files)
-    item, source, raw = _captured(site)
+    _item, source, raw = _captured(site)
     mirror = load_mirror("site", site)
     routed = rewrite_captured(raw, mirror)
 

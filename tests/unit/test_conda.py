@@ -84,7 +84,7 @@ def test_pip_sections_and_empty_files_are_refused_with_the_fix(tmp_path):
 @pytest.mark.parametrize("profile", ["tuna", "aliyun"])  # the shipped profiles with a conda mirror
 def test_a_conda_lock_file_from_elsewhere_stays_parseable_after_rewriting(tmp_path, profile):
     """conda-lock's own parser reads the mirrored file; only URL prefixes changed, hashes did not."""
-    from imagebuild.mirrors.files import FileKind, rewrite_file
+    from imagebuild.mirrors.rewrite import FileKind, rewrite_file
     from imagebuild.model.mirror import load_mirror
     from tests.conftest import REPO
 

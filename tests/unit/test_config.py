@@ -17,7 +17,8 @@ from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.archive import package_indexes
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.mirrors.build import build_environment
-from imagebuild.plan import load_project, plan
+from imagebuild.model.project import load_project
+from imagebuild.plan import plan
 from tests.unit.tls import https_files, make_tls
 
 IMAGE_COMMANDS = ("build", "push", "smoke", "plan", "images", "tags", "nightly", "mirror sync", "render")

@@ -10,7 +10,7 @@ from imagebuild.errors import RecipeError
 from imagebuild.hub import folder as hub_folder
 from imagebuild.hub.compose import render_compose
 from imagebuild.model.hub import HubFolder
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 
 REGISTRY = "registry.example.org"
 
@@ -127,7 +127,7 @@ def test_a_native_hub_needs_an_admin(tmp_path, make_project):
     [
         ("memory = \"4G\"", "memroy = \"4G\"", r"\[limits\].memroy: unknown key"),
         ('home = "myhub-user-{username}"', 'home = "home-{user}"', "unknown placeholder {user}"),
-        ("[environment]\n", '[environment]\n"A B" = "1"\n', "not an environment variable name"),
+        ("[environment]\n", '[environment]\n"A B" = "1"\n', "NAME of an environment variable"),
         ('name = "myhub"', 'name = "My Hub"', "name"),
         ("http_timeout = 300", "http_timeout = 5", "http_timeout"),
     ],

@@ -15,8 +15,9 @@ from imagebuild.inputs.devpackages import host_environment, resolve
 from imagebuild.inputs.lockfile import ImageLock, read_lock, write_lock
 from imagebuild.inputs.lockstate import input_digests, inputs_digest, lock_state
 from imagebuild.model.mirror import Mirror, MirrorProfile
-from imagebuild.model.recipe import DevPackageSpec
-from imagebuild.plan import load_project, plan
+from imagebuild.model.project import load_project
+from imagebuild.model.recipe_schema import DevPackageSpec
+from imagebuild.plan import plan
 from tests.cli import imagebuild
 from tests.conftest import GIT_ENV, REPO, git
 

@@ -9,8 +9,9 @@ from imagebuild.errors import RecipeError
 from imagebuild.mirrors.build import build_environment
 from imagebuild.mirrors.hostenv import with_credentials
 from imagebuild.model.mirror import load_mirror
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import prepare
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 from tests.conftest import offline_fetcher, run_config
 
 ARCHIVE = "http://archive.example.org/debian"

@@ -21,8 +21,7 @@ from imagebuild.config import RunOptions, configure, merged_trust
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check, preflight
 from imagebuild.model.mirror import Mirror, load_mirror
-from imagebuild.model.recipe import ProjectConfig
-from imagebuild.plan import Project
+from imagebuild.model.project import Project, ProjectConfig
 from tests.unit.tls import Tls, make_tls
 
 

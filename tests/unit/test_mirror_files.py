@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagebuild.errors import RecipeError
-from imagebuild.mirrors.files import FileKind, detect_kind, rewrite_file
-from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
+from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
+from imagebuild.model.routes import rewrite_image_ref
 from tests.conftest import REPO
 from tests.unit.test_mirror_rules import EMPTY, PROFILES, PROXY, SITE
 
@@ -46,17 +47,17 @@ CASES = [
         FileKind.DOCKERFILE,
         "FROM python:3.11 AS build\nFROM build\nFROM quay.io/jupyter/base-notebook:2024-01-01\nFROM scratch\n",
         SITE,
-        "FROM registry.site.example/dockerhub/library/python:3.11 AS build\nFROM build\n"
-        "FROM registry.site.example/quay/jupyter/base-notebook:2024-01-01\nFROM scratch\n",
+        ("FROM registry.site.example/dockerhub/library/python:3.11 AS build\nFROM build\n"
+        "FROM registry.site.example/quay/jupyter/base-notebook:2024-01-01\nFROM scratch\n"),
     ),
     (
         "from-arg-default",
         FileKind.DOCKERFILE,
-        'ARG BASE="jupyter/minimal-notebook:2023-10-20"\nARG TAG=5\nFROM ${BASE}\nFROM $BASE AS again\n'
-        "FROM jupyterhub/jupyterhub:$TAG\n",
+        ('ARG BASE="jupyter/minimal-notebook:2023-10-20"\nARG TAG=5\nFROM ${BASE}\nFROM $BASE AS again\n'
+        "FROM jupyterhub/jupyterhub:$TAG\n"),
         REGISTRY_ONLY,
-        'ARG BASE="docker.mirror.example/jupyter/minimal-notebook:2023-10-20"\nARG TAG=5\nFROM ${BASE}\n'
-        "FROM $BASE AS again\nFROM docker.mirror.example/jupyterhub/jupyterhub:$TAG\n",
+        ('ARG BASE="docker.mirror.example/jupyter/minimal-notebook:2023-10-20"\nARG TAG=5\nFROM ${BASE}\n'
+        "FROM $BASE AS again\nFROM docker.mirror.example/jupyterhub/jupyterhub:$TAG\n"),
     ),
     (
         "stage-arg-is-not-global",
@@ -68,52 +69,52 @@ CASES = [
     (
         "from-over-continuation-and-platform",
         FileKind.DOCKERFILE,
-        "FROM --platform=$BUILDPLATFORM \\\n    golang:1.22 \\\n    AS tools\nCOPY --from=tools /go/bin/x /x\n"
-        "COPY --from=0 /a /a\n",
+        ("FROM --platform=$BUILDPLATFORM \\\n    golang:1.22 \\\n    AS tools\nCOPY --from=tools /go/bin/x /x\n"
+        "COPY --from=0 /a /a\n"),
         REGISTRY_ONLY,
-        "FROM --platform=$BUILDPLATFORM \\\n    docker.mirror.example/library/golang:1.22 \\\n    AS tools\n"
-        "COPY --from=tools /go/bin/x /x\nCOPY --from=0 /a /a\n",
+        ("FROM --platform=$BUILDPLATFORM \\\n    docker.mirror.example/library/golang:1.22 \\\n    AS tools\n"
+        "COPY --from=tools /go/bin/x /x\nCOPY --from=0 /a /a\n"),
     ),
     (
         "urls-in-run-not-in-comments",
         FileKind.DOCKERFILE,
-        "FROM debian\n# pip install -i https://pypi.org/simple x\nRUN pip install -i https://pypi.org/simple \\\n"
-        "    # a comment inside the continuation: https://pypi.org/simple\n    git+https://github.com/a/b\n",
+        ("FROM debian\n# pip install -i https://pypi.org/simple x\nRUN pip install -i https://pypi.org/simple \\\n"
+        "    # a comment inside the continuation: https://pypi.org/simple\n    git+https://github.com/a/b\n"),
         SITE,
-        "FROM registry.site.example/dockerhub/library/debian\n# pip install -i https://pypi.org/simple x\n"
+        ("FROM registry.site.example/dockerhub/library/debian\n# pip install -i https://pypi.org/simple x\n"
         "RUN pip install -i http://pypi.site.example:3141/simple \\\n"
         "    # a comment inside the continuation: https://pypi.org/simple\n"
-        "    git+https://git.site.example/github.com/a/b\n",
+        "    git+https://git.site.example/github.com/a/b\n"),
     ),
     (
         "heredoc-body-is-content",
         FileKind.DOCKERFILE,
         "FROM debian\nRUN <<EOF\nfrom pathlib import Path\ncurl https://get.helm.sh/helm.tgz\nEOF\nFROM python\n",
         SITE,
-        "FROM registry.site.example/dockerhub/library/debian\nRUN <<EOF\nfrom pathlib import Path\n"
-        "curl https://files.site.example/helm/helm.tgz\nEOF\nFROM registry.site.example/dockerhub/library/python\n",
+        ("FROM registry.site.example/dockerhub/library/debian\nRUN <<EOF\nfrom pathlib import Path\n"
+        "curl https://files.site.example/helm/helm.tgz\nEOF\nFROM registry.site.example/dockerhub/library/python\n"),
     ),
     (
         "escape-directive",
         FileKind.DOCKERFILE,
-        "# escape=`\nFROM `\n  mcr.microsoft.com/windows/servercore\nRUN curl https://get.helm.sh/a `\n"
-        "  https://get.helm.sh/b\n",
+        ("# escape=`\nFROM `\n  mcr.microsoft.com/windows/servercore\nRUN curl https://get.helm.sh/a `\n"
+        "  https://get.helm.sh/b\n"),
         SITE,
-        "# escape=`\nFROM `\n  mcr.microsoft.com/windows/servercore\n"
-        "RUN curl https://files.site.example/helm/a `\n  https://files.site.example/helm/b\n",
+        ("# escape=`\nFROM `\n  mcr.microsoft.com/windows/servercore\n"
+        "RUN curl https://files.site.example/helm/a `\n  https://files.site.example/helm/b\n"),
     ),
     # compose
     (
         "compose-images-only",
         FileKind.COMPOSE,
-        "x-base: &base\n  image: postgres:16\nservices:\n  db:\n    <<: *base\n  hub:\n"
+        ("x-base: &base\n  image: postgres:16\nservices:\n  db:\n    <<: *base\n  hub:\n"
         '    image: "quay.io/jupyterhub/jupyterhub:5"  # hub\n'
-        "    environment:\n      image: not-an-image-reference\n  web: {image: 'nginx', ports: ['80:80']}\n",
+        "    environment:\n      image: not-an-image-reference\n  web: {image: 'nginx', ports: ['80:80']}\n"),
         SITE,
-        "x-base: &base\n  image: registry.site.example/dockerhub/library/postgres:16\nservices:\n  db:\n    <<: *base\n"
+        ("x-base: &base\n  image: registry.site.example/dockerhub/library/postgres:16\nservices:\n  db:\n    <<: *base\n"
         '  hub:\n    image: "registry.site.example/quay/jupyterhub/jupyterhub:5"  # hub\n'
         "    environment:\n      image: not-an-image-reference\n"
-        "  web: {image: 'registry.site.example/dockerhub/library/nginx', ports: ['80:80']}\n",
+        "  web: {image: 'registry.site.example/dockerhub/library/nginx', ports: ['80:80']}\n"),
     ),
     (
         "compose-variables-untouched",
@@ -126,24 +127,24 @@ CASES = [
     (
         "environment-names-alias-and-defaults",
         FileKind.ENVIRONMENT,
-        "channels:\n  - conda-forge/label/dev\n  - 'bioconda'\n  - defaults  # anaconda\n  - nodefaults\n"
+        ("channels:\n  - conda-forge/label/dev\n  - 'bioconda'\n  - defaults  # anaconda\n  - nodefaults\n"
         "  - ./local-channel\n"
         "  - https://conda.anaconda.org/conda-forge\ndependencies:\n  - numpy\n  - pip:\n"
-        "    - -i https://pypi.org/simple\n",
+        "    - -i https://pypi.org/simple\n"),
         SITE,
-        "channels:\n  - https://conda.site.example/mirror/conda-forge/label/dev\n"
+        ("channels:\n  - https://conda.site.example/mirror/conda-forge/label/dev\n"
         "  - 'https://conda.site.example/bioconda'\n"
         "  - https://conda.site.example/pkgs/main\n  - https://repo.anaconda.com/pkgs/r  # anaconda\n  - nodefaults\n"
         "  - ./local-channel\n  - https://conda.site.example/mirror/conda-forge\ndependencies:\n  - numpy\n  - pip:\n"
-        "    - -i http://pypi.site.example:3141/simple\n",
+        "    - -i http://pypi.site.example:3141/simple\n"),
     ),
     (
         "environment-flow-channels",
         FileKind.ENVIRONMENT,
         "channels: [conda-forge, defaults, pytorch]\ndependencies: [python=3.11]\n",
         PROXY,
-        "channels: [https://mirrors.uni.example/anaconda/cloud/conda-forge, https://repo.anaconda.com/pkgs/main, "
-        "https://mirrors.uni.example/anaconda/pkgs/r, pytorch]\ndependencies: [python=3.11]\n",
+        ("channels: [https://mirrors.uni.example/anaconda/cloud/conda-forge, https://repo.anaconda.com/pkgs/main, "
+        "https://mirrors.uni.example/anaconda/pkgs/r, pytorch]\ndependencies: [python=3.11]\n"),
     ),
     (
         "environment-without-pkgs-mirror-keeps-defaults",
@@ -156,24 +157,24 @@ CASES = [
     (
         "conda-lock-yaml",
         FileKind.CONDA_LOCK,
-        "version: 1\nmetadata:\n  channels:\n  - url: conda-forge\n    used_env_vars: []\n  - url: defaults\n"
+        ("version: 1\nmetadata:\n  channels:\n  - url: conda-forge\n    used_env_vars: []\n  - url: defaults\n"
         "    used_env_vars: []\n"
         "package:\n- name: pip\n  url: https://conda.anaconda.org/conda-forge/noarch/pip-24.0.conda\n  hash:\n"
-        "    md5: 0123abcd\n",
+        "    md5: 0123abcd\n"),
         SITE,
-        "version: 1\nmetadata:\n  channels:\n  - url: https://conda.site.example/mirror/conda-forge\n"
+        ("version: 1\nmetadata:\n  channels:\n  - url: https://conda.site.example/mirror/conda-forge\n"
         "    used_env_vars: []\n"
         "  - url: defaults\n    used_env_vars: []\npackage:\n- name: pip\n"
-        "  url: https://conda.site.example/mirror/conda-forge/noarch/pip-24.0.conda\n  hash:\n    md5: 0123abcd\n",
+        "  url: https://conda.site.example/mirror/conda-forge/noarch/pip-24.0.conda\n  hash:\n    md5: 0123abcd\n"),
     ),
     (
         "conda-lock-explicit",
         FileKind.CONDA_LOCK,
-        "# platform: linux-64\n# https://conda.anaconda.org/conda-forge\n@EXPLICIT\n"
-        "https://conda.anaconda.org/conda-forge/linux-64/a-1.conda#d41d8cd98f00b204e9800998ecf8427e\n",
+        ("# platform: linux-64\n# https://conda.anaconda.org/conda-forge\n@EXPLICIT\n"
+        "https://conda.anaconda.org/conda-forge/linux-64/a-1.conda#d41d8cd98f00b204e9800998ecf8427e\n"),
         SITE,
-        "# platform: linux-64\n# https://conda.anaconda.org/conda-forge\n@EXPLICIT\n"
-        "https://conda.site.example/mirror/conda-forge/linux-64/a-1.conda#d41d8cd98f00b204e9800998ecf8427e\n",
+        ("# platform: linux-64\n# https://conda.anaconda.org/conda-forge\n@EXPLICIT\n"
+        "https://conda.site.example/mirror/conda-forge/linux-64/a-1.conda#d41d8cd98f00b204e9800998ecf8427e\n"),
     ),
     # requirements
     (
@@ -181,17 +182,17 @@ CASES = [
         FileKind.REQUIREMENTS,
         "# pins\nnumpy==1.26.4\ngit+https://github.com/a/b@v1#egg=b  # from https://github.com/a/b\n",
         SITE,
-        "--index-url http://pypi.site.example:3141/simple\n--extra-index-url https://torch.site.example/whl/cpu\n"
+        ("--index-url http://pypi.site.example:3141/simple\n--extra-index-url https://torch.site.example/whl/cpu\n"
         "--trusted-host pypi.site.example\n# pins\nnumpy==1.26.4\n"
-        "git+https://git.site.example/github.com/a/b@v1#egg=b  # from https://github.com/a/b\n",
+        "git+https://git.site.example/github.com/a/b@v1#egg=b  # from https://github.com/a/b\n"),
     ),
     (
         "requirements-upstream-index-replaced",
         FileKind.REQUIREMENTS,
         "-i https://pypi.org/simple\n--trusted-host pypi.site.example\nnumpy\n",
         SITE,
-        "--extra-index-url https://torch.site.example/whl/cpu\n-i http://pypi.site.example:3141/simple\n"
-        "--trusted-host pypi.site.example\nnumpy\n",
+        ("--extra-index-url https://torch.site.example/whl/cpu\n-i http://pypi.site.example:3141/simple\n"
+        "--trusted-host pypi.site.example\nnumpy\n"),
     ),
     (
         "requirements-own-index-kept",
@@ -213,20 +214,20 @@ CASES = [
         FileKind.PIP_CONF,
         "[install]\nno-warn-script-location = true\n",
         SITE,
-        "[global]\nindex-url = http://pypi.site.example:3141/simple\n"
+        ("[global]\nindex-url = http://pypi.site.example:3141/simple\n"
         "extra-index-url = https://torch.site.example/whl/cpu\n"
-        "trusted-host = pypi.site.example\n\n[install]\nno-warn-script-location = true\n",
+        "trusted-host = pypi.site.example\n\n[install]\nno-warn-script-location = true\n"),
     ),
     (
         "pip-conf-upstream-values-and-lists",
         FileKind.PIP_CONF,
-        "[global]\n# upstream\nindex_url = https://pypi.org/simple\ntrusted-host =\n    files.example\ntimeout = 60\n\n"
-        "[download]\nindex-url = https://pypi.corp.example/simple\n",
+        ("[global]\n# upstream\nindex_url = https://pypi.org/simple\ntrusted-host =\n    files.example\ntimeout = 60\n\n"
+        "[download]\nindex-url = https://pypi.corp.example/simple\n"),
         SITE,
-        "[global]\nextra-index-url = https://torch.site.example/whl/cpu\n# upstream\n"
+        ("[global]\nextra-index-url = https://torch.site.example/whl/cpu\n# upstream\n"
         "index_url = http://pypi.site.example:3141/simple\ntrusted-host =\n    files.example pypi.site.example\n"
         "timeout = 60\n\n"
-        "[download]\nindex-url = https://pypi.corp.example/simple\n",
+        "[download]\nindex-url = https://pypi.corp.example/simple\n"),
     ),
     (
         "pip-conf-from-nothing",
@@ -239,12 +240,12 @@ CASES = [
     (
         "condarc-adds-alias-and-default-channels",
         FileKind.CONDARC,
-        "channels:\n  - conda-forge\n  - defaults\ncustom_channels:\n  bioconda: https://conda.anaconda.org\n"
-        "ssl_verify: true",
+        ("channels:\n  - conda-forge\n  - defaults\ncustom_channels:\n  bioconda: https://conda.anaconda.org\n"
+        "ssl_verify: true"),
         SITE,
-        "channels:\n  - https://conda.site.example/mirror/conda-forge\n  - defaults\ncustom_channels:\n"
+        ("channels:\n  - https://conda.site.example/mirror/conda-forge\n  - defaults\ncustom_channels:\n"
         "  bioconda: https://conda.site.example\nssl_verify: true\nchannel_alias: https://conda.site.example\n"
-        "default_channels:\n  - https://conda.site.example/pkgs/main\n  - https://repo.anaconda.com/pkgs/r\n",
+        "default_channels:\n  - https://conda.site.example/pkgs/main\n  - https://repo.anaconda.com/pkgs/r\n"),
     ),
     (
         "condarc-existing-settings-rewritten",
@@ -264,23 +265,23 @@ CASES = [
     (
         "apt-one-line",
         FileKind.APT_SOURCES,
-        "deb [arch=amd64] http://deb.debian.org/debian bookworm main # https://deb.debian.org/debian\n"
-        "#deb http://deb.debian.org/debian bookworm-backports main\ndeb https://pypi.org/simple x\n",
+        ("deb [arch=amd64] http://deb.debian.org/debian bookworm main # https://deb.debian.org/debian\n"
+        "#deb http://deb.debian.org/debian bookworm-backports main\ndeb https://pypi.org/simple x\n"),
         SITE,
-        "deb [arch=amd64] http://apt.site.example/debian bookworm main # https://deb.debian.org/debian\n"
-        "#deb http://deb.debian.org/debian bookworm-backports main\ndeb https://pypi.org/simple x\n",
+        ("deb [arch=amd64] http://apt.site.example/debian bookworm main # https://deb.debian.org/debian\n"
+        "#deb http://deb.debian.org/debian bookworm-backports main\ndeb https://pypi.org/simple x\n"),
     ),
     (
         "apt-deb822",
         FileKind.APT_SOURCES,
-        "Types: deb\nURIs: http://deb.debian.org/debian https://deb.debian.org/debian\nSuites: bookworm\n"
+        ("Types: deb\nURIs: http://deb.debian.org/debian https://deb.debian.org/debian\nSuites: bookworm\n"
         "X-Repolib-Name: http://deb.debian.org/debian\n\nTypes: deb\nuris:\n"
         " http://security.debian.org/debian-security\n"
-        "Suites: bookworm-security\n",
+        "Suites: bookworm-security\n"),
         SITE,
-        "Types: deb\nURIs: http://apt.site.example/debian http://apt.site.example/debian\nSuites: bookworm\n"
+        ("Types: deb\nURIs: http://apt.site.example/debian http://apt.site.example/debian\nSuites: bookworm\n"
         "X-Repolib-Name: http://deb.debian.org/debian\n\nTypes: deb\nuris:\n http://apt.site.example/debian-security\n"
-        "Suites: bookworm-security\n",
+        "Suites: bookworm-security\n"),
     ),
 ]
 

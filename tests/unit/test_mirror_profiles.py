@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from imagebuild.errors import RecipeError
-from imagebuild.mirrors.rules import rewrite_image_ref, url_rules
+from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
+from imagebuild.model.routes import rewrite_image_ref
 from tests.conftest import REPO
 
 PUBLIC_DOCS = {
@@ -140,25 +141,25 @@ CREDENTIAL = '[[credentials]]\nhost = "{host}"\nusername_env = "{user}"\npasswor
         ),
         ('[regsitry]\n"docker.io" = "docker.example.org"\n', "regsitry: unknown key\n  hint: did you mean 'registry'?"),
         ('[apt]\ndebain = "http://deb.example.org/debian"\n', "[apt].debain: unknown key\n  hint: did you mean"),
-        ('[apt]\ndebian = "mirrors.example.org/debian"\n', "[apt].debian: Value error, must be an http:// or https://"),
-        ('compose = "ftp://files.example.org/compose"\n', "compose: Value error, must be an http:// or https:// URL"),
-        ('[registry]\n"docker.io" = "https://docker.example.org"\n', "[registry].docker.io: Value error, must be a"),
-        ('[registry]\n"docker.io" = "mirror/dockerhub"\n', "[registry].docker.io: Value error, must be a registry host"),
+        ('[apt]\ndebian = "mirrors.example.org/debian"\n', "[apt].debian: must be an http:// or https://"),
+        ('compose = "ftp://files.example.org/compose"\n', "compose: must be an http:// or https:// URL"),
+        ('[registry]\n"docker.io" = "https://docker.example.org"\n', "[registry].docker.io: must be a"),
+        ('[registry]\n"docker.io" = "mirror/dockerhub"\n', "[registry].docker.io: must be a registry host"),
         (
             '[registry]\n"docker.io" = "quay.io/hub"\n"quay.io" = "quay.example.org"\n',
-            "(top level): Value error, [registry]: the mirror of docker.io (quay.io/hub) is itself a registry",
+            "(top level): [registry]: the mirror of docker.io (quay.io/hub) is itself a registry",
         ),
         (
             '[git]\n"https://github.com" = "https://proxy.example.org/?u=https://github.com"\n',
-            "(top level): Value error, the mirror for git (https://proxy.example.org/?u=https://github.com) would itself",
+            "(top level): the mirror for git (https://proxy.example.org/?u=https://github.com) would itself",
         ),
         (
             CREDENTIAL.format(host="pypi.example.org", user="MIRROR-USER"),
-            "[credentials][0].username_env: Value error, must be the NAME of an environment variable",
+            "[credentials][0].username_env: must be the NAME of an environment variable",
         ),
         (
             CREDENTIAL.format(host="https://pypi.example.org", user="MIRROR_USER"),
-            "[credentials][0].host: Value error, must be a host name",
+            "[credentials][0].host: must be a host name",
         ),
     ],
 )

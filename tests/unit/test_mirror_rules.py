@@ -9,13 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from imagebuild.mirrors.rules import (
-    RuleSet,
-    rewrite_image_ref,
-    split_image_ref,
-    url_rules,
-)
+from imagebuild.mirrors.rules import RuleSet, url_rules
 from imagebuild.model.mirror import MirrorProfile
+from imagebuild.model.routes import rewrite_image_ref, split_image_ref
 
 EMPTY = MirrorProfile()
 SITE = MirrorProfile.model_validate(

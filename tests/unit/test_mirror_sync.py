@@ -25,7 +25,8 @@ from imagebuild.mirrors.serve import IndexServer, serve_mirror
 from imagebuild.mirrors.sync import sync
 from imagebuild.mirrors.wheelhouse import MANIFEST, file_entry, load_manifest, save_manifest, write_index
 from imagebuild.model.mirror import Mirror, MirrorProfile
-from imagebuild.plan import load_project, plan
+from imagebuild.model.project import load_project
+from imagebuild.plan import plan
 from tests.conftest import ProjectFactory, free_port, run_config
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"

@@ -1,8 +1,9 @@
 import pytest
 
 from imagebuild.errors import RecipeError
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import prepare
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 from imagebuild.smoketest import smoke_notebooks
 from tests.conftest import REPO, offline_fetcher, write_notebook
 
@@ -59,7 +60,7 @@ def test_bad_file_mode_and_relative_dest(make_project):
     make_project.recipe(
         "child", 'parent = "base"\n[[files]]\nsrc = "a"\ndest = "etc/a"\n', files={"a": "x"}
     )
-    with pytest.raises(RecipeError, match=r"\[files\]\[0\]\.dest: Value error, must be an absolute path"):
+    with pytest.raises(RecipeError, match=r"\[files\]\[0\].dest: must be an absolute path"):
         load_project(make_project.root)
 
 

@@ -2,8 +2,9 @@ import io
 import tarfile
 
 from imagebuild.build.context import assemble, content_hash
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import prepare
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 from imagebuild.reuse import content_ref
 from tests.conftest import REPO, offline_fetcher, write_notebook
 

@@ -9,9 +9,11 @@ import pytest
 
 from imagebuild.errors import AssetError, LockError
 from imagebuild.inputs.assets import AssetCache
-from imagebuild.inputs.lock import ImageLock, inputs_digest, write_lock
+from imagebuild.inputs.lockfile import ImageLock, write_lock
+from imagebuild.inputs.lockstate import inputs_digest
+from imagebuild.model.project import load_project
 from imagebuild.pipeline import prepare
-from imagebuild.plan import load_project, plan
+from imagebuild.plan import plan
 from tests.conftest import offline_fetcher, write_pseudo_archive
 
 INSTALL = 'aiida-pseudo install family "$ASSET_PATH" TEST -P pseudo.upf'

@@ -5,7 +5,8 @@ import pytest
 
 from imagebuild.build.records import PushFailure, pushed_digest
 from imagebuild.errors import BuildError, PublishError
-from imagebuild.plan import load_project, plan
+from imagebuild.model.project import load_project
+from imagebuild.plan import plan
 from imagebuild.publish import push as publish
 from imagebuild.publish.tags import image_tags, parse_versions, version_commands, version_script
 

@@ -13,7 +13,7 @@ from imagebuild.errors import RecipeError
 from imagebuild.hub import folder as hub_folder
 from imagebuild.hub.z2jh import render_z2jh
 from imagebuild.model.hub import HubFolder, HubSettings, SelectedImage, Selection
-from imagebuild.plan import load_project
+from imagebuild.model.project import load_project
 from tests.conftest import REPO
 
 REGISTRY = "registry.example.org"
@@ -246,3 +246,22 @@ def test_the_schema_refuses_a_wrong_document(tmp_path, make_project, chart):
     wrong_timeout = copy.deepcopy(values)
     wrong_timeout["singleuser"]["startTimeout"] = "600"
     assert _errors(chart, wrong_timeout)
+
+
+def test_dockerspawners_placeholders_become_kubespawners(tmp_path, make_project, chart):
+    """{raw_username} is KubeSpawner's {unescaped_username}; {imagename} has no KubeSpawner twin."""
+    folder = _init(tmp_path, make_project)
+    _edit(folder, 'team = ""', 'team = "team-{raw_username}"')
+    _, values = _render(folder, chart)
+    assert values["singleuser"]["storage"]["extraVolumes"][0]["persistentVolumeClaim"]["claimName"] == "team-{unescaped_username}"
+    _edit(folder, 'team = "team-{raw_username}"', 'team = "team-{imagename}"')
+    with pytest.raises(RecipeError, match=r"\[volumes\]\.team"):
+        render_z2jh(HubFolder(folder).settings, SELECTION)
+
+
+def test_a_placeholder_dockerspawner_does_not_fill_in_is_refused(tmp_path, make_project):
+    folder = _init(tmp_path, make_project)
+    _edit(folder, 'home = "myhub-user-{username}"', 'home = "myhub-user-{user_id}"')
+    with pytest.raises(RecipeError, match=r"unknown placeholder \{user_id\}; DockerSpawner fills in") as caught:
+        HubFolder(folder).check()
+    assert "{raw_username}" in caught.value.message

@@ -1,0 +1,187 @@
+"""Dockerfiles: FROM and COPY --from images through the registry mirrors, URLs in every other
+instruction and heredoc body through the URL rules; comments stay as they are."""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagebuild.mirrors.rewrite.document import Document, line_error
+from imagebuild.mirrors.rules import url_rules
+from imagebuild.model.mirror import MirrorProfile
+from imagebuild.model.routes import rewrite_image_ref
+
+
+@dataclass(frozen=True)
+class _Word:
+    """A whitespace-separated word of an instruction; `line` is None when it spans a continuation."""
+
+    text: str
+    line: int | None
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class _Instruction:
+    keyword: str
+    line: int
+    words: list[_Word]
+
+
+@dataclass
+class _DockerfileLayout:
+    instructions: list[_Instruction] = field(default_factory=list)
+    heredoc_lines: list[int] = field(default_factory=list)
+
+
+_HEREDOC = re.compile(r"(?<!<)<<(?!<)(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+_ARG_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=([\"']?)(.*)\2")
+_ARG_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _is_comment_or_blank(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
+
+
+def _escape_character(document: Document) -> str:
+    """The `# escape=` parser directive, read only from the comments that open the file."""
+    for line in document.lines:
+        directive = re.fullmatch(r"\s*#\s*([A-Za-z]+)\s*=\s*(\S+)\s*", line)
+        if directive is None:
+            break
+        if directive.group(1).lower() == "escape":
+            return directive.group(2)
+    return "\\"
+
+
+def _dockerfile_layout(document: Document) -> _DockerfileLayout:
+    """Instructions joined over continuation lines (comments and blank lines inside dropped,
+    as Docker does), and the lines of heredoc bodies, which are content, not instructions."""
+    continuation = re.compile(re.escape(_escape_character(document)) + r"[ \t]*$")
+    layout = _DockerfileLayout()
+    index, count = 0, len(document.lines)
+    while index < count:
+        if _is_comment_or_blank(document.lines[index]):
+            index += 1
+            continue
+        pieces: list[tuple[int, str]] = []
+        while index < count:
+            line = document.lines[index]
+            index += 1
+            if pieces and _is_comment_or_blank(line):
+                continue
+            joined = continuation.search(line)
+            pieces.append((index - 1, line if joined is None else line[: joined.start()]))
+            if joined is None:
+                break
+        instruction = _instruction(pieces)
+        if instruction is None:
+            continue
+        layout.instructions.append(instruction)
+        if instruction.keyword in ("RUN", "COPY", "ADD"):
+            for marker in _HEREDOC.finditer(" ".join(word.text for word in instruction.words)):
+                while index < count:
+                    line = document.lines[index]
+                    index += 1
+                    if (line.lstrip("\t") if marker.group(1) else line) == marker.group(3):
+                        break
+                    layout.heredoc_lines.append(index - 1)
+    return layout
+
+
+def _instruction(pieces: list[tuple[int, str]]) -> _Instruction | None:
+    text = "".join(piece for _, piece in pieces)
+    where = [(line, column) for line, piece in pieces for column in range(len(piece))]
+    words = []
+    for match in re.finditer(r"\S+", text):
+        (first_line, first), (last_line, last) = where[match.start()], where[match.end() - 1]
+        contiguous = first_line == last_line and last - first == len(match.group()) - 1
+        words.append(_Word(match.group(), first_line if contiguous else None, first, last + 1))
+    return _Instruction(words[0].text.upper(), pieces[0][0], words[1:]) if words else None
+
+
+def rewrite_dockerfile(
+    text: str, profile: MirrorProfile, *, source: Path, from_image: Callable[[str], str] | None = None
+) -> str:
+    """The Dockerfile rewrite, with `from_image` choosing each FROM's image instead of the registry mirrors."""
+    return rewrite_dockerfile_document(Document(text), profile, source, from_image)
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, int, list[str]]]:
+    """(keyword, first line, words) of each instruction, lines numbered from 0 as rewrite_file splits them."""
+    return [(i.keyword, i.line, [word.text for word in i.words]) for i in _dockerfile_layout(Document(text)).instructions]
+
+
+def rewrite_dockerfile_document(
+    document: Document, profile: MirrorProfile, source: Path, from_image: Callable[[str], str] | None = None
+) -> str:
+    """FROM and COPY --from image references through the registry mirrors, skipping scratch,
+    earlier stages and references with variables; `FROM ${BASE}` rewrites the default of the
+    global `ARG BASE=...` instead. Every other instruction and heredoc body: URL rules. Comments
+    stay as they are."""
+    rules = url_rules(profile)
+    route = from_image or (lambda image: rewrite_image_ref(image, profile.registry))
+    layout = _dockerfile_layout(document)
+    stages: set[str] = set()
+    global_args: dict[str, _Word] = {}
+    seen_from = False
+    for instruction in layout.instructions:
+        if instruction.keyword == "FROM":
+            stage = _rewrite_from(document, instruction, route, stages, global_args, source)
+            if stage:
+                stages.add(stage.lower())
+            seen_from = True
+            continue
+        if instruction.keyword == "ARG" and not seen_from:
+            global_args.update(_arg_defaults(instruction))
+        for word in instruction.words:
+            if word.line is None:
+                continue
+            if instruction.keyword == "COPY" and word.text.startswith("--from="):
+                image = word.text.removeprefix("--from=")
+                if image.lower() not in stages and not image.isdigit():
+                    document.replace(
+                        word.line, word.start + len("--from="), word.end, rewrite_image_ref(image, profile.registry)
+                    )
+            else:
+                document.rewrite_urls(word.line, rules, word.start, word.end)
+    for line in layout.heredoc_lines:
+        document.rewrite_urls(line, rules)
+    return document.text()
+
+
+def _rewrite_from(
+    document: Document,
+    instruction: _Instruction,
+    route: Callable[[str], str],
+    stages: set[str],
+    global_args: dict[str, _Word],
+    source: Path,
+) -> str | None:
+    """Rewrite one FROM's image; return the stage name it declares, if any."""
+    arguments = [word for word in instruction.words if not word.text.startswith("--")]
+    if not arguments:
+        raise line_error(
+            instruction.line + 1, "FROM without an image", source, "write FROM [--platform=...] IMAGE[:TAG] [AS NAME]"
+        )
+    image = arguments[0]
+    stage = arguments[2].text if len(arguments) >= 3 and arguments[1].text.lower() == "as" else None
+    reference = _ARG_REFERENCE.fullmatch(image.text)
+    if reference is not None:
+        image = global_args.get(reference.group(1) or reference.group(2), image)
+    if image.line is not None and image.text.lower() not in stages:
+        document.replace(image.line, image.start, image.end, route(image.text))
+    return stage
+
+
+def _arg_defaults(instruction: _Instruction) -> dict[str, _Word]:
+    """NAME -> its default value (quotes excluded) in a global ARG instruction."""
+    found = {}
+    for word in instruction.words:
+        declared = _ARG_VALUE.fullmatch(word.text)
+        if declared is not None and word.line is not None:
+            start = word.start + len(declared.group(1)) + 1 + len(declared.group(2))
+            found[declared.group(1)] = _Word(declared.group(3), word.line, start, start + len(declared.group(3)))
+    return found
