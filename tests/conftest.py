@@ -23,11 +23,11 @@ from imagebuild.system import port_is_free
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The tests run the `imagebuild` command in subprocesses. Under the README's test command the
-# interpreter is .venv/bin/python of a virtual environment nobody activated, so that command is
-# not on PATH (or an older install elsewhere is): put this interpreter's folder first, for the
-# whole session, so every subprocess finds the `imagebuild` installed beside it. Not resolved:
-# a venv's python is a symlink to the system's.
+# Integration tests run the `imagebuild` command in subprocesses (unit tests run it in-process:
+# tests/cli.py). Under the README's test command the interpreter is .venv/bin/python of a virtual
+# environment nobody activated, so that command is not on PATH (or an older install elsewhere is):
+# put this interpreter's folder first, for the whole session, so every subprocess finds the
+# `imagebuild` installed beside it. Not resolved: a venv's python is a symlink to the system's.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 

@@ -5,9 +5,10 @@ import hashlib
 import http.server
 import json
 import os
-import subprocess
 import threading
+import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -16,6 +17,7 @@ from imagebuild.inputs.assets import AssetCache, DeclaredAsset, declared_assets
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.project import load_project
 from imagebuild.model.recipe_schema import AssetSpec
+from tests.cli import CliResult, imagebuild
 
 PAYLOAD = os.urandom(300_000)
 CHECKSUM = hashlib.sha256(PAYLOAD).hexdigest()
@@ -29,9 +31,9 @@ def asset_toml(name: str = "data", url: str = "", sha256: str = CHECKSUM, extra:
 class _Files(http.server.BaseHTTPRequestHandler):
     """Serves `files`; honours Range; can cut the first answer short to prove resuming."""
 
-    files: dict[str, bytes] = {}
-    cut_first: set[str] = set()
-    seen: list[tuple[str, str | None]] = []
+    files: ClassVar[dict[str, bytes]] = {}
+    cut_first: ClassVar[set[str]] = set()
+    seen: ClassVar[list[tuple[str, str | None]]] = []
 
     def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("Range")))
@@ -64,7 +66,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
 def server():
     handler = type("Handler", (_Files,), {"files": {}, "cut_first": set(), "seen": []})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"  # type: ignore[attr-defined]
     httpd.handler = handler  # type: ignore[attr-defined]
@@ -163,7 +165,9 @@ def test_a_corrupt_cached_file_is_refused_and_removed(cache, make_project, tmp_p
 # -- downloads ---------------------------------------------------------------------------------
 
 
-def test_fetch_resumes_a_cut_download_and_verifies(cache, make_project, server):
+def test_fetch_resumes_a_cut_download_and_verifies(cache, make_project, server, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)  # the pause before trying again, recorded, not waited
     server.handler.files["/data.bin"] = PAYLOAD
     server.handler.cut_first.add("/data.bin")
     asset = _declared(make_project, asset_toml(url=f"{server.url}/data.bin"))
@@ -173,6 +177,7 @@ def test_fetch_resumes_a_cut_download_and_verifies(cache, make_project, server):
     assert ranges[0] is None and len(ranges) == 2
     assert ranges[1] is not None and int(ranges[1].removeprefix("bytes=").rstrip("-")) > 0  # it continued
     assert list(cache.partial.iterdir()) == []
+    assert waits == [1]
 
 
 def test_a_partial_download_never_counts_as_present(cache, make_project, server):
@@ -207,9 +212,8 @@ def test_the_mirror_download_rewrite_applies(cache, make_project, server, tmp_pa
 # -- commands ----------------------------------------------------------------------------------
 
 
-def _cli(root: Path, *args: str, cache_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "IMAGEBUILD_CACHE": str(cache_dir)}
-    return subprocess.run(["imagebuild", *args], cwd=root, env=env, capture_output=True, text=True)
+def _cli(root: Path, *args: str, cache_dir: Path) -> CliResult:
+    return imagebuild(*args, cwd=root, env={"IMAGEBUILD_CACHE": str(cache_dir)})
 
 
 def test_assets_commands_add_list_verify(make_project, tmp_path):

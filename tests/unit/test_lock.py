@@ -18,6 +18,7 @@ from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.project import load_project
 from imagebuild.model.recipe_schema import DevPackageSpec
 from imagebuild.plan import plan
+from tests.cli import imagebuild
 from tests.conftest import GIT_ENV, REPO, git
 
 
@@ -82,7 +83,7 @@ def test_the_mirror_profile_git_rewrite_reaches_git(repo, tmp_path):
     git(served / "widgets.git", "update-server-info")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         profile = MirrorProfile(git={"https://git.example.org": f"http://127.0.0.1:{httpd.server_address[1]}"})
         env = {**host_environment(os.environ, Mirror(name="site", path=tmp_path / "site.toml", spec=profile), {}, None), **GIT_ENV}
         spec = DevPackageSpec(name="widgets", url="https://git.example.org/widgets.git", ref="feature")
@@ -138,7 +139,7 @@ def test_a_stale_lock_names_the_input_that_changed(make_project):
     state = lock_state(plan(load_project(make_project.root), ["child"])[-1])
     assert state.changed == ("the lock of parent 'base' (base/image.lock)",)
 
-    result = subprocess.run(["imagebuild", "lock", "--check", "child"], cwd=make_project.root, capture_output=True, text=True)
+    result = imagebuild("lock", "--check", "child", cwd=make_project.root)
     assert result.returncode == 8
     assert "child: stale: the lock of parent 'base' (base/image.lock) changed" in result.stdout
 
@@ -163,7 +164,7 @@ def test_lock_check_exits_8_naming_the_fix(make_project):
     make_project.recipe(
         "child", 'parent = "base"\n[python]\nrequirements = "requirements.txt"\n', {"requirements.txt": "six==1.16.0\n"}
     )
-    result = subprocess.run(["imagebuild", "lock", "--check"], cwd=make_project.root, capture_output=True, text=True)
+    result = imagebuild("lock", "--check", cwd=make_project.root)
     assert result.returncode == 8
     assert "base: fresh" in result.stdout
     assert "child: missing (run 'imagebuild lock child' and commit image.lock)" in result.stdout

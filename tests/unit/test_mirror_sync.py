@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 import threading
 import urllib.error
@@ -26,7 +27,7 @@ from imagebuild.mirrors.wheelhouse import MANIFEST, file_entry, load_manifest, s
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.project import load_project
 from imagebuild.plan import plan
-from tests.conftest import free_port, run_config
+from tests.conftest import ProjectFactory, free_port, run_config
 
 USER_VARIABLE, PASSWORD_VARIABLE = "SYNC_TEST_USER", "SYNC_TEST_PASSWORD"
 
@@ -266,11 +267,17 @@ def test_index_server_serves_the_index_and_files_and_logs_each_request(tmp_path)
         for private in ("/manifest.json", "/access.log", "/files/", "/simple/../manifest.json"):
             assert get(server.url.removesuffix("/simple") + private)[0] == 404, private
     lines = log_lines(tmp_path)
+    # A line is written once its answer is sent, so answers on separate connections may log in any order.
+    assert {line[3]: line[4] for line in lines} == {
+        "/simple/": "200",
+        "/simple/six/": "200",
+        f"/files/{wheel.name}": "200",
+        **dict.fromkeys(("/manifest.json", "/access.log", "/files/", "/simple/../manifest.json"), "404"),
+    }
     assert len(lines) == 7
-    timestamp, client, method, path, status, sent = lines[2]
+    timestamp, client, method, path, status, sent = next(line for line in lines if line[3].startswith("/files/six"))
     assert timestamp.endswith("Z") and client == "127.0.0.1"
     assert (method, path, status, sent) == ("GET", f"/files/{wheel.name}", "200", str(wheel.stat().st_size))
-    assert [line[4] for line in lines[3:]] == ["404"] * 4
 
 
 def test_index_server_maps_an_index_below_a_prefix(tmp_path):
@@ -326,7 +333,7 @@ class NotAnIndex(BaseHTTPRequestHandler):
 
 def test_serve_mirror_names_a_port_taken_by_something_else(tmp_path):
     other = HTTPServer(("127.0.0.1", 0), NotAnIndex)
-    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread = threading.Thread(target=other.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         mirror = make_mirror(tmp_path, f"http://127.0.0.1:{other.server_address[1]}/simple", serve=True)
@@ -341,14 +348,16 @@ def test_serve_mirror_names_a_port_taken_by_something_else(tmp_path):
 # -- sync, against a fake upstream index --------------------------------------------------------
 
 
-@pytest.fixture
-def upstream(tmp_path, monkeypatch):
-    """An upstream index behind credentials, as a mirror profile names it.
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """An upstream index behind credentials, as a mirror profile names it; one per module, for
+    the sync tests only read it. Its files are under `mirror.path.parent / "upstream"`.
 
     The project's root is bullseye, so the target is CPython 3.9 on glibc 2.31 while this host
     runs another Python: only a resolution for the target picks what is asserted below.
     """
-    files = tmp_path / "upstream" / "files"
+    folder = tmp_path_factory.mktemp("upstream")
+    files = folder / "upstream" / "files"
     make_wheel(files, f"{INSTALLER.replace('==', '-')}-py3-none-manylinux_2_17_x86_64.whl")
     make_wheel(
         files,
@@ -364,17 +373,21 @@ def upstream(tmp_path, monkeypatch):
     make_wheel(files, "zeta-1.0-py3-none-any.whl")
     make_wheel(files, "fakebuildtool-1.0-py3-none-any.whl")
     make_sdist(files)
-    publish(tmp_path / "upstream")
-    monkeypatch.setenv(USER_VARIABLE, "ann")
-    monkeypatch.setenv(PASSWORD_VARIABLE, "s3cret")
-    with IndexServer(tmp_path / "upstream", "http://127.0.0.1:0/simple", credentials=("ann", "s3cret")) as server:
-        yield make_mirror(tmp_path, server.url, credentials=True)
+    publish(folder / "upstream")
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        IndexServer(folder / "upstream", "http://127.0.0.1:0/simple", credentials=("ann", "s3cret")) as server,
+    ):
+        patch.setenv(USER_VARIABLE, "ann")
+        patch.setenv(PASSWORD_VARIABLE, "s3cret")
+        yield make_mirror(folder, server.url, credentials=True)
 
 
-@pytest.fixture
-def bullseye_project(make_project):
+@pytest.fixture(scope="module")
+def bullseye_project(tmp_path_factory):
     """A root image with one pin and a child pinning a package published only as source."""
-    make_project.recipe(
+    project = ProjectFactory(tmp_path_factory.mktemp("bullseye") / "project")
+    project.recipe(
         "root",
         """\
         root = "debian:bullseye"
@@ -383,7 +396,7 @@ def bullseye_project(make_project):
         """,
         {"requirements.txt": "alpha==1.0\n"},
     )
-    make_project.recipe(
+    project.recipe(
         "child",
         """\
         parent = "root"
@@ -392,7 +405,7 @@ def bullseye_project(make_project):
         """,
         {"requirements.txt": "srconly==1.0\n"},
     )
-    return load_project(make_project.root)
+    return load_project(project.root)
 
 
 WANTED = {
@@ -403,6 +416,10 @@ WANTED = {
     "srconly-1.0.tar.gz",
     "fakebuildtool-1.0-py3-none-any.whl",
 }
+
+
+def inodes(folder: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_ino for path in (folder / "files").iterdir()}
 
 
 def test_sync_mirrors_exactly_what_the_images_install_on_their_target(tmp_path, upstream, bullseye_project):
@@ -423,30 +440,37 @@ def test_sync_mirrors_exactly_what_the_images_install_on_their_target(tmp_path, 
     assert list(page) == ["beta-2.0-cp39-cp39-manylinux_2_17_x86_64.whl"]
     assert not list(destination.rglob("*.part"))
 
-    # The next sync needs the same files, the source distribution's build requirements too.
-    again = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=said.append)
-    assert (again.files, again.new, again.packages) == (len(WANTED), 0, result.packages)
 
-
-def test_sync_downloads_only_what_is_missing_or_damaged(tmp_path, upstream, bullseye_project):
-    destination = tmp_path / "wheelhouse"
-    first = sync(run_config(bullseye_project, None, upstream), ["root"], destination, say=print)
-    assert first.new == first.files == len(WANTED - {"srconly-1.0.tar.gz", "fakebuildtool-1.0-py3-none-any.whl"})
-    before = {path.name: path.stat().st_ino for path in (destination / "files").iterdir()}
-
-    again = sync(run_config(bullseye_project, None, upstream), ["root"], destination, say=print)
-    assert (again.files, again.new) == (first.files, 0)
-    assert {path.name: path.stat().st_ino for path in (destination / "files").iterdir()} == before
-
-    damaged = destination / "files" / "alpha-1.0-py3-none-any.whl"
+def test_the_next_sync_downloads_only_what_is_missing_or_damaged(tmp_path, upstream, bullseye_project):
+    """It needs the same files, the source distribution's build requirements too (found by
+    building it again), and keeps every intact file as it is."""
+    destination, upstream_files = tmp_path / "wheelhouse", upstream.path.parent / "upstream" / "files"
+    (destination / "files").mkdir(parents=True)
+    for name in WANTED:  # the folder as the first sync leaves it
+        shutil.copy(upstream_files / name, destination / "files" / name)
+    publish(destination)
+    before = inodes(destination)
+    damaged, missing = destination / "files" / "alpha-1.0-py3-none-any.whl", "epsilon-1.0-py3-none-any.whl"
     data = bytearray(damaged.read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
+    (destination / "files" / missing).unlink()
+
     said: list[str] = []
-    repaired = sync(run_config(bullseye_project, None, upstream), ["root"], destination, say=said.append)
-    assert repaired.new == 1
+    again = sync(run_config(bullseye_project, None, upstream), ["child"], destination, say=said.append)
+    assert (again.files, again.new) == (len(WANTED), 2)
+    assert again.packages == ("alpha", "beta", "epsilon", "fakebuildtool", "srconly", INSTALLER.split("==")[0])
     assert f"{damaged.name} does not match {MANIFEST}: downloading it again" in said
-    assert sha256(damaged) == sha256(tmp_path / "upstream" / "files" / damaged.name)
+    assert sorted(line for line in said if line.startswith("downloading")) == [
+        f"downloading {damaged.name}",
+        f"downloading {missing}",
+    ]
+    for name in WANTED:
+        assert sha256(destination / "files" / name) == sha256(upstream_files / name)
+    kept = {name: inode for name, inode in inodes(destination).items() if name not in {damaged.name, missing}}
+    assert kept == {name: inode for name, inode in before.items() if name in kept}
+    assert set(kept) == WANTED - {damaged.name, missing}
+    assert set(json.loads((destination / MANIFEST).read_text())["files"]) == WANTED
 
 
 def test_sync_names_a_package_without_any_file_for_the_target(tmp_path, upstream, make_project):
