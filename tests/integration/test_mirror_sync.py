@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-import pytest
 from packaging.utils import (
     canonicalize_name,
     parse_sdist_filename,
@@ -24,8 +23,6 @@ from imagebuild.mirrors.serve import IndexServer
 from imagebuild.mirrors.sync import sync
 from imagebuild.model.project import load_project
 from tests.conftest import host_trust, run_config
-
-pytestmark = pytest.mark.network
 
 CHILD_PINS = "six==1.16.0\ndocopt==0.6.2\n"
 
