@@ -28,7 +28,10 @@ ACCESS_LOG = "access.log"
 
 
 class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+    """Closing waits for the requests in flight, so access.log holds every request served."""
+
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, address: tuple[str, int], handler: functools.partial["_Handler"], index: "IndexServer") -> None:
         if ":" in address[0]:
@@ -41,6 +44,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves simple/ at the index path and files/ beside it, nothing else; logs every request."""
 
     server: _Server
+    timeout = 60  # an idle keep-alive connection ends, so closing the server never waits long
     _status = 0
     _sent = 0
 
