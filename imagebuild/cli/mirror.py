@@ -16,6 +16,7 @@ from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check
 from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.rewrite.dockerfile import unrouted_runs
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.mirrors.sync import sync
@@ -141,13 +142,22 @@ def rewrite(
     mirror: MirrorOption = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="write the result back to FILE")] = False,
     kind: Annotated[FileKind | None, typer.Option(help="the file's format, when its name does not tell")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="fail (exit 2) when a Dockerfile RUN cannot be routed")] = False,
 ) -> None:
     """Rewrite a file imagebuild did not write so that it uses a mirror; print it, or write it back."""
     text = read_text(file, missing_hint="pass the path of an existing file", keep_bom=True)
     profile = resolve(RunOptions(mirror=mirror)).mirror
     if profile is None:
         raise RecipeError("no mirror selected", hint="pass --mirror NAME (see 'imagebuild mirror list')")
-    rewritten = rewrite_file(kind or detect_kind(file, text), text, profile.spec, source=file)
+    kind = kind or detect_kind(file, text)
+    unrouted = unrouted_runs(text, profile.spec) if kind is FileKind.DOCKERFILE else []
+    if unrouted and strict:
+        raise RecipeError(
+            "; ".join(unrouted), path=file, hint="write these RUN lines in shell form, or drop --strict to accept them"
+        )
+    for problem in unrouted:
+        err.print(f"warning: {file}: {problem}", markup=False, highlight=False)
+    rewritten = rewrite_file(kind, text, profile.spec, source=file)
     if in_place:
         if rewritten != text:
             _write_atomically(file, rewritten)

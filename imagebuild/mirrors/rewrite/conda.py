@@ -182,3 +182,19 @@ def _add_keys(document: Document, root: yaml.MappingNode | None, added: dict[str
         else:
             lines.append(f"{indent}{key}: {value}")
     document.insert_before(len(document.lines), lines)
+
+
+def mirror_condarc(profile: MirrorProfile) -> str:
+    """A .condarc of the profile's channel settings alone: channel_alias and default_channels as
+    rewrite_condarc adds them, and each mirrored named channel as a custom channel (its mirror URL
+    without the channel name), so `-c conda-forge` and a `channels:` list by name reach the mirror."""
+    text = rewrite_condarc(Document(""), profile, Path(".condarc"))
+    channels = profile.conda.channels if profile.conda is not None else {}
+    custom = {
+        name: url[: -len(name) - 1]
+        for name, url in sorted(channels.items())
+        if not name.startswith("pkgs/") and url.endswith(f"/{name}")
+    }
+    if custom:
+        text += "custom_channels:\n" + "".join(f"  {name}: {base}\n" for name, base in custom.items())
+    return text

@@ -1,11 +1,15 @@
 """Dockerfiles: FROM and COPY --from images through the registry mirrors, URLs in every other
-instruction and heredoc body through the URL rules; comments stay as they are."""
+instruction and heredoc body through the URL rules, and (for `mirror rewrite`) each shell-form
+RUN prefixed with the profile's build-time settings (buildtime.py); comments stay as they are."""
 
+import json
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, run_prefix
 from imagebuild.mirrors.rewrite.document import Document, line_error
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile
@@ -31,6 +35,7 @@ class _Instruction:
 
 @dataclass
 class _DockerfileLayout:
+    escape: str = "\\"
     instructions: list[_Instruction] = field(default_factory=list)
     heredoc_lines: list[int] = field(default_factory=list)
 
@@ -59,8 +64,8 @@ def _escape_character(document: Document) -> str:
 def _dockerfile_layout(document: Document) -> _DockerfileLayout:
     """Instructions joined over continuation lines (comments and blank lines inside dropped,
     as Docker does), and the lines of heredoc bodies, which are content, not instructions."""
-    continuation = re.compile(re.escape(_escape_character(document)) + r"[ \t]*$")
-    layout = _DockerfileLayout()
+    layout = _DockerfileLayout(_escape_character(document))
+    continuation = re.compile(re.escape(layout.escape) + r"[ \t]*$")
     index, count = 0, len(document.lines)
     while index < count:
         if _is_comment_or_blank(document.lines[index]):
@@ -105,8 +110,90 @@ def _instruction(pieces: list[tuple[int, str]]) -> _Instruction | None:
 def rewrite_dockerfile(
     text: str, profile: MirrorProfile, *, source: Path, from_image: Callable[[str], str] | None = None
 ) -> str:
-    """The Dockerfile rewrite, with `from_image` choosing each FROM's image instead of the registry mirrors."""
-    return rewrite_dockerfile_document(Document(text), profile, source, from_image)
+    """FROM images and URLs only, with `from_image` choosing each FROM's image instead of the
+    registry mirrors: for a build that routes RUN lines itself (captured.py)."""
+    return rewrite_dockerfile_document(Document(text), profile, source, from_image, route_runs=False)
+
+
+_POSIX_SHELLS = ("sh", "bash", "dash", "ash", "zsh", "ksh", "mksh")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A RUN of a stage: where its command starts, or why its commands cannot be routed."""
+
+    instruction: _Instruction
+    command: _Word | None
+    problem: str | None
+
+
+def _runs(layout: _DockerfileLayout) -> list[_Run]:
+    """Every RUN outside scratch stages, under the stage's SHELL (inherited from an earlier stage);
+    `# escape=`` marks a Windows Dockerfile, whose default shell is cmd."""
+    default = "cmd" if layout.escape == "`" else "/bin/sh"
+    runs = []
+    shells: dict[str, str] = {}
+    shell: str | None = None  # None in scratch
+    for instruction in layout.instructions:
+        arguments = [word.text for word in instruction.words if not word.text.startswith("--")]
+        if instruction.keyword == "FROM":
+            image = arguments[0].lower() if arguments else "scratch"
+            shell = None if image == "scratch" else shells.get(image, default)
+            stage = arguments[2].lower() if len(arguments) >= 3 and arguments[1].lower() == "as" else None
+            if stage and shell:
+                shells[stage] = shell
+        elif instruction.keyword == "SHELL" and shell is not None:
+            try:
+                shell = str(json.loads(" ".join(word.text for word in instruction.words))[0])
+            except (json.JSONDecodeError, IndexError, KeyError):
+                shell = "unknown"
+            shells.update((name, shell) for name, known in shells.items() if known is not None)
+        elif instruction.keyword == "RUN" and shell is not None:
+            runs.append(_run(instruction, shell))
+    return runs
+
+
+def _run(instruction: _Instruction, shell: str) -> _Run:
+    command = next((word for word in instruction.words if not word.text.startswith("--")), None)
+    if command is None:
+        return _Run(instruction, None, "a RUN without a command")
+    if command.text.startswith("["):
+        return _Run(instruction, None, "an exec-form RUN (a JSON list) runs without a shell to set the mirror in")
+    if command.text.startswith("<<"):
+        return _Run(instruction, None, "a RUN that is only a heredoc script; write `RUN sh <<EOF` to route it")
+    if posixpath.basename(shell) not in _POSIX_SHELLS:
+        return _Run(instruction, None, f"a RUN under SHELL {shell}, not a POSIX shell")
+    if command.line is None:
+        return _Run(instruction, None, "a RUN whose first word spans a line continuation")
+    return _Run(instruction, command, None)
+
+
+def unrouted_runs(text: str, profile: MirrorProfile) -> list[str]:
+    """'line N: why' for each RUN `mirror rewrite` leaves on upstream, when the profile has settings for RUNs."""
+    if run_prefix(profile) is None:
+        return []
+    return [
+        f"line {run.instruction.line + 1}: {run.problem}: its downloads stay on upstream"
+        for run in _runs(_dockerfile_layout(Document(text)))
+        if run.problem is not None
+    ]
+
+
+def _in_prefix(line: str, word: _Word) -> bool:
+    """Whether `word` is inside a prefix an earlier rewrite wrote (its git upstreams stay as they are)."""
+    begin = line.rfind(BEGIN, 0, word.start + 1)
+    return begin >= 0 and line.find(END, begin) + len(END) >= word.end
+
+
+def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str) -> None:
+    """The prefix before each routable RUN's command; a prefix written by an earlier rewrite is replaced."""
+    for run in _runs(layout):
+        if run.command is None or run.command.line is None:
+            continue
+        line = document.lines[run.command.line]
+        start = run.command.start
+        end = line.find(END, start) + len(END) + 1 if line.startswith(BEGIN, start) and END in line[start:] else start
+        document.replace(run.command.line, start, end, prefix)
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, int, list[str]]]:
@@ -115,11 +202,17 @@ def dockerfile_instructions(text: str) -> list[tuple[str, int, list[str]]]:
 
 
 def rewrite_dockerfile_document(
-    document: Document, profile: MirrorProfile, source: Path, from_image: Callable[[str], str] | None = None
+    document: Document,
+    profile: MirrorProfile,
+    source: Path,
+    from_image: Callable[[str], str] | None = None,
+    *,
+    route_runs: bool = True,
 ) -> str:
     """FROM and COPY --from image references through the registry mirrors, skipping scratch,
     earlier stages and references with variables; `FROM ${BASE}` rewrites the default of the
-    global `ARG BASE=...` instead. Every other instruction and heredoc body: URL rules. Comments
+    global `ARG BASE=...` instead. Every other instruction and heredoc body: URL rules. With
+    `route_runs`, each shell-form RUN also gets the profile's build-time settings. Comments
     stay as they are."""
     rules = url_rules(profile)
     route = from_image or (lambda image: rewrite_image_ref(image, profile.registry))
@@ -145,10 +238,13 @@ def rewrite_dockerfile_document(
                     document.replace(
                         word.line, word.start + len("--from="), word.end, rewrite_image_ref(image, profile.registry)
                     )
-            else:
+            elif not _in_prefix(document.lines[word.line], word):
                 document.rewrite_urls(word.line, rules, word.start, word.end)
     for line in layout.heredoc_lines:
         document.rewrite_urls(line, rules)
+    prefix = run_prefix(profile) if route_runs else None
+    if prefix is not None:
+        _route_runs(document, layout, prefix)
     return document.text()
 
 

@@ -1,0 +1,77 @@
+"""The shell text that points one Dockerfile RUN at a mirror profile, for `mirror rewrite`.
+
+A rewritten Dockerfile is built by a plain `docker build`, without imagebuild's build
+environment, so each shell-form RUN starts with this prefix. It sets, for that RUN and the
+programs it starts only:
+- pip and uv: their index, extra indexes and trusted hosts (PIP_*, UV_* variables);
+- git: the profile's URL rewrites (GIT_CONFIG_COUNT/KEY/VALUE, git's environment-only config);
+- conda, mamba and micromamba: a .condarc with the channel alias, default and custom channels,
+  named by CONDARC and MAMBARC (all three read both; the image's own .condarc still applies);
+- apt: copies of the image's sources (sources.list, .list and deb822 .sources) rewritten by the
+  same sed script imagebuild uses inside builds, named by APT_CONFIG; the image's files stay.
+
+The files are written under /dev/shm, a tmpfs that never enters a layer (and deleted on exit),
+and nothing is set with ENV or ARG, so the image's configuration keeps no mirror setting. The
+markers around the prefix let a second rewrite recognise (and replace) it.
+"""
+
+import shlex
+
+from imagebuild.mirrors.rewrite.conda import mirror_condarc
+from imagebuild.mirrors.rules import url_rules
+from imagebuild.model.mirror import MirrorProfile
+
+BEGIN = ": imagebuild-mirror-begin;"
+END = ": imagebuild-mirror-end;"
+_SCRATCH = '_mirror=$(mktemp -d /dev/shm/imagebuild-mirror.XXXXXX 2>/dev/null || mktemp -d) && trap \'rm -rf "$_mirror"\' EXIT'
+_APT_SOURCES = (
+    "printf '%s\\n' {script} > \"$_mirror/apt.sed\""
+    ' && mkdir -p "$_mirror/apt/parts" && {{ sed -E -f "$_mirror/apt.sed" /etc/apt/sources.list > "$_mirror/apt/sources.list" 2>/dev/null'
+    ' || : > "$_mirror/apt/sources.list"; }} && for _source in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources;'
+    ' do if [ -f "$_source" ]; then sed -E -f "$_mirror/apt.sed" "$_source" > "$_mirror/apt/parts/${{_source##*/}}"; fi; done'
+    " && printf 'Dir::Etc::sourcelist \"%s\";\\nDir::Etc::sourceparts \"%s\";\\n'"
+    ' "$_mirror/apt/sources.list" "$_mirror/apt/parts" > "$_mirror/apt/apt.conf" && chmod -R a+rX "$_mirror"'
+    ' && export APT_CONFIG="$_mirror/apt/apt.conf"'
+)
+
+
+def environment(profile: MirrorProfile) -> dict[str, str]:
+    """pip's, uv's and git's settings for the profile, as environment variables."""
+    variables: dict[str, str] = {}
+    if profile.pypi is not None:
+        variables |= {"PIP_INDEX_URL": profile.pypi.index_url, "UV_DEFAULT_INDEX": profile.pypi.index_url}
+        if profile.pypi.extra_index_urls:
+            extras = " ".join(profile.pypi.extra_index_urls)
+            variables |= {"PIP_EXTRA_INDEX_URL": extras, "UV_INDEX": extras}
+        if profile.pypi.trusted_hosts:
+            hosts = " ".join(profile.pypi.trusted_hosts)
+            variables |= {"PIP_TRUSTED_HOST": hosts, "UV_INSECURE_HOST": hosts}
+    rewrites = sorted(profile.git.items())
+    if rewrites:
+        variables["GIT_CONFIG_COUNT"] = str(len(rewrites))
+        for index, (upstream, proxy) in enumerate(rewrites):
+            variables[f"GIT_CONFIG_KEY_{index}"] = f"url.{proxy}/.insteadOf"
+            variables[f"GIT_CONFIG_VALUE_{index}"] = f"{upstream}/"
+    return variables
+
+
+def run_prefix(profile: MirrorProfile) -> str | None:
+    """The text to put before a RUN's command (it ends with a space), or None when the profile
+    has no setting a RUN could use."""
+    steps = []
+    variables = environment(profile)
+    if variables:
+        steps.append("export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items()))
+    condarc = mirror_condarc(profile) if profile.conda is not None else ""
+    apt = url_rules(profile).only("apt")
+    if condarc or apt:
+        steps.insert(0, _SCRATCH)
+    if condarc:
+        lines = " ".join(shlex.quote(line) for line in condarc.splitlines())
+        steps.append(f'printf \'%s\\n\' {lines} > "$_mirror/condarc" && export CONDARC="$_mirror/condarc" MAMBARC="$_mirror/condarc"')
+    if apt:
+        script = " ".join(shlex.quote(line) for line in apt.sed_script().splitlines())
+        steps.append(_APT_SOURCES.format(script=script))
+    if not steps:
+        return None
+    return f"{BEGIN} {' && '.join(steps)}; {END} "

@@ -1,0 +1,102 @@
+"""`mirror rewrite` of Dockerfiles built without imagebuild: every shell-form RUN gets the
+profile's build-time settings, on the real-world Dockerfiles of ../shared/dockerfiles and small
+cases of our own."""
+
+from pathlib import Path
+
+import pytest
+
+from imagebuild.mirrors.rewrite import FileKind, rewrite_file
+from imagebuild.mirrors.rewrite.buildtime import BEGIN, run_prefix
+from imagebuild.mirrors.rewrite.dockerfile import dockerfile_instructions, unrouted_runs
+from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
+from tests.unit.test_mirror_files import without_run_prefixes
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "dockerfiles"
+REAL_WORLD = sorted(SHARED.glob("*/*.Dockerfile"))
+PROFILES = {name: load_mirror(name, ROOT).spec for name in profile_paths(ROOT)}
+SITE = MirrorProfile.model_validate(
+    {
+        "pypi": {"index_url": "http://pypi.site/simple", "trusted_hosts": ["pypi.site"]},
+        "conda": {"channels": {"conda-forge": "http://conda.site/conda-forge"}},
+        "apt": {"debian": "http://apt.site/debian"},
+        "git": {"https://github.com": "http://git.site/github.com"},
+        "registry": {"docker.io": "registry.site/hub"},
+    }
+)
+
+
+def rewrite(text: str, profile: MirrorProfile) -> str:
+    return rewrite_file(FileKind.DOCKERFILE, text, profile, source=Path("Dockerfile"))
+
+
+@pytest.mark.skipif(not REAL_WORLD, reason="../shared/dockerfiles is not beside the repository")
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("path", REAL_WORLD, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_real_world_dockerfiles(path: Path, profile: str) -> None:
+    spec = PROFILES[profile]
+    text = path.read_text()
+    out = rewrite(text, spec)
+    assert rewrite(out, spec) == out  # idempotent
+    before, after = text.splitlines(), out.splitlines()
+    assert len(before) == len(after)
+    for old, new in zip(before, after, strict=True):  # every changed line is one the rewriter meant to change
+        if old != new and without_run_prefixes(new) != old:
+            assert "://" in old or old.lstrip().upper().startswith(("FROM", "ARG", "COPY")), (old, new)
+    instructions = dockerfile_instructions(out)
+    assert [keyword for keyword, _, _ in instructions] == [keyword for keyword, _, _ in dockerfile_instructions(text)]
+    if run_prefix(spec) is not None:  # every RUN (all are shell form here) is routed
+        runs = [" ".join(words) for keyword, _, words in instructions if keyword == "RUN"]
+        assert runs and all(BEGIN in run for run in runs)
+        assert unrouted_runs(text, spec) == []
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "routed_lines"),
+    [
+        ("FROM python:3.12 AS build\nRUN pip install x\nFROM scratch\nCOPY --from=build /x /x\n", [1]),
+        ("ARG BASE=debian:bookworm\nFROM ${BASE}\nRUN apt-get update && \\\n    apt-get install -y git\n", [2]),
+        ("FROM debian:bookworm\nRUN \\\n    pip install x\n", [2]),
+        ("FROM debian:bookworm\nRUN --mount=type=cache,target=/root/.cache pip install x\n", [1]),
+        ("FROM debian:bookworm\n# RUN pip install x\nRUN cat <<EOF > /x\npip install y\nEOF\n", [2]),
+        ('FROM debian:bookworm\nRUN ["pip", "install", "x"]\n', []),
+        ("FROM debian:bookworm\nRUN <<EOF\npip install x\nEOF\n", []),
+        ('FROM debian:bookworm\nSHELL ["pwsh", "-c"]\nRUN pip install x\n', []),
+        ("# escape=`\nFROM mcr.microsoft.com/windows/servercore\nRUN pip install x\n", []),
+        ('FROM debian:bookworm AS base\nSHELL ["/bin/bash", "-c"]\nFROM base\nRUN pip install x\n', [3]),
+    ],
+)
+def test_runs_routed(dockerfile: str, routed_lines: list[int]) -> None:
+    out = rewrite(dockerfile, SITE)
+    assert rewrite(out, SITE) == out
+    lines = out.splitlines()
+    assert [index for index, line in enumerate(lines) if BEGIN in line] == routed_lines
+    assert [without_run_prefixes(line) for line in lines] == rewrite_file(
+        FileKind.DOCKERFILE, dockerfile, SITE.model_copy(update={"pypi": None, "conda": None, "apt": None, "git": {}}), source=Path("D")
+    ).splitlines()
+    assert "ENV" not in out and "ARG PIP" not in out  # nothing stays in the image's configuration
+
+
+def test_unrouted_runs_name_their_line() -> None:
+    text = 'FROM debian:bookworm\nRUN ["pip", "install", "x"]\nRUN <<EOF\npip install y\nEOF\nRUN pip install z\n'
+    problems = unrouted_runs(text, SITE)
+    assert [problem.split(":")[0] for problem in problems] == ["line 2", "line 3"]
+    assert "exec-form" in problems[0]
+    assert unrouted_runs(text, MirrorProfile()) == []  # nothing to route with
+
+
+def test_copy_from_image_and_from_through_registry() -> None:
+    out = rewrite("FROM jupyter/base-notebook\nCOPY --from=busybox:1 /bin/sh /sh\n", SITE)
+    assert out == "FROM registry.site/hub/jupyter/base-notebook\nCOPY --from=registry.site/hub/library/busybox:1 /bin/sh /sh\n"
+
+
+def test_prefix_settings() -> None:
+    prefix = run_prefix(SITE)
+    assert prefix is not None
+    for setting in ("PIP_INDEX_URL=http://pypi.site/simple", "UV_DEFAULT_INDEX=", "PIP_TRUSTED_HOST=pypi.site",
+                    "GIT_CONFIG_KEY_0=url.http://git.site/github.com/.insteadOf", "GIT_CONFIG_VALUE_0=https://github.com/",
+                    "conda-forge: http://conda.site", "CONDARC=", "MAMBARC=", "APT_CONFIG=", "/dev/shm/"):
+        assert setting in prefix
+    assert "<<" not in prefix
+    assert run_prefix(MirrorProfile()) is None
