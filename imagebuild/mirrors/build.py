@@ -17,6 +17,7 @@ from imagebuild.config import Logins
 from imagebuild.mirrors.captured import rewrite_captured
 from imagebuild.mirrors.hostenv import git_variables, index_variables, with_credentials
 from imagebuild.mirrors.rewrite import FileKind, rewrite_file
+from imagebuild.mirrors.rewrite.conda import mirror_condarc
 from imagebuild.mirrors.rules import RuleSet, url_rules
 from imagebuild.model.mirror import Mirror
 
@@ -74,20 +75,7 @@ def _gitconfig(mirror: Mirror) -> str:
 
 
 def _condarc(mirror: Mirror) -> str:
-    """conda's channel settings for the profile: channel_alias and default_channels, and each
-    mirrored named channel as a custom channel (its mirror URL without the channel name)."""
-    conda = mirror.spec.conda
-    assert conda is not None
-    text = f"# Written by imagebuild from mirror profile '{mirror.name}'.\n"
-    text += rewrite_file(FileKind.CONDARC, "", mirror.spec, source=mirror.path)
-    custom = {
-        name: url[: -len(name) - 1]
-        for name, url in sorted(conda.channels.items())
-        if not name.startswith("pkgs/") and url.endswith(f"/{name}")
-    }
-    if custom:
-        text += "custom_channels:\n" + "".join(f"  {name}: {base}\n" for name, base in custom.items())
-    return text
+    return f"# Written by imagebuild from mirror profile '{mirror.name}'.\n" + mirror_condarc(mirror.spec)
 
 
 def runtime_files(mirror: Mirror, debian_archive: str) -> list[tuple[ContextFile, str]]:
