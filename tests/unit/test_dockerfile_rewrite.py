@@ -5,7 +5,10 @@ cases of our own."""
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from imagebuild.cli.main import app
+from imagebuild.errors import ImagebuildError
 from imagebuild.mirrors.rewrite import FileKind, rewrite_file
 from imagebuild.mirrors.rewrite.buildtime import BEGIN, run_prefix
 from imagebuild.mirrors.rewrite.dockerfile import dockerfile_instructions, unrouted_runs
@@ -100,3 +103,40 @@ def test_prefix_settings() -> None:
         assert setting in prefix
     assert "<<" not in prefix
     assert run_prefix(MirrorProfile()) is None
+
+
+def test_runtime_profile_keeps_settings_in_each_stage() -> None:
+    runtime = SITE.model_copy(update={"runtime": True})
+    text = "FROM debian:bookworm AS base\nRUN pip install x\nFROM scratch\nCOPY --from=base /x /x\nFROM base\n"
+    out = rewrite(text, runtime)
+    assert rewrite(out, runtime) == out
+    lines = out.splitlines()
+    kept = [index for index, line in enumerate(lines) if line.startswith("ENV ")]
+    assert len(kept) == 2 and lines[kept[0] - 2].startswith("FROM registry.site/hub/library/debian")
+    assert 'GIT_CONFIG_VALUE_0="https://github.com/"' in lines[kept[0]]
+    assert 'PIP_INDEX_URL="http://pypi.site/simple"' in lines[kept[0]] and "CONDARC=" in lines[kept[0]]
+    assert "  conda-forge: http://conda.site" in lines
+    assert [keyword for keyword, _, _ in dockerfile_instructions(out)] == [
+        "FROM", "ENV", "COPY", "RUN", "FROM", "COPY", "FROM", "ENV", "COPY"
+    ]
+    assert "ENV" not in rewrite(text, SITE)
+
+
+@pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 2)])
+def test_cli_warns_or_fails_on_unrouted_run(strict: bool, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "images" / "base").mkdir(parents=True)
+    (tmp_path / "images" / "base" / "image.toml").write_text('root = "debian:bookworm"\n')
+    (tmp_path / "mirrors").mkdir()
+    (tmp_path / "mirrors" / "tuna.toml").write_text((ROOT / "mirrors" / "tuna.toml").read_text())
+    dockerfile = tmp_path / "Dockerfile"
+    text = 'FROM debian:bookworm\nRUN ["pip", "install", "x"]\nRUN pip install y\n'
+    dockerfile.write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMAGEBUILD_MIRROR", raising=False)
+    args = ["mirror", "rewrite", "Dockerfile", "--mirror", "tuna", "--in-place", *(["--strict"] if strict else [])]
+    result = CliRunner().invoke(app, args)
+    error = result.exception
+    assert (error.exit_code if isinstance(error, ImagebuildError) else result.exit_code) == code
+    message = error.render() if isinstance(error, ImagebuildError) else result.output
+    assert "Dockerfile" in message and "line 2: an exec-form RUN" in message
+    assert (dockerfile.read_text() == text) is strict  # --strict writes nothing

@@ -75,3 +75,25 @@ def run_prefix(profile: MirrorProfile) -> str | None:
     if not steps:
         return None
     return f"{BEGIN} {' && '.join(steps)}; {END} "
+
+
+RUNTIME_MARKER = "# imagebuild mirror rewrite: runtime = true, the image keeps these mirror settings"
+RUNTIME_CONDARC = "/etc/imagebuild-mirror/condarc"
+
+
+def runtime_lines(profile: MirrorProfile) -> list[str]:
+    """With `runtime = true`, the lines after each FROM that keep pip's, uv's, git's and conda's
+    settings in the image for its users (ENV, and the .condarc written by a heredoc COPY, which
+    needs BuildKit); apt's sources are routed per RUN only, so the image's own stay upstream.
+    Empty for a build-time-only profile."""
+    if not profile.runtime:
+        return []
+    variables = environment(profile)
+    lines = []
+    if profile.conda is not None:
+        variables |= {"CONDARC": RUNTIME_CONDARC, "MAMBARC": RUNTIME_CONDARC}
+        lines = [f"COPY <<IMAGEBUILD_MIRROR_CONDARC {RUNTIME_CONDARC}", *mirror_condarc(profile).splitlines(), "IMAGEBUILD_MIRROR_CONDARC"]
+    if not variables:
+        return []
+    settings = " ".join(f'{name}="{value}"' for name, value in variables.items())
+    return [RUNTIME_MARKER, f"ENV {settings}", *lines]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, run_prefix
+from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, RUNTIME_MARKER, run_prefix, runtime_lines
 from imagebuild.mirrors.rewrite.document import Document, line_error
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile
@@ -179,10 +179,13 @@ def unrouted_runs(text: str, profile: MirrorProfile) -> list[str]:
     ]
 
 
-def _in_prefix(line: str, word: _Word) -> bool:
-    """Whether `word` is inside a prefix an earlier rewrite wrote (its git upstreams stay as they are)."""
+def _written_here(document: Document, word: _Word) -> bool:
+    """Whether an earlier rewrite wrote `word` (a RUN prefix, a runtime ENV): its git upstreams stay."""
+    assert word.line is not None
+    line = document.lines[word.line]
     begin = line.rfind(BEGIN, 0, word.start + 1)
-    return begin >= 0 and line.find(END, begin) + len(END) >= word.end
+    in_prefix = begin >= 0 and line.find(END, begin) + len(END) >= word.end
+    return in_prefix or (word.line > 0 and document.lines[word.line - 1] == RUNTIME_MARKER)
 
 
 def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str) -> None:
@@ -238,14 +241,28 @@ def rewrite_dockerfile_document(
                     document.replace(
                         word.line, word.start + len("--from="), word.end, rewrite_image_ref(image, profile.registry)
                     )
-            elif not _in_prefix(document.lines[word.line], word):
+            elif not _written_here(document, word):
                 document.rewrite_urls(word.line, rules, word.start, word.end)
     for line in layout.heredoc_lines:
         document.rewrite_urls(line, rules)
     prefix = run_prefix(profile) if route_runs else None
     if prefix is not None:
         _route_runs(document, layout, prefix)
+    kept = runtime_lines(profile) if route_runs else []
+    if kept:
+        _keep_in_image(document, layout, kept)
     return document.text()
+
+
+def _keep_in_image(document: Document, layout: _DockerfileLayout, lines: list[str]) -> None:
+    """`lines` right after each FROM but scratch, unless an earlier rewrite put them there."""
+    for instruction in layout.instructions:
+        arguments = [word.text for word in instruction.words if not word.text.startswith("--")]
+        if instruction.keyword != "FROM" or not arguments or arguments[0].lower() == "scratch":
+            continue
+        after = max([instruction.line, *(word.line for word in instruction.words if word.line is not None)]) + 1
+        if after >= len(document.lines) or document.lines[after] != RUNTIME_MARKER:
+            document.insert_before(after, lines)
 
 
 def _rewrite_from(
