@@ -140,3 +140,10 @@ def test_cli_warns_or_fails_on_unrouted_run(strict: bool, code: int, tmp_path: P
     message = error.render() if isinstance(error, ImagebuildError) else result.output
     assert "Dockerfile" in message and "line 2: an exec-form RUN" in message
     assert (dockerfile.read_text() == text) is strict  # --strict writes nothing
+
+
+def test_a_second_profile_replaces_the_first_prefix() -> None:
+    text = "FROM debian:bookworm\nRUN pip install x && \\\n    apt-get install -y git\n"
+    other = MirrorProfile.model_validate({"pypi": {"index_url": "http://other.site/simple"}})
+    first = SITE.model_copy(update={"registry": {}})
+    assert rewrite(rewrite(text, first), other) == rewrite(text, other)

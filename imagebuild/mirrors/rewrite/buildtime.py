@@ -11,8 +11,16 @@ programs it starts only:
   same sed script imagebuild uses inside builds, named by APT_CONFIG; the image's files stay.
 
 The files are written under /dev/shm, a tmpfs that never enters a layer (and deleted on exit),
-and nothing is set with ENV or ARG, so the image's configuration keeps no mirror setting. The
-markers around the prefix let a second rewrite recognise (and replace) it.
+and nothing is set with ENV or ARG, so the image's configuration keeps no mirror setting. Why a
+prefix and not ARG: an ARG reaches exec-form RUNs too, but apt needs a shell step anyway, and
+`docker history` records every ARG a RUN used as well as the RUN's text; either way the history
+names the mirror (as it does any rewritten URL), while Env and the image's files stay clean.
+The markers around the prefix let a second rewrite recognise (and replace) it.
+
+Precedence: environment variables beat pip's and uv's config files; conda puts $CONDARC above
+its other files; libmamba (mamba 2, micromamba) reads $CONDARC and $MAMBARC as user files, below
+a prefix's own .condarc (which in the stacks seen sets channels, not custom_channels). The apt
+copies are made when the RUN starts: a source list the same RUN adds is not among them.
 """
 
 import shlex
