@@ -68,6 +68,7 @@ def test_real_world_dockerfiles(path: Path, profile: str) -> None:
         ('FROM debian:bookworm\nSHELL ["pwsh", "-c"]\nRUN pip install x\n', []),
         ("# escape=`\nFROM mcr.microsoft.com/windows/servercore\nRUN pip install x\n", []),
         ('FROM debian:bookworm AS base\nSHELL ["/bin/bash", "-c"]\nFROM base\nRUN pip install x\n', [3]),
+        ('FROM debian:bookworm AS a\nFROM debian:bookworm AS b\nSHELL ["pwsh", "-c"]\nFROM a\nRUN pip install x\n', [4]),
     ],
 )
 def test_runs_routed(dockerfile: str, routed_lines: list[int]) -> None:

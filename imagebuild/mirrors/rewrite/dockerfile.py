@@ -134,22 +134,22 @@ def _runs(layout: _DockerfileLayout) -> list[_Run]:
     runs = []
     shells: dict[str, str] = {}
     shell: str | None = None  # None in scratch
+    stage: str | None = None
     for instruction in layout.instructions:
         arguments = [word.text for word in instruction.words if not word.text.startswith("--")]
         if instruction.keyword == "FROM":
             image = arguments[0].lower() if arguments else "scratch"
             shell = None if image == "scratch" else shells.get(image, default)
             stage = arguments[2].lower() if len(arguments) >= 3 and arguments[1].lower() == "as" else None
-            if stage and shell:
-                shells[stage] = shell
         elif instruction.keyword == "SHELL" and shell is not None:
             try:
                 shell = str(json.loads(" ".join(word.text for word in instruction.words))[0])
             except (json.JSONDecodeError, IndexError, KeyError):
                 shell = "unknown"
-            shells.update((name, shell) for name, known in shells.items() if known is not None)
         elif instruction.keyword == "RUN" and shell is not None:
             runs.append(_run(instruction, shell))
+        if stage and shell:
+            shells[stage] = shell
     return runs
 
 
