@@ -39,10 +39,12 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
 from imagebuild.build.context import BuildContext
-from imagebuild.cli.terminal import make_fetcher
+from imagebuild.config import RunOptions, resolve
+from imagebuild.inputs.fetch import Fetcher
 from imagebuild.mirrors.build import build_environment
-from imagebuild.pipeline import debian_archive, prepare
-from imagebuild.plan import Project, load_project, plan
+from imagebuild.model.project import Project, load_project
+from imagebuild.pipeline import prepare
+from imagebuild.plan import plan
 
 SMALL_IMAGE = "bench-nochange"
 SMALL_RECIPE = 'description = "bench/nochange.py: one layer on base"\nparent = "base"\n[env]\nBENCH_NOCHANGE = "1"\n'
@@ -125,9 +127,9 @@ def compare(label: str, ours: Callable[[], None], docker: Callable[[bool], None]
 
 def measure(project: Project, names: list[str], everything: bool, rounds: int, *, with_build: bool) -> list[Comparison]:
     """`imagebuild plan` (and `build`) of `names` against `docker build` of their rendered contexts."""
-    fetcher = make_fetcher(project, None, None, offline=True, say=lambda message: print(message, file=sys.stderr))
-    contexts = prepare(project, plan(project, names, everything=everything), fetcher)
-    environment = build_environment(fetcher.mirror, fetcher.ca_bundle, debian_archive(project))
+    config = resolve(RunOptions(offline=True), project=project)
+    contexts = prepare(Fetcher(config, lambda message: print(message, file=sys.stderr)), plan(project, names, everything=everything))
+    environment = build_environment(None, {}, config.ca_pem, config.debian_archive)
     selection = ["--all"] if everything else names
     shown = shlex.join(selection)
     with BuildEnvServer(environment, project.config.build.env_port) as server:
