@@ -160,7 +160,8 @@ class RunConfig:
         return self.trust.file if self.trust else None
 
     def logins(self) -> Logins:
-        """The mirror's credentials, for a step that uses the mirror; a variable not set is an error."""
+        """The mirror's credentials (none without a mirror), for a step that uses the mirror; a
+        variable the profile names but the environment lacks is an error only here."""
         if self.missing_logins:
             assert self.mirror is not None
             where, variable = self.missing_logins[0]

@@ -32,7 +32,7 @@ from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, plan
 from imagebuild.provenance import labels, write_image_manifest
 from imagebuild.publish.push import PublishResult, publish
-from imagebuild.reuse import content_ref, decide, latest_ref, smoke_passed
+from imagebuild.reuse import content_ref, decide, latest_ref
 from imagebuild.smoketest import smoke_image
 from imagebuild.system import exclusive
 
@@ -140,7 +140,7 @@ def build_prepared(
     each image once to look for its content hash in the registry, then builds those contexts)."""
     engine = Engine()
     mirror = config.mirror
-    logins = config.logins() if mirror else {}
+    logins = config.logins()
     environment = build_environment(mirror, logins, config.ca_pem, config.debian_archive)
     with exclusive(config.cache_dir / "build.lock", reporter.say), contextlib.ExitStack() as services:
 
@@ -217,11 +217,11 @@ class _Build:
             image = decision.image
             reporter.say(f"reusing {decision.ref}: an image with content hash {context.short_hash} is present")
         result = None
-        if self.smoke and not smoke_passed(project, engine, item.name, image):
+        if self.smoke and decision.action != "reuse":  # `reuse` means latest is this image: it passed
             result = smoke_image(project, engine, item, decision.ref, [], reporter.say)
-        if self.smoke:
             engine.tag(image, latest_ref(project, item.name))
-        published = self._publish(context, image, decision.ref)
+        passed = decision.action == "reuse" or result is not None
+        published = self._publish(context, image, decision.ref, passed=passed)
         write_image_manifest(project, engine, context, image, result, published, self.config.mirror)
         return ImageOutcome(
             name=item.name,
@@ -234,12 +234,12 @@ class _Build:
             published=published,
         )
 
-    def _publish(self, context: BuildContext, image: Image, ref: str) -> PublishResult | None:
+    def _publish(self, context: BuildContext, image: Image, ref: str, *, passed: bool) -> PublishResult | None:
         item = context.rendered.plan
         if not self.publishing.wants(item.name):
             return None
         assert self.publishing.registry is not None
-        if not smoke_passed(self.config.project, self.engine, item.name, image):
+        if not passed:
             raise PublishError(
                 f"{item.name}: {ref} has not passed its smoke notebooks; it is not pushed", hint="build without --no-smoke to push"
             )

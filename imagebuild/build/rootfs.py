@@ -50,7 +50,7 @@ def ensure_root_image(engine: Engine, ref: str, config: RunConfig, say: Callable
     if (present := engine.image(ref)) is not None:
         return present.id
     mirror, archive = config.mirror, config.debian_archive
-    if _pull(engine, ref, mirror, config.logins() if mirror else {}, say) and (pulled := engine.image(ref)) is not None:
+    if _pull(engine, ref, mirror, config.logins(), say) and (pulled := engine.image(ref)) is not None:
         return pulled.id
     suite = debian_suite(ref)
     if suite is None:

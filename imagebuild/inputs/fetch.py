@@ -55,7 +55,7 @@ class Fetcher:
     @cached_property
     def git_env(self) -> dict[str, str]:
         """git's and uv's environment on this host: the mirror's rewrites and index, the run's CA."""
-        logins = self.config.logins() if self.mirror else {}
+        logins = self.config.logins()
         return host_environment(self.config.environ, self.mirror, logins, self.config.ca_file)
 
     def asset(self, asset: DeclaredAsset) -> Path:
@@ -66,7 +66,7 @@ class Fetcher:
             return self.cache.fetch(
                 asset,
                 mirror=self.mirror,
-                logins=self.config.logins() if self.mirror else {},
+                logins=self.config.logins(),
                 ca_file=self.config.ca_file,
                 progress=update,
                 say=self.say,

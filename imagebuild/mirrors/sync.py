@@ -255,7 +255,7 @@ def sync(config: RunConfig, names: list[str], destination: Path, *, say: Callabl
     with its credentials and its one CA bundle."""
     plans = plan(config.project, names)
     mirror = config.mirror
-    source = PipSource.of(mirror, config.logins() if mirror else {}, config.ca_file)
+    source = PipSource.of(mirror, config.logins(), config.ca_file)
     destination = destination.resolve()
     destination.mkdir(parents=True, exist_ok=True)
     lock = config.cache_dir / f"mirror-sync-{hashlib.sha256(str(destination).encode()).hexdigest()[:12]}.lock"
