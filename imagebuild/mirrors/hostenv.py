@@ -7,9 +7,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from imagebuild.config import Logins
+from imagebuild.mirrors.rewrite.buildtime import git_settings, pypi_settings
 from imagebuild.model.mirror import Mirror
-
-"""A mirror's credentials: host[:port] -> (user, password)."""
 
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE")
 """Each program's name for the CA bundle it trusts: Python's ssl, uv and rattler (SSL_CERT_FILE),
@@ -34,27 +33,9 @@ def with_credentials(url: str, credentials: Logins) -> str:
 
 def index_variables(mirror: Mirror, credentials: Logins) -> dict[str, str]:
     """pip's and uv's index settings for the profile's [pypi], credentials inside the URLs."""
-    pypi = mirror.spec.pypi
-    if pypi is None:
-        return {}
-    index = with_credentials(pypi.index_url, credentials)
-    extras = " ".join(with_credentials(url, credentials) for url in pypi.extra_index_urls)
-    trusted = " ".join(pypi.trusted_hosts)
-    variables = {"PIP_INDEX_URL": index, "UV_DEFAULT_INDEX": index}
-    if extras:
-        variables |= {"PIP_EXTRA_INDEX_URL": extras, "UV_INDEX": extras}
-    if trusted:
-        variables |= {"PIP_TRUSTED_HOST": trusted, "UV_INSECURE_HOST": trusted}
-    return variables
+    return pypi_settings(mirror.spec, lambda url: with_credentials(url, credentials))
 
 
 def git_variables(mirror: Mirror, credentials: Logins) -> dict[str, str]:
-    """The profile's [git] rewrites as git's environment-only config (GIT_CONFIG_COUNT, ...)."""
-    rewrites = sorted(mirror.spec.git.items())
-    if not rewrites:
-        return {}
-    variables = {"GIT_CONFIG_COUNT": str(len(rewrites))}
-    for index, (upstream, proxy) in enumerate(rewrites):
-        variables[f"GIT_CONFIG_KEY_{index}"] = f"url.{with_credentials(proxy, credentials)}/.insteadOf"
-        variables[f"GIT_CONFIG_VALUE_{index}"] = f"{upstream}/"
-    return variables
+    """The profile's [git] rewrites as git's environment-only config, credentials inside the URLs."""
+    return git_settings(mirror.spec, lambda url: with_credentials(url, credentials))

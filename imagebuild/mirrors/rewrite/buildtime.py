@@ -24,6 +24,7 @@ copies are made when the RUN starts: a source list the same RUN adds is not amon
 """
 
 import shlex
+from collections.abc import Callable
 
 from imagebuild.mirrors.rewrite.conda import mirror_condarc
 from imagebuild.mirrors.rules import url_rules
@@ -43,24 +44,44 @@ _APT_SOURCES = (
 )
 
 
+UrlFilter = Callable[[str], str]
+"""What a mirror URL becomes in a setting: itself here; with the run's credentials inside builds."""
+
+
+def _unchanged(url: str) -> str:
+    return url
+
+
+def pypi_settings(profile: MirrorProfile, url: UrlFilter = _unchanged) -> dict[str, str]:
+    """pip's and uv's index, extra indexes and trusted hosts for the profile's [pypi]."""
+    if profile.pypi is None:
+        return {}
+    index = url(profile.pypi.index_url)
+    variables = {"PIP_INDEX_URL": index, "UV_DEFAULT_INDEX": index}
+    if profile.pypi.extra_index_urls:
+        extras = " ".join(url(extra) for extra in profile.pypi.extra_index_urls)
+        variables |= {"PIP_EXTRA_INDEX_URL": extras, "UV_INDEX": extras}
+    if profile.pypi.trusted_hosts:
+        hosts = " ".join(profile.pypi.trusted_hosts)
+        variables |= {"PIP_TRUSTED_HOST": hosts, "UV_INSECURE_HOST": hosts}
+    return variables
+
+
+def git_settings(profile: MirrorProfile, url: UrlFilter = _unchanged) -> dict[str, str]:
+    """The profile's [git] rewrites as git's environment-only config (GIT_CONFIG_COUNT, ...)."""
+    rewrites = sorted(profile.git.items())
+    if not rewrites:
+        return {}
+    variables = {"GIT_CONFIG_COUNT": str(len(rewrites))}
+    for index, (upstream, proxy) in enumerate(rewrites):
+        variables[f"GIT_CONFIG_KEY_{index}"] = f"url.{url(proxy)}/.insteadOf"
+        variables[f"GIT_CONFIG_VALUE_{index}"] = f"{upstream}/"
+    return variables
+
+
 def environment(profile: MirrorProfile) -> dict[str, str]:
     """pip's, uv's and git's settings for the profile, as environment variables."""
-    variables: dict[str, str] = {}
-    if profile.pypi is not None:
-        variables |= {"PIP_INDEX_URL": profile.pypi.index_url, "UV_DEFAULT_INDEX": profile.pypi.index_url}
-        if profile.pypi.extra_index_urls:
-            extras = " ".join(profile.pypi.extra_index_urls)
-            variables |= {"PIP_EXTRA_INDEX_URL": extras, "UV_INDEX": extras}
-        if profile.pypi.trusted_hosts:
-            hosts = " ".join(profile.pypi.trusted_hosts)
-            variables |= {"PIP_TRUSTED_HOST": hosts, "UV_INSECURE_HOST": hosts}
-    rewrites = sorted(profile.git.items())
-    if rewrites:
-        variables["GIT_CONFIG_COUNT"] = str(len(rewrites))
-        for index, (upstream, proxy) in enumerate(rewrites):
-            variables[f"GIT_CONFIG_KEY_{index}"] = f"url.{proxy}/.insteadOf"
-            variables[f"GIT_CONFIG_VALUE_{index}"] = f"{upstream}/"
-    return variables
+    return pypi_settings(profile) | git_settings(profile)
 
 
 def run_prefix(profile: MirrorProfile) -> str | None:
