@@ -22,6 +22,7 @@ from imagebuild.build.records import Image
 from imagebuild.build.render import render
 from imagebuild.build.rootfs import ensure_root_image
 from imagebuild.build.smoke import SmokeResult
+from imagebuild.build.stack import read_stack
 from imagebuild.config import RunConfig
 from imagebuild.errors import BuildError, PublishError
 from imagebuild.inputs.fetch import DownloadProgress, Fetcher, no_progress
@@ -63,12 +64,14 @@ class ImageOutcome:
 
 
 def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
-    """Gather inputs, render, mirror-rewrite and assemble every plan in order; a child's FROM
-    names its parent's content tag. Every input is checked before anything is rendered. A recipe
-    that keeps the CA (`[ca] keep`) gets the run's one bundle, the one its build trusted."""
+    """Gather inputs, render (or capture, or read), mirror-rewrite and assemble every plan in
+    order; a child's FROM names its parent's content tag. Every input is checked before anything
+    is rendered. A recipe that keeps the CA (`[ca] keep`) gets the run's one bundle, the one its
+    build trusted."""
     config = fetcher.config
     inputs = gather(plans, fetcher)
     hashes: dict[str, str] = {}
+    roots: dict[str, tuple[str, ...]] = {}
     contexts = []
     for item in plans:
         spec = item.recipe.spec
@@ -78,19 +81,23 @@ def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
             source = inputs[item.name].source
             assert source is not None  # gather() refuses a source recipe without a locked commit
             rendered = capture(item, source, config.mirror, config.cache_dir / "sources")
+        elif spec.dockerfile is not None:
+            rendered = read_stack(item, inputs[item.name].source, config.cache_dir, fetcher.git_env)
         else:
-            base_ref = spec.root if spec.parent is None else content_ref(config.project, spec.parent, hashes[spec.parent])
+            parent = spec.parent
+            base_ref = spec.root if parent is None else content_ref(config.project, parent, hashes[parent])
             rendered = render(item, base_ref or "", ca_bundle=config.ca_pem, inputs=inputs[item.name])
+            rendered = replace(rendered, roots=(spec.root,) if parent is None else roots[parent][-1:])  # type: ignore[arg-type]
         context = assemble(rewrite_for_build(rendered, config.mirror, config.debian_archive))
         hashes[item.name] = context.content_hash
+        roots[item.name] = context.rendered.roots
         contexts.append(context)
     return contexts
 
 
 def root_image(context: BuildContext) -> str:
-    """The image at the bottom of a context's chain: its recipes' root, or a captured repository's base."""
-    rendered = context.rendered
-    return rendered.base_ref if rendered.plan.recipe.spec.source is not None else rendered.plan.root_image
+    """The image at the bottom of a context's chain, the one its labels name."""
+    return context.rendered.roots[-1]
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ def build_prepared(
         )
         root_ids = {
             root: ensure_root_image(engine, root, config, reporter.say)
-            for root in sorted({root_image(context) for context in contexts})
+            for root in sorted({root for context in contexts for root in context.rendered.roots})
         }
         run = _Build(config, engine, root_ids, server, smoke=smoke, rebuild=rebuild, publishing=publishing, reporter=reporter)
         return [run.one(context) for context in contexts]
@@ -267,7 +274,7 @@ class _Build:
                 context,
                 tag=ref,
                 labels=labels(self.config.project, context, self.root_ids[root_image(context)]),
-                buildargs={BUILD_ARG: build_env},
+                buildargs={**dict(context.rendered.build_args), BUILD_ARG: build_env},
                 nocache=self.rebuild,
                 log_path=output / "build.log",
                 on_step=self.reporter.step,

@@ -22,7 +22,8 @@ class BuildPlan:
     def root_image(self) -> str:
         """The root reference at the bottom of this image's chain, e.g. 'debian:bookworm'.
 
-        A [source] recipe has none: its captured Dockerfile names its base (BuildContext.root_image).
+        A chain on a [source] or dockerfile recipe has none: that Dockerfile names its bases
+        (RenderedImage.roots).
         """
         bottom = self.ancestors[-1] if self.ancestors else self.recipe
         assert bottom.spec.root is not None  # guaranteed by RecipeFile's validator, for recipes without [source]
@@ -56,7 +57,19 @@ def _ancestors(project: Project, name: str) -> tuple[Recipe, ...]:
         chain.append(parent)
         recipe = project.recipes[parent]
         found.append(recipe)
+    _check_environment(project.recipes[name], found)
     return tuple(found)
+
+
+def _check_environment(recipe: Recipe, ancestors: list[Recipe]) -> None:
+    """[python].environment says where a dockerfile parent's Python lives; elsewhere it means nothing."""
+    on_stack = bool(ancestors) and ancestors[-1].spec.dockerfile is not None
+    if recipe.spec.python.environment is not None and not on_stack:
+        raise RecipeError(
+            "[python].environment: this image does not build on a dockerfile recipe",
+            path=recipe.path,
+            hint="remove it: images on a 'root' chain install into the root's [python].venv",
+        )
 
 
 def plan(project: Project, names: list[str], *, everything: bool = False) -> list[BuildPlan]:

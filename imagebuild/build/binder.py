@@ -11,12 +11,10 @@ image's io.imagebuild.source label, the one line imagebuild adds to repo2docker'
 
 import contextlib
 import io
-import json
 import logging
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -28,8 +26,9 @@ from repo2docker.contentproviders import Git
 from repo2docker.contentproviders.base import ContentProviderException
 from repo2docker.engine import ContainerEngine
 
+from imagebuild.build.context import context_files
 from imagebuild.build.engine import context_tar
-from imagebuild.build.render import SOURCE_LABEL, ContextFile, RenderedImage, User
+from imagebuild.build.render import ContextFile, RenderedImage, User, source_label
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.mirrors.rules import url_rules
@@ -63,24 +62,9 @@ class CaptureEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker ships
 
 def _read_context(fileobj: io.BufferedIOBase, dockerfile: str) -> tuple[str, tuple[ContextFile, ...]]:
     """(Dockerfile text, every other regular file) of a context tar, without git metadata."""
-    text = ""
-    files = []
-    with tarfile.open(fileobj=fileobj) as archive:
-        for member in archive.getmembers():
-            parts = Path(member.name).parts
-            if ".git" in parts or member.isdir():
-                continue
-            if not member.isfile():
-                raise RecipeError(
-                    f"[source].repo: '{member.name}' is a link; imagebuild's build contexts hold regular files only",
-                    hint="replace the link with the file in the repository",
-                )
-            data = archive.extractfile(member).read()  # type: ignore[union-attr]
-            if member.name == dockerfile:
-                text = data.decode()
-            if member.name != "Dockerfile":  # the context's Dockerfile is the one repo2docker builds
-                files.append(ContextFile(member.name, data, member.mode & 0o7777))
-    return text, tuple(sorted(files, key=lambda item: item.arcname))
+    files = context_files(fileobj.read(), where="[source].repo")
+    text = next((item.data.decode() for item in files if item.arcname == dockerfile), "")
+    return text, tuple(item for item in files if item.arcname != "Dockerfile")  # the one repo2docker builds
 
 
 def fetch_location(location: str, mirror: Mirror | None) -> str:
@@ -125,13 +109,6 @@ def capture(item: BuildPlan, source: LockedDevPackage, mirror: Mirror | None, ke
         dockerfile=dockerfile.rstrip("\n") + "\n" + source_label(source),
         files=files,
     )
-
-
-def source_label(source: LockedDevPackage) -> str:
-    """The repository, ref and commit as the Dockerfile's last line: on the image (manifests and
-    diffs show it) and in the content hash, so a new commit is a new image."""
-    value = json.dumps({"url": source.url, "ref": source.ref, "commit": source.commit}, sort_keys=True)
-    return f"LABEL {json.dumps(SOURCE_LABEL)}={json.dumps(value)}\n"
 
 
 @contextlib.contextmanager

@@ -5,8 +5,10 @@ import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagebuild.build.render import ContextFile, RenderedImage
+from imagebuild.errors import RecipeError
 
 HASH_LABEL = "io.imagebuild.content-hash"
 IMAGE_LABEL = "io.imagebuild.image"
@@ -24,7 +26,8 @@ class BuildContext:
 
 
 def content_hash(rendered: RenderedImage) -> str:
-    """sha256 over the Dockerfile, every context file (name, mode, bytes) and the smoke notebooks.
+    """sha256 over the Dockerfile, every context file (name, mode, bytes), the build arguments and
+    the smoke notebooks.
 
     The parent's hash is covered because the Dockerfile's FROM names the parent by its hash.
     """
@@ -33,10 +36,30 @@ def content_hash(rendered: RenderedImage) -> str:
     for item in sorted(rendered.files, key=lambda f: f.arcname):
         digest.update(f"\0file\0{item.arcname}\0{item.mode:o}\0".encode())
         digest.update(hashlib.sha256(item.data).digest())
+    for name, value in rendered.build_args:
+        digest.update(f"\0arg\0{name}\0{value}".encode())
     for notebook in rendered.plan.recipe.notebooks:
         digest.update(f"\0smoke\0{notebook.name}\0".encode())
         digest.update(hashlib.sha256(notebook.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def context_files(tar: bytes, *, where: str) -> tuple[ContextFile, ...]:
+    """Every regular file of a context tar, by name, without git metadata (.git); `where` names
+    the tar's origin in the error about a link, which imagebuild's contexts cannot hold."""
+    files = []
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        for member in archive.getmembers():
+            if ".git" in Path(member.name).parts or member.isdir():
+                continue
+            if not member.isfile():
+                raise RecipeError(
+                    f"{where}: '{member.name}' is a link; imagebuild's build contexts hold regular files only",
+                    hint="replace the link with the file in the repository, or leave it out in .dockerignore",
+                )
+            data = archive.extractfile(member).read()  # type: ignore[union-attr]
+            files.append(ContextFile(member.name, data, member.mode & 0o7777))
+    return tuple(sorted(files, key=lambda item: item.arcname))
 
 
 def _add(archive: tarfile.TarFile, item: ContextFile) -> None:

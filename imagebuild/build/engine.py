@@ -76,9 +76,9 @@ def up(say: Callable[[str], None], cache: Path) -> EngineStatus:
     return current
 
 
-def context_tar(path: Path, dockerfile: str) -> bytes:
-    """The build context `docker build` would send for the folder `path` and its `dockerfile`,
-    with the folder's .dockerignore honoured."""
+def context_tar(path: Path, dockerfile: str | None) -> bytes:
+    """The build context `docker build` would send for the folder `path` and its `dockerfile`
+    (None: a Dockerfile read apart), with the folder's .dockerignore honoured."""
     ignore = path / ".dockerignore"
     lines = [line.strip() for line in ignore.read_text().splitlines()] if ignore.is_file() else []
     exclude = [line for line in lines if line and not line.startswith("#")]

@@ -19,6 +19,7 @@ import jinja2
 from imagebuild.errors import AssetError
 from imagebuild.inputs.archive import SECURITY_ARCHIVE
 from imagebuild.inputs.conda import LOCAL_PACKAGES, subdir
+from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.inputs.gather import ImageInputs
 from imagebuild.inputs.target import debian_suite, image_target
 from imagebuild.plan import BuildPlan
@@ -29,6 +30,9 @@ CONDA_INSTALLER = ["py-rattler==0.28.0", "pyyaml==6.0.3"]
 """What installs a locked conda environment in a throwaway venv during the build (no binary from a fixed URL)."""
 STACKS_FILES = ["start.sh", "run-hooks.sh", "_docker_stacks_log.sh", "fix-permissions", "docker_healthcheck.py"]
 """support/stacks/: the jupyter/docker-stacks entrypoint side every root image carries (see Dockerfile.j2)."""
+STACK_INSTALLER = "/opt/imagebuild/installer"
+"""Where a child of a dockerfile recipe puts uv (pip --target), outside the parent's environment."""
+DEFAULT_ENVIRONMENT = "/opt/venv"
 ASSET_LABEL = "io.imagebuild.asset."
 DEV_PACKAGE_LABEL = "io.imagebuild.dev-package."
 SOURCE_LABEL = "io.imagebuild.source"
@@ -59,6 +63,11 @@ class RenderedImage:
     files: tuple[ContextFile, ...]
     post_build: str | None = None
     """The arcname of the script run during the build, which the mirror step may rewrite."""
+    roots: tuple[str, ...] = ()
+    """The images below the build that imagebuild provides (bootstraps or pulls): a chain's root, or
+    every FROM image of a Dockerfile; the last is the one the image's labels name."""
+    build_args: tuple[tuple[str, str], ...] = ()
+    """A dockerfile recipe's build arguments (NAME, value), in the content hash."""
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -135,6 +144,13 @@ def _asset_files(recipe_name: str, inputs: ImageInputs) -> tuple[list[ContextFil
     return files, copies, installs
 
 
+def source_label(source: LockedDevPackage) -> str:
+    """The repository, ref and commit as the Dockerfile's last line: on the image (manifests and
+    diffs show it) and in the content hash, so a new commit is a new image."""
+    value = json.dumps({"url": source.url, "ref": source.ref, "commit": source.commit}, sort_keys=True)
+    return f"LABEL {json.dumps(SOURCE_LABEL)}={json.dumps(value)}\n"
+
+
 def input_labels(inputs: ImageInputs) -> dict[str, str]:
     """Provenance on the image: each asset's checksum and each dev package's URL, ref and commit."""
     labels = {f"{ASSET_LABEL}{spec.name}": spec.sha256 for spec, _ in inputs.assets}
@@ -169,9 +185,11 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     recipe = plan.recipe
     spec = recipe.spec
     is_root = spec.root is not None
+    stack = on_stack(plan)
     files: list[ContextFile] = []
     if is_root:
         files.append(ContextFile("imagebuild/with-build-env", support_file("with-build-env"), 0o755))
+    if is_root or stack:
         files.append(ContextFile("imagebuild/inventory", support_file("inventory"), 0o755))
         files += [ContextFile(f"imagebuild/stacks/{name}", support_file(f"stacks/{name}"), 0o755) for name in STACKS_FILES]
     requirements = None
@@ -219,14 +237,21 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     if spec.ca.keep and ca_bundle:
         kept_ca = ContextFile("imagebuild/ca-bundle.pem", ca_bundle)
         files.append(kept_ca)
+    venv = _venv(plan)
     dockerfile = templates.get_template("Dockerfile.j2").render(
         recipe_path=f"images/{recipe.name}/{recipe.path.name}",
         name=recipe.name,
         base_ref=base_ref,
         is_root=is_root,
         user=User(),
-        venv=_venv(plan),
+        venv=venv,
         installer=INSTALLER,
+        stack=stack,
+        uv=f"{STACK_INSTALLER}/bin/uv" if stack else "uv",
+        install_user="root" if stack else User().uid,
+        as_owner=f"setpriv --reuid=$(stat -c %u {venv}) --regid=$(stat -c %g {venv}) --clear-groups env UV_NO_CACHE=1 "
+        if stack
+        else "",
         apt_packages=list(recipe.apt_packages),
         locales=spec.os.locales,
         debian_indexes=" ".join(f"{suite}={digest[:12]}" for suite, digest in sorted(inputs.lock.debian.items())) if inputs.lock else "",
@@ -255,7 +280,16 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     )
 
 
+def on_stack(plan: BuildPlan) -> bool:
+    """Whether the chain's bottom is a dockerfile recipe: an image imagebuild's layers did not lay out."""
+    return bool(plan.ancestors) and plan.ancestors[-1].spec.dockerfile is not None
+
+
 def _venv(plan: BuildPlan) -> str:
-    """Children install into the virtual environment their root image created."""
+    """Children install into the virtual environment their root image created; on a dockerfile
+    recipe, into the environment the nearest recipe names ([python].environment), or /opt/venv."""
+    if on_stack(plan):
+        named = (r.spec.python.environment for r in (plan.recipe, *plan.ancestors) if r.spec.python.environment)
+        return next(named, DEFAULT_ENVIRONMENT)
     bottom = plan.ancestors[-1] if plan.ancestors else plan.recipe
     return bottom.spec.python.venv

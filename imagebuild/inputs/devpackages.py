@@ -116,18 +116,11 @@ def build_wheel(package: LockedDevPackage, cache: Path, env: dict[str, str], say
     if found is not None:
         return found
     say(f"building a wheel of {package.describe()}")
-    repository = cache / "git" / f"{_key(package)}.git"
-    if not repository.is_dir():
-        _check(_git(["init", "--quiet", "--bare", str(repository)], env), package, "create the local clone")
-    fetched = _git(["fetch", "--quiet", "--no-tags", package.url, package.commit], env, cwd=repository)
-    _check(fetched, package, f"fetch commit {package.commit}")
     final = cache / "dev-wheels" / f"{_key(package)}-{package.commit}"
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix="building-") as scratch:
         source, dist = Path(scratch) / "source", Path(scratch) / "dist"
-        _check(_git(["clone", "--quiet", "--shared", "--no-checkout", str(repository), str(source)], env), package, "clone")
-        _check(_git(["checkout", "--quiet", "--detach", package.commit], env, cwd=source), package, "check out")
-        epoch = _git(["log", "-1", "--format=%ct", package.commit], env, cwd=source).stdout.strip()
+        epoch = checkout(package, cache, env, source)
         built = run(
             [find_uv_bin(), "build", "--wheel", "--python", sys.executable, "--out-dir", str(dist), str(source)],
             env={**env, "SOURCE_DATE_EPOCH": epoch or "315532800"},
@@ -149,10 +142,24 @@ def build_wheel(package: LockedDevPackage, cache: Path, env: dict[str, str], say
     return final / wheel.name
 
 
+def checkout(package: LockedDevPackage, cache: Path, env: dict[str, str], folder: Path) -> str:
+    """A work tree of `package` at its commit in `folder`, fetched into a bare repository kept in
+    the host `cache` (not again while it holds the commit); returns the commit's time (epoch)."""
+    repository = cache / "git" / f"{_key(package)}.git"
+    if not repository.is_dir():
+        _check(_git(["init", "--quiet", "--bare", str(repository)], env), package, "create the local clone")
+    if _git(["cat-file", "-e", f"{package.commit}^{{commit}}"], env, cwd=repository).returncode != 0:
+        fetched = _git(["fetch", "--quiet", "--no-tags", package.url, package.commit], env, cwd=repository)
+        _check(fetched, package, f"fetch commit {package.commit}")
+    _check(_git(["clone", "--quiet", "--shared", "--no-checkout", str(repository), str(folder)], env), package, "clone")
+    _check(_git(["checkout", "--quiet", "--detach", package.commit], env, cwd=folder), package, "check out")
+    return _git(["log", "-1", "--format=%ct", package.commit], env, cwd=folder).stdout.strip()
+
+
 def _check(completed: Completed, package: LockedDevPackage, action: str) -> None:
     if completed.returncode != 0:
         raise LockError(
-            f"dev package '{package.name}': could not {action} from {package.url} "
+            f"'{package.name}': could not {action} from {package.url} "
             f"(ref '{package.ref}', commit {package.commit[:12]}): {_last_line(completed.stderr)}",
             hint="if the commit is gone upstream (a force-pushed branch), run 'imagebuild lock' to pin the ref again",
         )

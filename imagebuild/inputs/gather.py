@@ -62,9 +62,9 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
     state = lock_state(item, lock)
     if state.state == "stale":
         fetcher.say(f"warning: {recipe.name}'s lock is {state.explain()}; {state.hint()}")
-    if recipe.spec.source is not None and (lock is None or lock.source is None):
+    if recipe.spec.git_source is not None and (lock is None or lock.source is None):
         raise LockError(
-            f"{recipe.name}: its [source] repository has no locked commit yet",
+            f"{recipe.name}: its repository ({recipe.spec.git_source.repo}) has no locked commit yet",
             path=recipe.path,
             hint=f"run 'imagebuild lock {recipe.name}' to pin [source].ref to a commit",
         )

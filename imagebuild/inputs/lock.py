@@ -157,10 +157,11 @@ def _debian_pins(indexes: dict[str, str]) -> dict[str, str]:
 def lock_source(recipe: Recipe, env: dict[str, str]) -> LockedDevPackage:
     """The commit [source].ref names now, resolved as a dev package's ref is (through the mirror's
     git rewrites in `env`); the lock keeps the repository as the recipe writes it, not a host path."""
-    assert recipe.spec.source is not None and recipe.source is not None
-    spec = DevPackageSpec(name=recipe.name, url=recipe.source, ref=recipe.spec.source.ref)
+    source = recipe.spec.git_source
+    assert source is not None and recipe.source is not None
+    spec = DevPackageSpec(name=recipe.name, url=recipe.source, ref=source.ref)
     locked = resolve(spec, env, what=f"{recipe.name} [source]")
-    return locked.model_copy(update={"url": recipe.spec.source.repo})
+    return locked.model_copy(update={"url": source.repo})
 
 
 def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> LockOutcome:
@@ -172,7 +173,7 @@ def lock_image(item: BuildPlan, fetcher: Fetcher, *, upgrade: bool = False) -> L
     """
     recipe, config = item.recipe, fetcher.config
     previous = read_lock(recipe)
-    if recipe.spec.source is not None:
+    if recipe.spec.git_source is not None:
         source = lock_source(recipe, fetcher.git_env)
         lock = ImageLock(inputs=inputs_digest(item), input_digests=input_digests(item), source=source)
         return _outcome(item, previous, lock, write_lock(item, lock), [source])

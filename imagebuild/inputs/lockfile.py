@@ -50,7 +50,7 @@ def lock_path(recipe: Recipe) -> Path:
 def needs_lock(recipe: Recipe) -> bool:
     return (
         recipe.requirements is not None
-        or recipe.spec.source is not None
+        or recipe.spec.git_source is not None
         or recipe.conda_environment is not None
         or bool(recipe.spec.dev_packages)
         or any(a.wheel for a in recipe.spec.assets)

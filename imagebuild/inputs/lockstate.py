@@ -28,8 +28,8 @@ def _file_digest(path: Path) -> str | None:
 def _facts(item: BuildPlan) -> dict[str, Any]:
     """Everything a lock of `item` is made from, by input (the layout `inputs_digest` hashes)."""
     recipe = item.recipe
-    if recipe.spec.source is not None:
-        return {"source": recipe.spec.source.model_dump()}
+    if recipe.spec.git_source is not None:
+        return {"source": recipe.spec.git_source.model_dump()}
     target = image_target(item)
     facts: dict[str, Any] = {
         "requirements": recipe.requirements.read_text() if recipe.requirements else None,
@@ -70,7 +70,7 @@ def describe_input(item: BuildPlan, name: str) -> str:
         "wheels": f"the wheel assets in {recipe.path.name} ([[assets]] with wheel = true)",
         "target": "the target (Debian suite of the root image, Python version or platform)",
         "conda": "the conda environment file, [conda].prefix, or a parent's conda lock",
-        "source": f"[source] repo or ref in {recipe.path.name}",
+        "source": f"the repository or ref ([source] or dockerfile) in {recipe.path.name}",
     }
     return described.get(name, name)
 

@@ -74,13 +74,25 @@ DEBIAN_TARGETS = {
 
 
 def image_target(item: BuildPlan) -> Target:
-    """The target of an image: its root image's Debian suite decides."""
+    """The target of an image: its root image's Debian suite decides, or, on a dockerfile recipe,
+    the Python and glibc versions that recipe states."""
+    bottom = item.ancestors[-1] if item.ancestors else item.recipe
+    stack = bottom.spec.dockerfile
+    if stack is not None:
+        if stack.python is None or stack.glibc is None:
+            raise RecipeError(
+                f"dockerfile: imagebuild does not know which Python the image of '{bottom.name}' runs",
+                path=bottom.path,
+                hint="set dockerfile.python and dockerfile.glibc (e.g. python = \"3.11.2\", glibc = \"2.36\"), "
+                "as `python -V` and `ldd --version` print them in that image",
+            )
+        major, minor = stack.glibc.split(".")
+        return Target(python=stack.python, glibc=(int(major), int(minor)))
     suite = debian_suite(item.root_image)
     if suite not in DEBIAN_TARGETS:
-        root = item.ancestors[-1] if item.ancestors else item.recipe
         raise RecipeError(
             f"root: imagebuild does not know which Python '{item.root_image}' runs",
-            path=root.path,
+            path=bottom.path,
             hint=f"sync knows the Debian suites {', '.join(sorted(DEBIAN_TARGETS))}",
         )
     return DEBIAN_TARGETS[suite]

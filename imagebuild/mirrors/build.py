@@ -98,9 +98,11 @@ def runtime_files(mirror: Mirror, debian_archive: str) -> list[tuple[ContextFile
 
 def rewrite_for_build(rendered: RenderedImage, mirror: Mirror | None, debian_archive: str) -> RenderedImage:
     """The mirror-rewrite step: download URLs in the Dockerfile and postBuild point at the mirror,
-    and with `runtime = true` a root image gets a last layer configuring the mirror. A context
-    repo2docker made is rewritten even without a mirror: its base and build environment need it."""
-    if rendered.plan.recipe.spec.source is not None:
+    and with `runtime = true` a root image gets a last layer configuring the mirror. A Dockerfile
+    imagebuild did not write (repo2docker's, a dockerfile recipe's) is rewritten even without a
+    mirror: its bases and build environment need it."""
+    spec = rendered.plan.recipe.spec
+    if spec.source is not None or spec.dockerfile is not None:
         return rewrite_captured(rendered, mirror)
     if mirror is None:
         return rendered

@@ -1,4 +1,5 @@
-"""The mirror-rewrite step for a build context repo2docker made (binder.py).
+"""The mirror-rewrite step for a Dockerfile imagebuild did not write: a build context repo2docker
+made (binder.py), or a dockerfile recipe's own Dockerfile and context (stack.py).
 
 That Dockerfile was written without imagebuild in mind, so the step changes three things and
 leaves the repository's own files exactly as they are:
@@ -47,7 +48,8 @@ def route_image(ref: str, registry: dict[str, str]) -> str:
 
 
 def rewrite_captured(rendered: RenderedImage, mirror: Mirror | None) -> RenderedImage:
-    """The captured context ready to build here; its `base_ref` is the (routed) image of the last FROM."""
+    """The captured context ready to build here; its `base_ref` is the (routed) image of the last
+    FROM, its `roots` every routed FROM image imagebuild must provide."""
     profile = mirror.spec if mirror else MirrorProfile()
     bases: list[str] = []
 
@@ -59,19 +61,30 @@ def rewrite_captured(rendered: RenderedImage, mirror: Mirror | None) -> Rendered
     roots = [base for base in bases if base != "scratch"]
     if not roots:
         raise RecipeError(
-            "[source]: the repository's Dockerfile names no base image imagebuild can provide",
+            f"{_kind(rendered)}: the Dockerfile names no base image imagebuild can provide",
             path=rendered.plan.recipe.path,
             hint="start the Dockerfile with FROM IMAGE:TAG (a global ARG default works too)",
         )
     files = tuple(_rewrite_script(item, profile) if item.arcname.startswith(BUILD_SCRIPTS) else item for item in rendered.files)
-    return replace(rendered, dockerfile=with_build_env(dockerfile), files=(*files, WRAPPER_FILE), base_ref=roots[-1])
+    return replace(
+        rendered,
+        dockerfile=with_build_env(dockerfile, _kind(rendered)),
+        files=(*files, WRAPPER_FILE),
+        base_ref=roots[-1],
+        roots=tuple(dict.fromkeys(roots)),
+    )
+
+
+def _kind(rendered: RenderedImage) -> str:
+    """How errors name where the Dockerfile came from."""
+    return "dockerfile" if rendered.plan.recipe.spec.dockerfile is not None else "[source]"
 
 
 def _shell(command: list[str]) -> str:
     return f"SHELL {json.dumps(command)}\n"
 
 
-def with_build_env(dockerfile: str) -> str:
+def with_build_env(dockerfile: str, kind: str) -> str:
     """Each stage (but scratch) gets with-build-env and runs its RUN lines through it; at the end of
     the stage the stage's own shell is restored, so the image's config keeps it."""
     instructions = dockerfile_instructions(dockerfile)
@@ -94,14 +107,14 @@ def with_build_env(dockerfile: str) -> str:
         elif keyword == "SHELL" and shell is not None:
             if following != line + 1:
                 raise RecipeError(
-                    f"[source]: Dockerfile line {line + 1}: a SHELL over several lines",
-                    hint='write SHELL ["...", "..."] on one line in the repository\'s Dockerfile',
+                    f"{kind}: Dockerfile line {line + 1}: a SHELL over several lines",
+                    hint='write SHELL ["...", "..."] on one line in the Dockerfile',
                 )
             try:
                 shell = json.loads(" ".join(words))
             except json.JSONDecodeError:
                 raise RecipeError(
-                    f"[source]: Dockerfile line {line + 1}: SHELL must be a JSON list", hint='write SHELL ["/bin/bash", "-c"]'
+                    f"{kind}: Dockerfile line {line + 1}: SHELL must be a JSON list", hint='write SHELL ["/bin/bash", "-c"]'
                 ) from None
             replaced[line] = _shell([WRAPPER, *shell])
     if shell is not None:

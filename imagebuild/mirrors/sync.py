@@ -265,8 +265,11 @@ def sync(config: RunConfig, names: list[str], destination: Path, *, say: Callabl
             if item.recipe.spec.source is not None:
                 say(f"{item.name}: skipped, repo2docker builds it from its [source] repository")
                 continue
+            if item.recipe.spec.dockerfile is not None:
+                say(f"{item.name}: skipped, its Dockerfile's RUN lines say what they install (the mirror serves them as asked)")
+                continue
             target = image_target(item)
-            if item.recipe.spec.root is not None:
+            if item.recipe.spec.root is not None or item.ancestors[-1].spec.dockerfile is not None:
                 say(f"{item.name}: resolving the installer {INSTALLER} for {target}")
                 run.fetch(run.resolve(target, [INSTALLER]))
             locked = read_lock(item.recipe)

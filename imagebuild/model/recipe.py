@@ -12,9 +12,10 @@ from pathlib import Path
 
 from imagebuild.errors import RecipeError
 from imagebuild.model.environment import check_conda_lock, load_environment
+from imagebuild.model.external_schema import DockerfileSpec, SourceSpec
 from imagebuild.model.names import apt_package
 from imagebuild.model.notebook import load_notebook
-from imagebuild.model.recipe_schema import FileCopy, RecipeFile, SourceSpec
+from imagebuild.model.recipe_schema import FileCopy, RecipeFile
 from imagebuild.model.text import read_text
 from imagebuild.model.toml import parse_toml
 
@@ -37,8 +38,8 @@ class Recipe:
     hooks: tuple[Path, ...]
     notebooks: tuple[Path, ...]
     source: str | None = None
-    """Where [source] is fetched from: its URL, or its folder as a file:// URL (repo2docker then fetches
-    it with git at the locked commit, not as a working tree)."""
+    """Where [source] (or a Dockerfile's repo) is fetched from: its URL, or its folder as a file:// URL
+    (fetched with git at the locked commit, not as a working tree)."""
 
     @property
     def directory(self) -> Path:
@@ -129,6 +130,8 @@ def load_recipe(path: Path) -> Recipe:
         for notebook in notebooks:
             load_notebook(notebook)
     _check_needed_assets(spec, notebooks, directory, path)
+    if spec.dockerfile is not None and spec.dockerfile.repo is None:
+        _check_stack_folder(spec.dockerfile, directory, path)
     hooks_given = "before_notebook" in spec.hooks.model_fields_set
     return Recipe(
         name=directory.name,
@@ -141,8 +144,19 @@ def load_recipe(path: Path) -> Recipe:
         files=files,
         hooks=_matched(directory, spec.hooks.before_notebook, hooks_given, path, "[hooks].before_notebook"),
         notebooks=notebooks,
-        source=_source_location(spec.source, directory, path) if spec.source else None,
+        source=_source_location(spec.git_source, directory, path) if spec.git_source else None,
     )
+
+
+def _check_stack_folder(dockerfile: DockerfileSpec, directory: Path, recipe_path: Path) -> None:
+    """A Dockerfile in the recipe folder: it and its context folder are there."""
+    _text_file(directory, dockerfile.path, recipe_path, "dockerfile.path")
+    if not (directory / dockerfile.context).is_dir():
+        raise RecipeError(
+            f"dockerfile.context: folder '{dockerfile.context}' not found",
+            path=recipe_path,
+            hint=f"name the build context folder relative to {directory}",
+        )
 
 
 def _source_location(source: SourceSpec, directory: Path, recipe_path: Path) -> str:

@@ -11,6 +11,14 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from imagebuild.model.external_schema import (
+    DOCKERFILE_FIELDS,
+    SOURCE_FIELDS,
+    DockerfileSpec,
+    GitRef,
+    SourceSpec,
+    one_line_values,
+)
 from imagebuild.model.names import (
     AptPackage,
     GitUrl,
@@ -19,7 +27,6 @@ from imagebuild.model.names import (
     PathInImage,
     env_names,
     file_mode,
-    git_url,
     web_url,
 )
 from imagebuild.model.toml import StrictModel
@@ -44,6 +51,10 @@ class OsSection(StrictModel):
 class PythonSection(StrictModel):
     requirements: str | None = Field(default=None, description="a requirements.txt beside the recipe")
     venv: PathInImage = Field(default="/opt/venv", description="virtual environment created by root images")
+    environment: PathInImage | None = Field(
+        default=None,
+        description="on a dockerfile parent: where its Python lives, a venv or a conda prefix (default /opt/venv)",
+    )
 
 
 def _inside_recipe(relative: str) -> str:
@@ -162,41 +173,12 @@ class AssetSpec(StrictModel):
         return self.dest if self.unpack else f"{self.dest.rstrip('/')}/{self.file_name}"
 
 
-def _git_ref(ref: str) -> str:
-    if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
-        raise ValueError(f"must be a branch, tag or commit, got {ref!r}")
-    return ref
-
-
-GitRef = Annotated[str, AfterValidator(_git_ref)]
-
-
 class DevPackageSpec(StrictModel):
     """A Python package built from a git commit: `imagebuild lock` turns the ref into a commit."""
 
     name: Name = Field(description="its distribution name, e.g. 'aiida-core'")
     url: GitUrl = Field(description="the git repository, e.g. 'https://github.com/aiidateam/aiida-core.git'")
     ref: GitRef = Field(description="a branch, tag or commit")
-
-
-class SourceSpec(StrictModel):
-    """A Binder repository built by repo2docker instead of layers: `imagebuild lock` pins `ref` to a commit."""
-
-    repo: str = Field(description="a git URL (https://, ssh://, git://, file://) or a folder relative to the recipe")
-    ref: GitRef = Field(default="HEAD", description="a branch, tag or commit")
-
-    @field_validator("repo")
-    @classmethod
-    def _url_or_folder(cls, repo: str) -> str:
-        return git_url(repo) if "://" in repo or repo.startswith("git+") else repo
-
-    @property
-    def is_url(self) -> bool:
-        return "://" in self.repo
-
-
-SOURCE_FIELDS = {"description", "source", "smoke", "tags"}
-"""What a source recipe may set: repo2docker decides base and layers, imagebuild smoke-tests and tags."""
 
 
 TAG_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -225,13 +207,6 @@ class TagsSection(StrictModel):
         return commands
 
 
-def _one_line_values(values: dict[str, str]) -> dict[str, str]:
-    for key, value in values.items():
-        if any(c in key or c in value for c in "\n\r\x00"):
-            raise ValueError("keys and values must be one line each (no line break or NUL)")
-    return values
-
-
 class RecipeFile(StrictModel):
     """The schema of images/<name>/image.toml."""
 
@@ -239,21 +214,29 @@ class RecipeFile(StrictModel):
     source: SourceSpec | None = Field(default=None, description="a Binder repository repo2docker builds instead of layers")
     parent: Name | None = Field(default=None, description="another recipe (a folder name under images/) this image builds on")
     root: ImageReference | None = Field(default=None, description="a root image reference such as 'debian:bookworm'")
+    dockerfile: DockerfileSpec | None = Field(default=None, description="an existing Dockerfile built instead of layers")
     post_build: str | None = Field(default=None, description="a postBuild script run as the user")
     os: OsSection = OsSection()
     python: PythonSection = PythonSection()
     conda: CondaSection = CondaSection()
-    env: Annotated[dict[str, str], AfterValidator(env_names), AfterValidator(_one_line_values)] = Field(
+    env: Annotated[dict[str, str], AfterValidator(env_names), AfterValidator(one_line_values)] = Field(
         default={}, description="environment variables of the image: NAME = value"
     )
     files: list[FileCopy] = Field(default_factory=list)
     hooks: HooksSection = HooksSection()
     smoke: SmokeSection = SmokeSection()
-    labels: Annotated[dict[str, str], AfterValidator(_one_line_values)] = Field(default={}, description="image labels")
+    labels: Annotated[dict[str, str], AfterValidator(one_line_values)] = Field(default={}, description="image labels")
     ca: CaSection = CaSection()
     assets: list[AssetSpec] = Field(default_factory=list)
     dev_packages: list[DevPackageSpec] = Field(default_factory=list)
     tags: TagsSection = TagsSection()
+
+    @property
+    def git_source(self) -> SourceSpec | None:
+        """The repository `imagebuild lock` pins for this recipe: its [source], or its Dockerfile's repo."""
+        if self.dockerfile is not None and self.dockerfile.repo is not None:
+            return SourceSpec(repo=self.dockerfile.repo, ref=self.dockerfile.ref)
+        return self.source
 
     @model_validator(mode="after")
     def _unique_names(self) -> "RecipeFile":
@@ -266,6 +249,16 @@ class RecipeFile(StrictModel):
 
     @model_validator(mode="after")
     def _one_base(self) -> "RecipeFile":
+        if self.dockerfile is not None:
+            extra = sorted(self.model_fields_set - DOCKERFILE_FIELDS)
+            if extra:
+                raise ValueError(
+                    f"a dockerfile recipe is built from its Dockerfile alone; remove {', '.join(extra)} "
+                    "(add layers in a recipe that names this one as its parent)"
+                )
+            if self.smoke.needs_asset:
+                raise ValueError("[smoke].needs_asset: a dockerfile recipe has no assets")
+            return self
         if self.source is not None:
             layered = sorted(self.model_fields_set - SOURCE_FIELDS)
             if layered:
@@ -278,6 +271,7 @@ class RecipeFile(StrictModel):
             return self
         if (self.parent is None) == (self.root is None):
             raise ValueError(
-                "set exactly one of 'parent' (another recipe), 'root' (e.g. 'debian:bookworm') or [source] (a Binder repository)"
+                "set exactly one of 'parent' (another recipe), 'root' (e.g. 'debian:bookworm'), [source] (a Binder "
+                "repository) or 'dockerfile' (an existing Dockerfile)"
             )
         return self

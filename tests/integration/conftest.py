@@ -30,6 +30,7 @@ from imagebuild.publish import registry as registry_module
 from imagebuild.smoketest import smoke_image
 from imagebuild.system import cache_dir
 from tests.conftest import REPO, free_port, host_trust, run_config
+from tests.integration.mirrored import MirroredSite, make_site
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -147,6 +148,12 @@ def built(engine, repo_project) -> dict[str, pipeline.ImageOutcome]:
         run_config(repo_project, host_trust(), offline=False), [*SCIENCE, "hub", "postgres"], reporter=QUIET
     )
     return {outcome.name: outcome for outcome in outcomes}
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory, engine) -> Iterator[MirroredSite]:
+    """Loopback mirrors with their access logs (mirrored.py), for every end-to-end mirror test."""
+    yield from make_site(tmp_path_factory, engine)
 
 
 @pytest.fixture(scope="session")

@@ -5,98 +5,20 @@ in no part of the image, and the image keeps its upstream configuration unless t
 says `runtime = true`. A dead mirror fails the build at once, naming the mirror."""
 
 import json
-import os
-import secrets
-import shutil
 import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from imagebuild.build.rootfs import _rootfs_tarball
 from imagebuild.model.project import load_project
 from tests.conftest import REPO, free_port, run_config
-from tests.integration.archive_proxy import ArchiveProxy
 from tests.integration.conftest import saved_image_blobs
+from tests.integration.mirrored import BUNDLED_WITH_VENV, MirroredSite
 
 pytestmark = pytest.mark.engine
-
-USER_VARIABLE, TOKEN_VARIABLE = "E2E_MIRROR_USER", "E2E_MIRROR_TOKEN"
-BUNDLED_WITH_VENV = {"pip", "setuptools"}
-"""Distributions `python3 -m venv` puts in every environment: nothing downloads them."""
-
-
-
-
-@dataclass(frozen=True)
-class MirroredSite:
-    root: Path
-    wheelhouse: Path
-    proxy: ArchiveProxy
-    index_url: str
-    env: dict[str, str]
-    user: str
-    token: str
-
-
-PROFILE = """\
-description = "this test's own mirrors on loopback"
-runtime = {runtime}
-
-[pypi]
-index_url = "{index_url}"
-
-[apt]
-debian = "{proxy}/debian"
-debian_security = "{proxy}/debian-security"
-
-[serve]
-pypi = "../wheelhouse"
-
-[[credentials]]
-host = "127.0.0.1:{port}"
-username_env = "{user_variable}"
-password_env = "{token_variable}"
-"""
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, engine) -> MirroredSite:
-    """A project (base only, its own repository name) with a synced wheelhouse and a profile."""
-    root = tmp_path_factory.mktemp("mirrored") / "project"
-    (root / "images").mkdir(parents=True)
-    shutil.copytree(REPO / "images" / "base", root / "images" / "base")
-    (root / "imagebuild.toml").write_text('[build]\nrepository = "test-mirror"\n')
-    proxy = ArchiveProxy(upstream=run_config(load_project(REPO)).debian_archive.rsplit("/debian", 1)[0], cache=root / "apt-cache")
-    port = free_port()
-    index_url = f"http://127.0.0.1:{port}/simple"
-    (root / "mirrors").mkdir()
-    for name, runtime in (("e2e", "false"), ("e2e-runtime", "true")):
-        (root / "mirrors" / f"{name}.toml").write_text(
-            PROFILE.format(
-                runtime=runtime,
-                index_url=index_url,
-                proxy=proxy.url,
-                port=port,
-                user_variable=USER_VARIABLE,
-                token_variable=TOKEN_VARIABLE,
-            )
-        )
-    user, token = f"user{secrets.token_hex(4)}", secrets.token_urlsafe(18)
-    env = {**os.environ, USER_VARIABLE: user, TOKEN_VARIABLE: token}
-    synced = subprocess.run(
-        ["imagebuild", "mirror", "sync", "base", "--to", "wheelhouse"], cwd=root, env=env, capture_output=True, text=True
-    )
-    assert synced.returncode == 0, synced.stderr
-    yield MirroredSite(root, root / "wheelhouse", proxy, index_url, env, user, token)
-    proxy.close()
-    for image in engine.client.images.list(name="test-mirror/base"):
-        engine.client.images.remove(image.id, force=True)
-
 
 def _build(site: MirroredSite, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -207,64 +129,3 @@ def test_root_image_bootstraps_through_the_apt_mirror(tmp_path, monkeypatch, sit
     assert {"base-files", "dpkg", "apt", "libc6"} <= fetched
     listed = subprocess.run(["tar", "-xOf", str(tarball), "./etc/apt/sources.list"], capture_output=True, text=True)
     assert archive in listed.stdout and "127.0.0.1" not in listed.stdout
-
-
-PLAIN_PROFILE = """\
-description = "the same mirrors, an index without credentials: a plain docker build carries none"
-
-[pypi]
-index_url = "{index_url}"
-
-[apt]
-debian = "{proxy}/debian"
-debian_security = "{proxy}/debian-security"
-"""
-
-ADMIN_DOCKERFILE = """\
-# an admin's own two-stage Dockerfile: apt and pip on their default upstreams
-ARG SUITE=bookworm
-FROM debian:${SUITE} AS tools
-RUN apt-get update \\
-    && apt-get install -y --no-install-recommends python3-venv \\
-    && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/probe && /opt/probe/bin/pip install --no-deps packaging
-FROM tools
-RUN /opt/probe/bin/python -c "import packaging"
-"""
-
-
-def test_a_rewritten_dockerfile_built_without_imagebuild_downloads_through_the_mirrors(engine, site, tmp_path):
-    """`mirror rewrite`, then the engine alone builds the file: apt's packages come from the local
-    archive mirror, pip's from the local index, and the image keeps no mirror setting."""
-    from imagebuild.mirrors.serve import IndexServer
-
-    dockerfile = tmp_path / "context" / "Dockerfile"
-    dockerfile.parent.mkdir()
-    dockerfile.write_text(ADMIN_DOCKERFILE)
-    with IndexServer(site.wheelhouse, f"http://127.0.0.1:{free_port()}/simple") as index:
-        profile = tmp_path / "plain.toml"
-        profile.write_text(PLAIN_PROFILE.format(index_url=index.url, proxy=site.proxy.url))
-        rewritten = subprocess.run(
-            ["imagebuild", "mirror", "rewrite", str(dockerfile), "--mirror", str(profile), "--in-place", "--strict"],
-            cwd=site.root, env=site.env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert rewritten.returncode == 0, rewritten.stderr
-        assert "apt-get update" in dockerfile.read_text() and "127.0.0.1" in dockerfile.read_text()
-        debs_before, index_before = len(site.proxy.log), len((site.wheelhouse / "access.log").read_text().splitlines())
-        image, _ = engine.client.images.build(
-            path=str(dockerfile.parent), tag="test-rewritten:latest", network_mode="host", rm=True, forcerm=True, nocache=True
-        )
-    try:
-        fetched = {request.path.rsplit("/", 1)[-1].split("_")[0] for request in site.proxy.log[debs_before:]}
-        assert "python3-venv" in fetched or any(name.startswith("python3.11-venv") for name in fetched), sorted(fetched)
-        served = (site.wheelhouse / "access.log").read_text().splitlines()[index_before:]
-        assert any("/files/packaging-" in line and " 200 " in line for line in served), served
-        config = image.attrs["Config"]
-        assert not any("127.0.0.1" in variable or variable.startswith(("PIP_", "UV_", "CONDARC", "APT_CONFIG")) for variable in config["Env"] or [])
-        kept = engine.client.containers.run(
-            image.id, ["bash", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null; ls -A /dev/shm"],
-            remove=True, network_mode="none",
-        ).decode()  # fmt: skip
-        assert "127.0.0.1" not in kept and "imagebuild-mirror" not in kept
-    finally:
-        engine.client.images.remove(image.id, force=True)

@@ -18,6 +18,7 @@ NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_min
 CHILD = 'parent = "base"\n'
 SHA = "0" * 64
 CONDA = CHILD + '[conda]\nenvironment = "environment.yml"\n'
+STACK = "dockerfile = {}\n"
 ENVIRONMENT = "channels: [conda-forge]\ndependencies: [numpy]\n"
 
 
@@ -100,6 +101,17 @@ CASES = [
     Case("project-mirror", {"imagebuild.toml": '[build]\nmirror = "tunaa"\n'}, RENDER, "imagebuild.toml", "did you mean 'tuna'"),
     Case("project-images", {"imagebuild.toml": 'images = "recipes"\n'}, RENDER, "imagebuild.toml", "images"),
     Case("project-nightly-hub", {"imagebuild.toml": '[nightly]\nhubs = ["nohub"]\n'}, ["nightly"], "imagebuild.toml", "hubs[0]"),
+    # a dockerfile recipe's Dockerfile is checked before anything is built: the file and the line
+    Case("stack-exec-run", {"images/t/image.toml": STACK, "images/t/Dockerfile": 'FROM debian:bookworm\nRUN ["pip", "install", "x"]\n'},
+         ["build", "t"], "images/t/Dockerfile", "line 2: an exec-form RUN"),
+    Case("stack-from-arg", {"images/t/image.toml": STACK, "images/t/Dockerfile": "ARG BASE\nFROM ${BASE}\n"},
+         ["plan", "t"], "images/t/Dockerfile", "line 2: FROM ${BASE}: the build argument BASE has no value"),
+    Case("stack-stage", {"images/t/image.toml": STACK, "images/t/Dockerfile": "FROM debian:bookworm\nCOPY --from=tols /a /a\n"},
+         RENDER, "images/t/Dockerfile", "line 2: COPY --from=tols: no stage named 'tols'"),
+    Case("stack-parse", {"images/t/image.toml": STACK, "images/t/Dockerfile": "FROM debian:bookworm\nRUN apt-get update &&\n  apt-get install git\n"},
+         ["build", "t"], "images/t/Dockerfile", "line 3: unknown instruction 'APT-GET'"),
+    Case("stack-target", {"images/t/image.toml": 'dockerfile = { target = "final" }\n', "images/t/Dockerfile": "FROM debian:bookworm AS build\n"},
+         ["build", "t"], "image.toml", "no stage named 'final'"),
     # a secret where the NAME of an environment variable belongs is refused, never repeated
     Case("credential-secret", {"mirrors/site.toml": f'[[credentials]]\nhost = "x.org"\nusername_env = "U"\npassword_env = "{SECRET}"\n'},
          ["mirror", "show", "site"], "site.toml", "looks like a secret", hidden=(SECRET,)),

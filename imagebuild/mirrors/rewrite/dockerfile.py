@@ -17,7 +17,7 @@ from imagebuild.model.routes import rewrite_image_ref
 
 
 @dataclass(frozen=True)
-class _Word:
+class Word:
     """A whitespace-separated word of an instruction; `line` is None when it spans a continuation."""
 
     text: str
@@ -27,16 +27,16 @@ class _Word:
 
 
 @dataclass(frozen=True)
-class _Instruction:
+class Instruction:
     keyword: str
     line: int
-    words: list[_Word]
+    words: list[Word]
 
 
 @dataclass
 class _DockerfileLayout:
     escape: str = "\\"
-    instructions: list[_Instruction] = field(default_factory=list)
+    instructions: list[Instruction] = field(default_factory=list)
     heredoc_lines: list[int] = field(default_factory=list)
 
 
@@ -96,15 +96,15 @@ def _dockerfile_layout(document: Document) -> _DockerfileLayout:
     return layout
 
 
-def _instruction(pieces: list[tuple[int, str]]) -> _Instruction | None:
+def _instruction(pieces: list[tuple[int, str]]) -> Instruction | None:
     text = "".join(piece for _, piece in pieces)
     where = [(line, column) for line, piece in pieces for column in range(len(piece))]
     words = []
     for match in re.finditer(r"\S+", text):
         (first_line, first), (last_line, last) = where[match.start()], where[match.end() - 1]
         contiguous = first_line == last_line and last - first == len(match.group()) - 1
-        words.append(_Word(match.group(), first_line if contiguous else None, first, last + 1))
-    return _Instruction(words[0].text.upper(), pieces[0][0], words[1:]) if words else None
+        words.append(Word(match.group(), first_line if contiguous else None, first, last + 1))
+    return Instruction(words[0].text.upper(), pieces[0][0], words[1:]) if words else None
 
 
 def rewrite_dockerfile(
@@ -122,8 +122,8 @@ _POSIX_SHELLS = ("sh", "bash", "dash", "ash", "zsh", "ksh", "mksh")
 class _Run:
     """A RUN of a stage: where its command starts, or why its commands cannot be routed."""
 
-    instruction: _Instruction
-    command: _Word | None
+    instruction: Instruction
+    command: Word | None
     problem: str | None
 
 
@@ -153,7 +153,7 @@ def _runs(layout: _DockerfileLayout) -> list[_Run]:
     return runs
 
 
-def _run(instruction: _Instruction, shell: str) -> _Run:
+def _run(instruction: Instruction, shell: str) -> _Run:
     command = next((word for word in instruction.words if not word.text.startswith("--")), None)
     if command is None:
         return _Run(instruction, None, "a RUN without a command")
@@ -179,7 +179,7 @@ def unrouted_runs(text: str, profile: MirrorProfile) -> list[str]:
     ]
 
 
-def _written_here(document: Document, word: _Word) -> bool:
+def _written_here(document: Document, word: Word) -> bool:
     """Whether an earlier rewrite wrote `word` (a RUN prefix, a runtime ENV): its git upstreams stay."""
     assert word.line is not None
     line = document.lines[word.line]
@@ -197,6 +197,11 @@ def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str) -> N
         start = run.command.start
         end = line.find(END, start) + len(END) + 1 if line.startswith(BEGIN, start) and END in line[start:] else start
         document.replace(run.command.line, start, end, prefix)
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """The instructions of a Dockerfile, each joined over its continuation lines (heredoc bodies skipped)."""
+    return _dockerfile_layout(Document(text)).instructions
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, int, list[str]]]:
@@ -221,7 +226,7 @@ def rewrite_dockerfile_document(
     route = from_image or (lambda image: rewrite_image_ref(image, profile.registry))
     layout = _dockerfile_layout(document)
     stages: set[str] = set()
-    global_args: dict[str, _Word] = {}
+    global_args: dict[str, Word] = {}
     seen_from = False
     for instruction in layout.instructions:
         if instruction.keyword == "FROM":
@@ -267,10 +272,10 @@ def _keep_in_image(document: Document, layout: _DockerfileLayout, lines: list[st
 
 def _rewrite_from(
     document: Document,
-    instruction: _Instruction,
+    instruction: Instruction,
     route: Callable[[str], str],
     stages: set[str],
-    global_args: dict[str, _Word],
+    global_args: dict[str, Word],
     source: Path,
 ) -> str | None:
     """Rewrite one FROM's image; return the stage name it declares, if any."""
@@ -289,12 +294,12 @@ def _rewrite_from(
     return stage
 
 
-def _arg_defaults(instruction: _Instruction) -> dict[str, _Word]:
+def _arg_defaults(instruction: Instruction) -> dict[str, Word]:
     """NAME -> its default value (quotes excluded) in a global ARG instruction."""
     found = {}
     for word in instruction.words:
         declared = _ARG_VALUE.fullmatch(word.text)
         if declared is not None and word.line is not None:
             start = word.start + len(declared.group(1)) + 1 + len(declared.group(2))
-            found[declared.group(1)] = _Word(declared.group(3), word.line, start, start + len(declared.group(3)))
+            found[declared.group(1)] = Word(declared.group(3), word.line, start, start + len(declared.group(3)))
     return found
