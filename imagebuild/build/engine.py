@@ -137,6 +137,18 @@ class Engine:
             time.sleep(0.5)
         raise EngineError(f"container {container_id[:12]} was not removed within 120 s", hint="see 'docker ps -a'")
 
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of volume `name`, or None when there is no such volume."""
+        with engine_errors(f"looking up volume {name}"):
+            try:
+                return dict(self.client.volumes.get(name).attrs.get("Labels") or {})
+            except docker.errors.NotFound:
+                return None
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        with engine_errors(f"creating volume {name}"):
+            self.client.volumes.create(name, labels=labels)
+
     def try_pull(self, ref: str, credentials: tuple[str, str] | None = None) -> bool:
         auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
         with engine_errors(f"pulling {ref}"):

@@ -6,6 +6,7 @@ Compose, and waits until the hub answers on its public URL. A service that fails
 whole hub down again (volumes kept): nothing is left half-started.
 """
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from imagebuild.model.hub import COMPOSE_FILE, SETTINGS_FILE, HubFolder, HubSett
 from imagebuild.model.project import Project
 from imagebuild.publish import registry as registry_module
 from imagebuild.system import port_is_free
+
+DATABASE_KEY_LABEL = "io.imagebuild.hub-database-key"
+"""On the database volume: a digest of the folder's database password (not the password), naming its owner."""
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -117,6 +121,23 @@ def _check_port(settings: HubSettings, running: dict[str, ContainerInfo], folder
         )
 
 
+def _claim_database_volume(settings: HubSettings, folder: Path, engine: Engine) -> None:
+    """The database volume is this folder's: created with its key, or refused when another folder
+    of the same `name` made it (its database has that folder's password: the hub could not log in).
+    A volume without the label (made before imagebuild set it) is taken as it is."""
+    name = f"{settings.name}-db-data"
+    key = hashlib.sha256(f"imagebuild hub database\0{HubFolder(folder).secrets['POSTGRES_PASSWORD']}".encode()).hexdigest()[:16]
+    labels = engine.volume_labels(name)
+    if labels is None:
+        engine.create_volume(name, {DATABASE_KEY_LABEL: key})
+    elif labels.get(DATABASE_KEY_LABEL, key) != key:
+        raise RecipeError(
+            f"the volume {name} holds the database of another hub folder named '{settings.name}' (another password)",
+            path=folder / SETTINGS_FILE,
+            hint=f"give this hub another name in hub.toml; if that other hub is gone for good, 'docker volume rm {name}' deletes its data",
+        )
+
+
 def _changes(before: dict[str, ContainerInfo], after: dict[str, ContainerInfo]) -> dict[str, str]:
     changes = {}
     for service, container in sorted(after.items()):
@@ -175,6 +196,7 @@ def up(request: UpRequest, engine: Engine) -> UpResult:
     settings, _selection = HubFolder(request.folder).check()  # every file readable before anything starts
     before = service_containers(engine, settings)
     _check_port(settings, before, request.folder)
+    _claim_database_volume(settings, request.folder, engine)
     images = ensure_images(request, settings, engine)
     compose_path = request.folder / COMPOSE_FILE
     rendered = render_compose(settings, (request.folder / SETTINGS_FILE).read_text())

@@ -2,6 +2,7 @@
 built by repo2docker) or an existing Dockerfile (`dockerfile`), and the git refs they are locked at."""
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -43,8 +44,6 @@ class SourceSpec(StrictModel):
         return "://" in self.repo
 
 
-SOURCE_FIELDS = {"description", "source", "smoke", "tags"}
-"""What a source recipe may set: repo2docker decides base and layers, imagebuild smoke-tests and tags."""
 
 
 def _stack_path(relative: str) -> str:
@@ -101,5 +100,27 @@ class DockerfileSpec(StrictModel):
         return self
 
 
-DOCKERFILE_FIELDS = {"description", "dockerfile", "smoke", "tags"}
-"""What a Dockerfile recipe may set: the Dockerfile decides the image, imagebuild smoke-tests and tags."""
+@dataclass(frozen=True)
+class ExternalKind:
+    """A recipe whose image is described elsewhere: what it may set besides (imagebuild smoke-tests
+    and tags it), and where its other settings belong instead."""
+
+    field: str
+    name: str
+    built: str
+    instead: str
+
+    @property
+    def allowed(self) -> set[str]:
+        return {"description", self.field, "smoke", "tags"}
+
+
+EXTERNAL_KINDS = (
+    ExternalKind("dockerfile", "a dockerfile recipe", "from its Dockerfile", "add layers in a recipe that names this one as its parent"),
+    ExternalKind(
+        "source",
+        "a [source] recipe",
+        "by repo2docker from the repository",
+        "put such settings in the repository's Binder files: apt.txt, requirements.txt, postBuild, ...",
+    ),
+)

@@ -12,8 +12,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from imagebuild.model.external_schema import (
-    DOCKERFILE_FIELDS,
-    SOURCE_FIELDS,
+    EXTERNAL_KINDS,
     DockerfileSpec,
     GitRef,
     SourceSpec,
@@ -249,25 +248,14 @@ class RecipeFile(StrictModel):
 
     @model_validator(mode="after")
     def _one_base(self) -> "RecipeFile":
-        if self.dockerfile is not None:
-            extra = sorted(self.model_fields_set - DOCKERFILE_FIELDS)
+        for kind in EXTERNAL_KINDS:
+            if getattr(self, kind.field) is None:
+                continue
+            extra = sorted(self.model_fields_set - kind.allowed)
             if extra:
-                raise ValueError(
-                    f"a dockerfile recipe is built from its Dockerfile alone; remove {', '.join(extra)} "
-                    "(add layers in a recipe that names this one as its parent)"
-                )
+                raise ValueError(f"{kind.name} is built {kind.built} alone; remove {', '.join(extra)} ({kind.instead})")
             if self.smoke.needs_asset:
-                raise ValueError("[smoke].needs_asset: a dockerfile recipe has no assets")
-            return self
-        if self.source is not None:
-            layered = sorted(self.model_fields_set - SOURCE_FIELDS)
-            if layered:
-                raise ValueError(
-                    f"a [source] recipe is built by repo2docker from the repository alone; remove {', '.join(layered)} "
-                    "(put such settings in the repository's Binder files: apt.txt, requirements.txt, postBuild, ...)"
-                )
-            if self.smoke.needs_asset:
-                raise ValueError("[smoke].needs_asset: a [source] recipe has no assets")
+                raise ValueError(f"[smoke].needs_asset: {kind.name} has no assets")
             return self
         if (self.parent is None) == (self.root is None):
             raise ValueError(

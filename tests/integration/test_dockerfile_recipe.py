@@ -48,9 +48,7 @@ FROM runtime AS debug
 RUN echo "a stage after the target: never built" && exit 1
 """
 
-PROFILE = """\
-description = "every endpoint a server of this test"
-
+MIRRORS = """\
 [pypi]
 index_url = "{index_url}"
 
@@ -60,7 +58,8 @@ debian_security = "{proxy}/debian-security"
 
 [git]
 "https://git.example.invalid/" = "{git_url}/"
-
+"""
+PROFILE = MIRRORS + """
 [serve]
 pypi = "{wheelhouse}"
 
@@ -69,6 +68,11 @@ host = "{index_host}"
 username_env = "{user_variable}"
 password_env = "{token_variable}"
 """
+PLAIN_PROFILE = MIRRORS + """
+[registry]
+"docker.io" = "{registry}/dockerhub"
+"""
+"""The same mirrors, and a registry mirror; an index without credentials: a plain docker build carries none."""
 
 
 def _notebook(*sources: str) -> str:
@@ -269,23 +273,6 @@ def test_a_new_commit_of_the_stack_is_a_new_image_only_after_lock(stack):
     planned = json.loads(_cli(stack.root, stack.env, "plan", "site", "--mirror", "local", "--json").stdout)
     assert planned[0]["action"] == "reuse"
 
-
-PLAIN_PROFILE = """\
-description = "the same mirrors, and a registry mirror; an index without credentials: a plain docker build carries none"
-
-[pypi]
-index_url = "{index_url}"
-
-[apt]
-debian = "{proxy}/debian"
-debian_security = "{proxy}/debian-security"
-
-[git]
-"https://git.example.invalid/" = "{git_url}/"
-
-[registry]
-"docker.io" = "{registry}/dockerhub"
-"""
 
 
 def test_the_same_dockerfile_rewritten_builds_through_the_mirrors_without_imagebuild(engine, stack, site, registry, tmp_path):

@@ -302,6 +302,20 @@ def test_a_taken_port_is_refused_and_nothing_starts(tmp_path, registry, engine, 
     _nothing_runs(engine, "busy")
 
 
+def test_a_new_folder_with_an_earlier_hubs_name_is_refused_and_that_hub_untouched(tmp_path, registry, engine, hub):
+    """Its database volume has the other folder's password: `hub up` says so instead of a hub that
+    cannot reach its database."""
+    folder = tmp_path / "journey"  # the same name as the running hub (the folder's name)
+    assert _cli("hub", "init", str(folder), "--admin", "root1", "--registry", registry, "--port", str(free_port())).returncode == 0
+    running = {c.id for c in engine.client.containers.list(filters={"label": "com.docker.compose.project=journey"})}
+    refused = _cli("hub", "up", str(folder))
+    assert refused.returncode == 2, refused.stderr
+    line = _one_line(refused)
+    assert "journey-db-data holds the database of another hub folder named 'journey'" in line and "hub.toml" in line
+    assert "give this hub another name" in refused.stderr
+    assert {c.id for c in engine.client.containers.list(filters={"label": "com.docker.compose.project=journey"})} == running
+
+
 def test_a_missing_image_without_a_registry_is_refused_and_nothing_starts(tmp_path, engine):
     folder = tmp_path / "offline"
     nowhere = f"127.0.0.1:{free_port()}"  # nothing listens there

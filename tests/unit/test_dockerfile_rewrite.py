@@ -1,12 +1,14 @@
 """`mirror rewrite` of Dockerfiles built without imagebuild: every shell-form RUN gets the
-profile's build-time settings, on the real-world Dockerfiles of ../shared/dockerfiles and small
-cases of our own."""
+profile's build-time settings, on the real-world Dockerfiles of ../shared/dockerfiles and of our
+own (tests/fixtures/dockerfiles: a site image like the one behind the Great Firewall, Ubuntu with
+uv and micromamba, a multi-stage build with COPY --from images), and small cases."""
 
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from imagebuild.build.stack import KEYWORDS
 from imagebuild.cli.main import app
 from imagebuild.errors import ImagebuildError
 from imagebuild.mirrors.rewrite import FileKind, rewrite_file
@@ -17,7 +19,8 @@ from tests.unit.test_mirror_files import without_run_prefixes
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "dockerfiles"
-REAL_WORLD = sorted(SHARED.glob("*/*.Dockerfile"))
+OURS = ROOT / "tests" / "fixtures" / "dockerfiles"
+REAL_WORLD = sorted(SHARED.glob("*/*.Dockerfile")) + sorted(OURS.glob("*.Dockerfile"))
 PROFILES = {name: load_mirror(name, ROOT).spec for name in profile_paths(ROOT)}
 SITE = MirrorProfile.model_validate(
     {
@@ -49,10 +52,22 @@ def test_real_world_dockerfiles(path: Path, profile: str) -> None:
             assert "://" in old or old.lstrip().upper().startswith(("FROM", "ARG", "COPY")), (old, new)
     instructions = dockerfile_instructions(out)
     assert [keyword for keyword, _, _ in instructions] == [keyword for keyword, _, _ in dockerfile_instructions(text)]
+    assert {keyword for keyword, _, _ in instructions} <= set(KEYWORDS)  # it still parses as a Dockerfile
     if run_prefix(spec) is not None:  # every RUN (all are shell form here) is routed
         runs = [" ".join(words) for keyword, _, words in instructions if keyword == "RUN"]
         assert runs and all(BEGIN in run for run in runs)
         assert unrouted_runs(text, spec) == []
+
+
+def test_the_site_image_of_the_issue_now_downloads_through_the_mirror() -> None:
+    """The file a new user tried: apt, pip and mamba on their default upstreams were left alone."""
+    text = (OURS / "site-aiidalab.Dockerfile").read_text()
+    out = rewrite(text, PROFILES["tuna"])
+    assert out != text
+    runs = [" ".join(words) for keyword, _, words in dockerfile_instructions(out) if keyword == "RUN"]
+    assert len(runs) == 5 and all("pypi.tuna.tsinghua.edu.cn" in run and "APT_CONFIG" in run for run in runs)
+    assert all("mirrors.tuna.tsinghua.edu.cn/anaconda" in run for run in runs)  # conda/mamba's channels
+    assert "FROM ${BASE_CONTAINER}" in out and "docker.io" not in text
 
 
 @pytest.mark.parametrize(

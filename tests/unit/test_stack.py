@@ -208,3 +208,23 @@ def test_a_child_of_a_stack_without_python_version_cannot_lock(make_project):
     make_project.recipe("child", 'parent = "site"\n')
     with pytest.raises(RecipeError, match=r"dockerfile\.python and dockerfile\.glibc"):
         image_target(plan(load_project(make_project.root), ["child"])[-1])
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "dockerfiles"
+OURS = Path(__file__).resolve().parents[1] / "fixtures" / "dockerfiles"
+NEEDS_ARGS = {"aiidalab-docker-stack/base.Dockerfile": {"BASE": "quay.io/jupyter/docker-stacks-foundation"}}
+"""Built upstream with build arguments (docker-bake.hcl): without them the check names the ARG."""
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(SHARED.glob("*/*.Dockerfile")) + sorted(OURS.glob("*.Dockerfile")),
+    ids=lambda path: f"{path.parent.name}/{path.name}",
+)
+def test_real_world_dockerfiles_pass_the_checks_with_their_build_arguments(path: Path) -> None:
+    text, key = path.read_text(), f"{path.parent.name}/{path.name}"
+    if key in NEEDS_ARGS:
+        with pytest.raises(RecipeError, match=f"the build argument {next(iter(NEEDS_ARGS[key]))} has no value"):
+            check_stack(text, DockerfileSpec(), where=path, recipe=RECIPE)
+    stack = check_stack(text, DockerfileSpec(args=NEEDS_ARGS.get(key, {})), where=path, recipe=RECIPE)
+    assert "${" not in next(line for line in stack.dockerfile.splitlines() if line.startswith("FROM"))
