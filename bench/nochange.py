@@ -1,6 +1,6 @@
 """Benchmark: a run with nothing to do, imagebuild against Docker's own cache check.
 
-    python bench/nochange.py [--rounds N] [--small]
+    python bench/nochange.py [--rounds N] [--small | --stack]
 
 Docker's side is `docker build` (classic builder, DOCKER_BUILDKIT=0, host network, as imagebuild
 builds) of the very Dockerfiles and contexts imagebuild renders (pipeline.prepare), with the same
@@ -12,7 +12,10 @@ N rounds; the table gives the medians and their ratio. Asserts nothing.
 Only images `imagebuild plan --all` reports as reused are measured, the bench never builds a
 bundled image: when some would be built, it measures a throwaway copy of the project that holds
 only the reused ones. `--small` measures a throwaway project instead (the bundled base and a
-one-line child, built once, untimed, and removed from the engine afterwards).
+one-line child, built once, untimed, and removed from the engine afterwards); `--stack` one
+dockerfile recipe (a two-stage Dockerfile in a git repository of its own whose context holds 400
+files, half of them copied): imagebuild checks out the locked commit, checks the Dockerfile and
+hashes what COPY takes, Docker's side gets the same routed Dockerfile and narrowed context.
 """
 
 import argparse
@@ -55,6 +58,10 @@ SMALL_NOTEBOOK = {
 }  # fmt: skip
 
 
+STACK_IMAGE, STACK_FILES = "bench-stack", 400
+STACK_RECIPE = 'dockerfile = {{ repo = "{repository}", args = {{ SUITE = "bookworm" }} }}\n'
+STACK_DOCKERFILE = "ARG SUITE\nFROM debian:${SUITE} AS build\nCOPY src/ /src/\nRUN cat /src/* | wc -c > /size\nFROM debian:${SUITE}\nCOPY --from=build /size /size\n"
+
 # As on a user's machine, Python caches the bytecode it compiles (a shell may have turned that off).
 USER_ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
@@ -83,7 +90,8 @@ def docker_build(context: BuildContext, build_env: str, *, cached: bool) -> None
 
     The warm-up round may build: Docker's cache keys hold the build argument, and imagebuild's
     build may have served its environment on another port (its reuse goes by content hash)."""
-    command = ["docker", "build", "--network", "host", "--build-arg", f"{BUILD_ARG}={build_env}", "-"]
+    arguments = [f"{name}={value}" for name, value in (*context.rendered.build_args, (BUILD_ARG, build_env))]
+    command = ["docker", "build", "--network", "host", *(f"--build-arg={argument}" for argument in arguments), "-"]
     completed = subprocess.run(
         command, input=context.tar, capture_output=True, check=False, env={**os.environ, "DOCKER_BUILDKIT": "0"}
     )
@@ -174,8 +182,22 @@ def reused_only(project: Project, names: list[str]) -> Iterator[Project]:
 
 
 @contextmanager
+def built_once(root: Path, name: str) -> Iterator[Project]:
+    """The throwaway project at `root` with `name` built once, untimed; its tags removed afterwards."""
+    project = load_project(root)
+    print(f"building {name} of a throwaway project once, untimed", file=sys.stderr)
+    outcomes = imagebuild(root, "build", name)
+    try:
+        yield project
+    finally:
+        refs = [outcome["ref"] for outcome in outcomes if outcome["name"] == name]
+        refs.append(f"{project.config.build.repository}/{name}:latest")
+        subprocess.run(["docker", "rmi", *refs], capture_output=True, check=False)
+
+
+@contextmanager
 def small_project() -> Iterator[Project]:
-    """The bundled base and a one-line child, built once; the child's tags are removed afterwards."""
+    """The bundled base and a one-line child."""
     with tempfile.TemporaryDirectory(prefix="bench-nochange-") as scratch:
         root = Path(scratch)
         shutil.copytree(REPO / "images" / "base", root / "images" / "base")
@@ -183,15 +205,29 @@ def small_project() -> Iterator[Project]:
         (folder / "smoke").mkdir(parents=True)
         (folder / "image.toml").write_text(SMALL_RECIPE)
         (folder / "smoke" / "check.ipynb").write_text(json.dumps(SMALL_NOTEBOOK))
-        project = load_project(root)
-        print(f"building the small project once ({SMALL_IMAGE} on base), untimed", file=sys.stderr)
-        outcomes = imagebuild(root, "build", SMALL_IMAGE)
-        try:
+        with built_once(root, SMALL_IMAGE) as project:
             yield project
-        finally:
-            refs = [outcome["ref"] for outcome in outcomes if outcome["name"] == SMALL_IMAGE]
-            refs.append(f"{project.config.build.repository}/{SMALL_IMAGE}:latest")
-            subprocess.run(["docker", "rmi", *refs], capture_output=True, check=False)
+
+
+@contextmanager
+def stack_project() -> Iterator[Project]:
+    """A dockerfile recipe: a two-stage Dockerfile in a git repository of its own (locked), whose
+    context holds STACK_FILES files, half of them copied."""
+    with tempfile.TemporaryDirectory(prefix="bench-nochange-") as scratch:
+        root, repository = Path(scratch), Path(scratch) / "stack"
+        for index in range(STACK_FILES):
+            path = repository / ("src" if index % 2 else "docs") / f"file{index}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"file {index}\n" * 100)
+        (repository / "Dockerfile").write_text(STACK_DOCKERFILE)
+        identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        for command in (["init", "--quiet"], ["add", "-A"], [*identity, "commit", "--quiet", "-m", "stack"]):
+            subprocess.run(["git", "-C", str(repository), *command], check=True, capture_output=True)
+        (root / "images" / STACK_IMAGE).mkdir(parents=True)
+        (root / "images" / STACK_IMAGE / "image.toml").write_text(STACK_RECIPE.format(repository=repository))
+        imagebuild(root, "lock", STACK_IMAGE)
+        with built_once(root, STACK_IMAGE) as project:
+            yield project
 
 
 def header(rounds: int) -> None:
@@ -211,11 +247,13 @@ def main() -> None:
     parser.add_argument(
         "--small", action="store_true", help="a throwaway project (base and a one-line child), not the bundled images"
     )
+    parser.add_argument("--stack", action="store_true", help="a throwaway project with one dockerfile recipe from a git repository")
     args = parser.parse_args()
     header(args.rounds)
-    if args.small:
-        with small_project() as project:
-            rows = measure(project, [SMALL_IMAGE], False, args.rounds, with_build=True)
+    if args.small or args.stack:
+        throwaway, name = (small_project, SMALL_IMAGE) if args.small else (stack_project, STACK_IMAGE)
+        with throwaway() as project:
+            rows = measure(project, [name], False, args.rounds, with_build=True)
     else:
         project = load_project(REPO)
         names, others = reusable(project)
