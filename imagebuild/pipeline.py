@@ -84,10 +84,14 @@ def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
         elif spec.dockerfile is not None:
             rendered = read_stack(item, inputs[item.name].source, config.cache_dir, fetcher.git_env)
         else:
-            parent = spec.parent
-            base_ref = spec.root if parent is None else content_ref(config.project, parent, hashes[parent])
-            rendered = render(item, base_ref or "", ca_bundle=config.ca_pem, inputs=inputs[item.name])
-            rendered = replace(rendered, roots=(spec.root,) if parent is None else roots[parent][-1:])  # type: ignore[arg-type]
+            chain_roots: tuple[str, ...]
+            if spec.parent is None:
+                assert spec.root is not None  # RecipeFile's validator: a layered recipe names a parent or a root
+                base_ref, chain_roots = spec.root, (spec.root,)
+            else:
+                base_ref, chain_roots = content_ref(config.project, spec.parent, hashes[spec.parent]), roots[spec.parent][-1:]
+            rendered = render(item, base_ref, ca_bundle=config.ca_pem, inputs=inputs[item.name])
+            rendered = replace(rendered, roots=chain_roots)
         context = assemble(rewrite_for_build(rendered, config.mirror, config.debian_archive))
         hashes[item.name] = context.content_hash
         roots[item.name] = context.rendered.roots

@@ -189,9 +189,9 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     files: list[ContextFile] = []
     if is_root:
         files.append(ContextFile("imagebuild/with-build-env", support_file("with-build-env"), 0o755))
+        files += [ContextFile(f"imagebuild/stacks/{name}", support_file(f"stacks/{name}"), 0o755) for name in STACKS_FILES]
     if is_root or stack:
         files.append(ContextFile("imagebuild/inventory", support_file("inventory"), 0o755))
-        files += [ContextFile(f"imagebuild/stacks/{name}", support_file(f"stacks/{name}"), 0o755) for name in STACKS_FILES]
     requirements = None
     locked = inputs.lock is not None
     if inputs.lock is not None:
