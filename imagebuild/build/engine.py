@@ -149,6 +149,13 @@ class Engine:
         with engine_errors(f"creating volume {name}"):
             self.client.volumes.create(name, labels=labels)
 
+    def remove_volume(self, name: str) -> None:
+        with engine_errors(f"removing volume {name}"):
+            try:
+                self.client.volumes.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                return
+
     def try_pull(self, ref: str, credentials: tuple[str, str] | None = None) -> bool:
         auth = {"username": credentials[0], "password": credentials[1]} if credentials else None
         with engine_errors(f"pulling {ref}"):

@@ -121,21 +121,32 @@ def _check_port(settings: HubSettings, running: dict[str, ContainerInfo], folder
         )
 
 
-def _claim_database_volume(settings: HubSettings, folder: Path, engine: Engine) -> None:
-    """The database volume is this folder's: created with its key, or refused when another folder
-    of the same `name` made it (its database has that folder's password: the hub could not log in).
-    A volume without the label (made before imagebuild set it) is taken as it is."""
-    name = f"{settings.name}-db-data"
-    key = hashlib.sha256(f"imagebuild hub database\0{HubFolder(folder).secrets['POSTGRES_PASSWORD']}".encode()).hexdigest()[:16]
-    labels = engine.volume_labels(name)
-    if labels is None:
-        engine.create_volume(name, {DATABASE_KEY_LABEL: key})
-    elif labels.get(DATABASE_KEY_LABEL, key) != key:
-        raise RecipeError(
-            f"the volume {name} holds the database of another hub folder named '{settings.name}' (another password)",
-            path=folder / SETTINGS_FILE,
-            hint=f"give this hub another name in hub.toml; if that other hub is gone for good, 'docker volume rm {name}' deletes its data",
-        )
+@dataclass(frozen=True)
+class DatabaseVolume:
+    """The hub's database volume and the key of the folder whose database it holds: a digest of
+    the folder's database password (not the password)."""
+
+    name: str
+    key: str
+
+    @classmethod
+    def of(cls, settings: HubSettings, folder: Path) -> "DatabaseVolume":
+        password = HubFolder(folder).secrets["POSTGRES_PASSWORD"]
+        return cls(f"{settings.name}-db-data", hashlib.sha256(f"imagebuild hub database\0{password}".encode()).hexdigest()[:16])
+
+    def missing(self, engine: Engine, folder: Path) -> bool:
+        """Whether the volume is still to be made; one another folder of the same `name` made is
+        refused (its database has that folder's password: the hub could not log in). A volume
+        without the label (made before imagebuild set it) is taken as it is."""
+        labels = engine.volume_labels(self.name)
+        if labels is not None and labels.get(DATABASE_KEY_LABEL, self.key) != self.key:
+            raise RecipeError(
+                f"the volume {self.name} holds the database of another hub folder of the same name (another password)",
+                path=folder / SETTINGS_FILE,
+                hint=f"give this hub another name in hub.toml; if that other hub is gone for good, "
+                f"'docker volume rm {self.name}' deletes its data",
+            )
+        return labels is None
 
 
 def _changes(before: dict[str, ContainerInfo], after: dict[str, ContainerInfo]) -> dict[str, str]:
@@ -196,13 +207,16 @@ def up(request: UpRequest, engine: Engine) -> UpResult:
     settings, _selection = HubFolder(request.folder).check()  # every file readable before anything starts
     before = service_containers(engine, settings)
     _check_port(settings, before, request.folder)
-    _claim_database_volume(settings, request.folder, engine)
+    database = DatabaseVolume.of(settings, request.folder)
+    new_database = database.missing(engine, request.folder)
     images = ensure_images(request, settings, engine)
     compose_path = request.folder / COMPOSE_FILE
     rendered = render_compose(settings, (request.folder / SETTINGS_FILE).read_text())
     if not compose_path.is_file() or compose_path.read_text() != rendered:
         compose_path.write_text(rendered)
     request.reporter.say(f"starting the hub with {' '.join(request.compose.command)} {request.compose.version}")
+    if new_database:  # made here, not by Compose: it is external in the compose file
+        engine.create_volume(database.name, {DATABASE_KEY_LABEL: database.key})
     started = request.compose.run(request.folder, settings.name, "up", "-d", "--remove-orphans")
     try:
         if started.returncode != 0:
@@ -212,7 +226,9 @@ def up(request: UpRequest, engine: Engine) -> UpResult:
             )
         _wait_until_ready(request, settings, engine, before)
     except HubError:
-        request.compose.run(request.folder, settings.name, "down")  # volumes are kept
+        request.compose.run(request.folder, settings.name, "down")  # volumes are kept, but one made by this failed start
+        if new_database:
+            engine.remove_volume(database.name)
         raise
     after = service_containers(engine, settings)
     return UpResult(

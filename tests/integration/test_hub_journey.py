@@ -311,7 +311,7 @@ def test_a_new_folder_with_an_earlier_hubs_name_is_refused_and_that_hub_untouche
     refused = _cli("hub", "up", str(folder))
     assert refused.returncode == 2, refused.stderr
     line = _one_line(refused)
-    assert "journey-db-data holds the database of another hub folder named 'journey'" in line and "hub.toml" in line
+    assert "journey-db-data holds the database of another hub folder of the same name" in line and "hub.toml" in line
     assert "give this hub another name" in refused.stderr
     assert {c.id for c in engine.client.containers.list(filters={"label": "com.docker.compose.project=journey"})} == running
 
@@ -325,6 +325,7 @@ def test_a_missing_image_without_a_registry_is_refused_and_nothing_starts(tmp_pa
     line = _one_line(refused)
     assert f"registry {nowhere} does not answer" in line and "is not in the engine" in line
     _nothing_runs(engine, "offline")
+    assert not engine.client.volumes.list(filters={"name": "offline-db-data"})  # no volume of a hub that did not start
 
 
 # ---------------------------------------------------------------- OAuth against a real OpenID Connect provider
