@@ -23,7 +23,7 @@ from imagebuild.build.engine import context_tar
 from imagebuild.build.render import RenderedImage, source_label
 from imagebuild.errors import RecipeError
 from imagebuild.inputs.devpackages import LockedDevPackage, checkout
-from imagebuild.mirrors.rewrite.dockerfile import Instruction, parse_dockerfile
+from imagebuild.mirrors.rewrite.dockerfile import Instruction, arg_defaults, parse_dockerfile
 from imagebuild.model.external_schema import DockerfileSpec
 from imagebuild.model.text import read_text
 from imagebuild.plan import BuildPlan
@@ -97,14 +97,15 @@ def check_stack(text: str, spec: DockerfileSpec, *, where: Path | str, recipe: P
         if problem is not None:
             raise RecipeError(f"line {number}: {problem[0]}", path=where, hint=problem[1])
         if instruction.keyword == "ARG" and not stages:
-            global_args.update(_declared(words))
+            global_args.update({word: None for word in words if "=" not in word})  # declared without a default
+            global_args.update({name: value.text for name, value in arg_defaults(instruction).items()})
         elif instruction.keyword == "FROM":
             given = {name: value for name, value in spec.args.items() if name in global_args}  # as docker: declared ones
-            stage = _from(instruction, lines, {**global_args, **given}, where)
-            stages.append(stage)
+            _resolve_from(instruction, lines, {**global_args, **given}, where)
+            stages.append(instruction.stage)
             starts.append(instruction.line)
         elif instruction.keyword in ("COPY", "ADD") and copies is not None:
-            copies = _sources(words, copies)
+            copies = _sources(instruction, copies)
     if not stages:
         raise RecipeError("no FROM instruction", path=where, hint="a Dockerfile starts with FROM IMAGE (after global ARGs)")
     end = len(lines)
@@ -132,8 +133,8 @@ def _problem(instruction: Instruction, words: list[str], stages: list[str | None
         return "a heredoc needs BuildKit; imagebuild builds with the engine's classic builder", (
             "put the script into a file of the context and COPY it, or write the commands on the RUN line"
         )
-    arguments = [word for word in words if not word.startswith("--")]
-    if keyword == "RUN" and arguments and arguments[0].startswith("["):
+    arguments = instruction.arguments
+    if keyword == "RUN" and arguments and arguments[0].text.startswith("["):
         return "an exec-form RUN (a JSON list) runs without a shell, so its downloads cannot go through the mirror", (
             "write it in shell form: RUN command arguments"
         )
@@ -150,18 +151,9 @@ def _problem(instruction: Instruction, words: list[str], stages: list[str | None
     return None
 
 
-def _declared(words: list[str]) -> dict[str, str | None]:
-    """NAME -> default (None: declared without one) of an ARG instruction."""
-    found: dict[str, str | None] = {}
-    for word in words:
-        name, equals, value = word.partition("=")
-        found[name] = value.strip("\"'") if equals else None
-    return found
-
-
-def _from(instruction: Instruction, lines: list[str], values: dict[str, str | None], where: Path | str) -> str | None:
-    """Resolve one FROM's build arguments in `lines` (in place); return the stage name it declares."""
-    arguments = [word for word in instruction.words if not word.text.startswith("--")]
+def _resolve_from(instruction: Instruction, lines: list[str], values: dict[str, str | None], where: Path | str) -> None:
+    """Resolve one FROM's build arguments in `lines` (in place)."""
+    arguments = instruction.arguments
     if not arguments:
         raise RecipeError(f"line {instruction.line + 1}: FROM without an image", path=where, hint="write FROM IMAGE[:TAG] [AS NAME]")
     image = arguments[0]
@@ -189,16 +181,13 @@ def _from(instruction: Instruction, lines: list[str], values: dict[str, str | No
             )
         line = lines[image.line]
         lines[image.line] = line[: image.start] + resolved + line[image.end :]
-    if len(arguments) >= 3 and arguments[1].text.lower() == "as":
-        return arguments[2].text.lower()
-    return None
 
 
-def _sources(words: list[str], copies: list[str]) -> list[str] | None:
+def _sources(instruction: Instruction, copies: list[str]) -> list[str] | None:
     """`copies` with a COPY's or ADD's context sources added; None when one holds a variable."""
-    if any(word.startswith("--from=") for word in words):
+    if any(word.text.startswith("--from=") for word in instruction.words):
         return copies
-    arguments = [word for word in words if not word.startswith("--")]
+    arguments = [word.text for word in instruction.arguments]
     if arguments and arguments[0].startswith("["):
         try:
             arguments = [str(part) for part in json.loads(" ".join(arguments))]

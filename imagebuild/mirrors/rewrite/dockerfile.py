@@ -32,6 +32,19 @@ class Instruction:
     line: int
     words: list[Word]
 
+    @property
+    def arguments(self) -> list[Word]:
+        """Its words without the options (--from=..., --mount=..., --platform=...)."""
+        return [word for word in self.words if not word.text.startswith("--")]
+
+    @property
+    def stage(self) -> str | None:
+        """The stage a FROM declares (FROM IMAGE AS NAME), lower-cased as Docker matches stage names."""
+        arguments = self.arguments
+        if self.keyword == "FROM" and len(arguments) >= 3 and arguments[1].text.lower() == "as":
+            return arguments[2].text.lower()
+        return None
+
 
 @dataclass
 class _DockerfileLayout:
@@ -136,11 +149,11 @@ def _runs(layout: _DockerfileLayout) -> list[_Run]:
     shell: str | None = None  # None in scratch
     stage: str | None = None
     for instruction in layout.instructions:
-        arguments = [word.text for word in instruction.words if not word.text.startswith("--")]
         if instruction.keyword == "FROM":
-            image = arguments[0].lower() if arguments else "scratch"
+            arguments = instruction.arguments
+            image = arguments[0].text.lower() if arguments else "scratch"
             shell = None if image == "scratch" else shells.get(image, default)
-            stage = arguments[2].lower() if len(arguments) >= 3 and arguments[1].lower() == "as" else None
+            stage = instruction.stage
         elif instruction.keyword == "SHELL" and shell is not None:
             try:
                 shell = str(json.loads(" ".join(word.text for word in instruction.words))[0])
@@ -154,7 +167,7 @@ def _runs(layout: _DockerfileLayout) -> list[_Run]:
 
 
 def _run(instruction: Instruction, shell: str) -> _Run:
-    command = next((word for word in instruction.words if not word.text.startswith("--")), None)
+    command = next(iter(instruction.arguments), None)
     if command is None:
         return _Run(instruction, None, "a RUN without a command")
     if command.text.startswith("["):
@@ -230,13 +243,13 @@ def rewrite_dockerfile_document(
     seen_from = False
     for instruction in layout.instructions:
         if instruction.keyword == "FROM":
-            stage = _rewrite_from(document, instruction, route, stages, global_args, source)
-            if stage:
-                stages.add(stage.lower())
+            _rewrite_from(document, instruction, route, stages, global_args, source)
+            if instruction.stage:
+                stages.add(instruction.stage)
             seen_from = True
             continue
         if instruction.keyword == "ARG" and not seen_from:
-            global_args.update(_arg_defaults(instruction))
+            global_args.update({name: value for name, value in arg_defaults(instruction).items() if value.line is not None})
         for word in instruction.words:
             if word.line is None:
                 continue
@@ -262,8 +275,8 @@ def rewrite_dockerfile_document(
 def _keep_in_image(document: Document, layout: _DockerfileLayout, lines: list[str]) -> None:
     """`lines` right after each FROM but scratch, unless an earlier rewrite put them there."""
     for instruction in layout.instructions:
-        arguments = [word.text for word in instruction.words if not word.text.startswith("--")]
-        if instruction.keyword != "FROM" or not arguments or arguments[0].lower() == "scratch":
+        arguments = instruction.arguments
+        if instruction.keyword != "FROM" or not arguments or arguments[0].text.lower() == "scratch":
             continue
         after = max([instruction.line, *(word.line for word in instruction.words if word.line is not None)]) + 1
         if after >= len(document.lines) or document.lines[after] != RUNTIME_MARKER:
@@ -277,29 +290,28 @@ def _rewrite_from(
     stages: set[str],
     global_args: dict[str, Word],
     source: Path,
-) -> str | None:
-    """Rewrite one FROM's image; return the stage name it declares, if any."""
-    arguments = [word for word in instruction.words if not word.text.startswith("--")]
+) -> None:
+    """Rewrite one FROM's image."""
+    arguments = instruction.arguments
     if not arguments:
         raise line_error(
             instruction.line + 1, "FROM without an image", source, "write FROM [--platform=...] IMAGE[:TAG] [AS NAME]"
         )
     image = arguments[0]
-    stage = arguments[2].text if len(arguments) >= 3 and arguments[1].text.lower() == "as" else None
     reference = _ARG_REFERENCE.fullmatch(image.text)
     if reference is not None:
         image = global_args.get(reference.group(1) or reference.group(2), image)
     if image.line is not None and image.text.lower() not in stages:
         document.replace(image.line, image.start, image.end, route(image.text))
-    return stage
 
 
-def _arg_defaults(instruction: Instruction) -> dict[str, Word]:
-    """NAME -> its default value (quotes excluded) in a global ARG instruction."""
+def arg_defaults(instruction: Instruction) -> dict[str, Word]:
+    """NAME -> its default value (quotes excluded) in an ARG instruction; the value's `line` is
+    None when it spans a continuation."""
     found = {}
     for word in instruction.words:
         declared = _ARG_VALUE.fullmatch(word.text)
-        if declared is not None and word.line is not None:
+        if declared is not None:
             start = word.start + len(declared.group(1)) + 1 + len(declared.group(2))
             found[declared.group(1)] = Word(declared.group(3), word.line, start, start + len(declared.group(3)))
     return found
