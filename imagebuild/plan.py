@@ -19,15 +19,24 @@ class BuildPlan:
         return self.recipe.name
 
     @property
+    def bottom(self) -> Recipe:
+        """The recipe at the bottom of this image's chain (the image's own, without a parent)."""
+        return self.ancestors[-1] if self.ancestors else self.recipe
+
+    @property
+    def on_dockerfile_recipe(self) -> bool:
+        """Whether the image builds on a dockerfile recipe: an image imagebuild's layers did not lay out."""
+        return bool(self.ancestors) and self.bottom.spec.dockerfile is not None
+
+    @property
     def root_image(self) -> str:
         """The root reference at the bottom of this image's chain, e.g. 'debian:bookworm'.
 
         A chain on a [source] or dockerfile recipe has none: that Dockerfile names its bases
         (RenderedImage.roots).
         """
-        bottom = self.ancestors[-1] if self.ancestors else self.recipe
-        assert bottom.spec.root is not None  # guaranteed by RecipeFile's validator, for recipes without [source]
-        return bottom.spec.root
+        assert self.bottom.spec.root is not None  # guaranteed by RecipeFile's validator, for recipes without [source]
+        return self.bottom.spec.root
 
 
 def _ancestors(project: Project, name: str) -> tuple[Recipe, ...]:
@@ -57,19 +66,18 @@ def _ancestors(project: Project, name: str) -> tuple[Recipe, ...]:
         chain.append(parent)
         recipe = project.recipes[parent]
         found.append(recipe)
-    _check_environment(project.recipes[name], found)
     return tuple(found)
 
 
-def _check_environment(recipe: Recipe, ancestors: list[Recipe]) -> None:
+def _check_environment(item: BuildPlan) -> BuildPlan:
     """[python].environment says where a dockerfile parent's Python lives; elsewhere it means nothing."""
-    on_stack = bool(ancestors) and ancestors[-1].spec.dockerfile is not None
-    if recipe.spec.python.environment is not None and not on_stack:
+    if item.recipe.spec.python.environment is not None and not item.on_dockerfile_recipe:
         raise RecipeError(
             "[python].environment: this image does not build on a dockerfile recipe",
-            path=recipe.path,
+            path=item.recipe.path,
             hint="remove it: images on a 'root' chain install into the root's [python].venv",
         )
+    return item
 
 
 def plan(project: Project, names: list[str], *, everything: bool = False) -> list[BuildPlan]:
@@ -90,5 +98,5 @@ def plan(project: Project, names: list[str], *, everything: bool = False) -> lis
         for recipe in (*reversed(ancestors), project.recipes[name]):
             if recipe.name not in seen:
                 seen.add(recipe.name)
-                ordered.append(BuildPlan(recipe=recipe, ancestors=_ancestors(project, recipe.name)))
+                ordered.append(_check_environment(BuildPlan(recipe=recipe, ancestors=_ancestors(project, recipe.name))))
     return ordered

@@ -185,7 +185,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     recipe = plan.recipe
     spec = recipe.spec
     is_root = spec.root is not None
-    stack = on_stack(plan)
+    stack = plan.on_dockerfile_recipe
     files: list[ContextFile] = []
     if is_root:
         files.append(ContextFile("imagebuild/with-build-env", support_file("with-build-env"), 0o755))
@@ -247,6 +247,7 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         venv=venv,
         installer=INSTALLER,
         stack=stack,
+        stack_installer=STACK_INSTALLER,
         uv=f"{STACK_INSTALLER}/bin/uv" if stack else "uv",
         install_user="root" if stack else User().uid,
         as_owner=f"setpriv --reuid=$(stat -c %u {venv}) --regid=$(stat -c %g {venv}) --clear-groups env UV_NO_CACHE=1 "
@@ -280,16 +281,10 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     )
 
 
-def on_stack(plan: BuildPlan) -> bool:
-    """Whether the chain's bottom is a dockerfile recipe: an image imagebuild's layers did not lay out."""
-    return bool(plan.ancestors) and plan.ancestors[-1].spec.dockerfile is not None
-
-
 def _venv(plan: BuildPlan) -> str:
     """Children install into the virtual environment their root image created; on a dockerfile
     recipe, into the environment the nearest recipe names ([python].environment), or /opt/venv."""
-    if on_stack(plan):
+    if plan.on_dockerfile_recipe:
         named = (r.spec.python.environment for r in (plan.recipe, *plan.ancestors) if r.spec.python.environment)
         return next(named, DEFAULT_ENVIRONMENT)
-    bottom = plan.ancestors[-1] if plan.ancestors else plan.recipe
-    return bottom.spec.python.venv
+    return plan.bottom.spec.python.venv

@@ -120,7 +120,8 @@ def build_wheel(package: LockedDevPackage, cache: Path, env: dict[str, str], say
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix="building-") as scratch:
         source, dist = Path(scratch) / "source", Path(scratch) / "dist"
-        epoch = checkout(package, cache, env, source)
+        checkout(package, cache, env, source)
+        epoch = _git(["log", "-1", "--format=%ct", package.commit], env, cwd=source).stdout.strip()
         built = run(
             [find_uv_bin(), "build", "--wheel", "--python", sys.executable, "--out-dir", str(dist), str(source)],
             env={**env, "SOURCE_DATE_EPOCH": epoch or "315532800"},
@@ -142,9 +143,9 @@ def build_wheel(package: LockedDevPackage, cache: Path, env: dict[str, str], say
     return final / wheel.name
 
 
-def checkout(package: LockedDevPackage, cache: Path, env: dict[str, str], folder: Path) -> str:
+def checkout(package: LockedDevPackage, cache: Path, env: dict[str, str], folder: Path) -> None:
     """A work tree of `package` at its commit in `folder`, fetched into a bare repository kept in
-    the host `cache` (not again while it holds the commit); returns the commit's time (epoch)."""
+    the host `cache` (not again while it holds the commit)."""
     repository = cache / "git" / f"{_key(package)}.git"
     if not repository.is_dir():
         _check(_git(["init", "--quiet", "--bare", str(repository)], env), package, "create the local clone")
@@ -153,7 +154,6 @@ def checkout(package: LockedDevPackage, cache: Path, env: dict[str, str], folder
         _check(fetched, package, f"fetch commit {package.commit}")
     _check(_git(["clone", "--quiet", "--shared", "--no-checkout", str(repository), str(folder)], env), package, "clone")
     _check(_git(["checkout", "--quiet", "--detach", package.commit], env, cwd=folder), package, "check out")
-    return _git(["log", "-1", "--format=%ct", package.commit], env, cwd=folder).stdout.strip()
 
 
 def _check(completed: Completed, package: LockedDevPackage, action: str) -> None:

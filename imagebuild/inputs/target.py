@@ -76,7 +76,7 @@ DEBIAN_TARGETS = {
 def image_target(item: BuildPlan) -> Target:
     """The target of an image: its root image's Debian suite decides, or, on a dockerfile recipe,
     the Python and glibc versions that recipe states."""
-    bottom = item.ancestors[-1] if item.ancestors else item.recipe
+    bottom = item.bottom
     stack = bottom.spec.dockerfile
     if stack is not None:
         if stack.python is None or stack.glibc is None:

@@ -269,7 +269,7 @@ def sync(config: RunConfig, names: list[str], destination: Path, *, say: Callabl
                 say(f"{item.name}: skipped, its Dockerfile's RUN lines say what they install (the mirror serves them as asked)")
                 continue
             target = image_target(item)
-            if item.recipe.spec.root is not None or item.ancestors[-1].spec.dockerfile is not None:
+            if item.recipe.spec.root is not None or item.on_dockerfile_recipe:
                 say(f"{item.name}: resolving the installer {INSTALLER} for {target}")
                 run.fetch(run.resolve(target, [INSTALLER]))
             locked = read_lock(item.recipe)

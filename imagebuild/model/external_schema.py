@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from imagebuild.model.names import git_url
 from imagebuild.model.toml import StrictModel
@@ -28,16 +28,19 @@ def _git_ref(ref: str) -> str:
 GitRef = Annotated[str, AfterValidator(_git_ref)]
 
 
+def _url_or_folder(repo: str) -> str:
+    return git_url(repo) if "://" in repo or repo.startswith("git+") else repo
+
+
+Repository = Annotated[str, AfterValidator(_url_or_folder)]
+"""A git URL (checked) or a folder relative to the recipe."""
+
+
 class SourceSpec(StrictModel):
     """A Binder repository built by repo2docker instead of layers: `imagebuild lock` pins `ref` to a commit."""
 
-    repo: str = Field(description="a git URL (https://, ssh://, git://, file://) or a folder relative to the recipe")
+    repo: Repository = Field(description="a git URL (https://, ssh://, git://, file://) or a folder relative to the recipe")
     ref: GitRef = Field(default="HEAD", description="a branch, tag or commit")
-
-    @field_validator("repo")
-    @classmethod
-    def _url_or_folder(cls, repo: str) -> str:
-        return git_url(repo) if "://" in repo or repo.startswith("git+") else repo
 
     @property
     def is_url(self) -> bool:
@@ -55,11 +58,24 @@ def _stack_path(relative: str) -> str:
 StackPath = Annotated[str, AfterValidator(_stack_path)]
 
 
+def _version(pattern: str, what: str) -> AfterValidator:
+    def check(version: str) -> str:
+        if not re.fullmatch(pattern, version):
+            raise ValueError(f"must be {what}, got {version!r}")
+        return version
+
+    return AfterValidator(check)
+
+
+PythonVersion = Annotated[str, _version(r"3\.\d+\.\d+", "a full CPython version like '3.11.2'")]
+GlibcVersion = Annotated[str, _version(r"2\.\d+", "a glibc version like '2.36'")]
+
+
 class DockerfileSpec(StrictModel):
     """An existing Dockerfile built as it is, its FROM images and RUN lines routed through the mirror
     and the build environment: in the recipe folder, or in a git repository at a locked commit."""
 
-    repo: str | None = Field(
+    repo: Repository | None = Field(
         default=None, description="a git URL or a repository's folder relative to the recipe; none: the recipe folder"
     )
     ref: GitRef = Field(default="HEAD", description="with repo: a branch, tag or commit `imagebuild lock` pins")
@@ -69,29 +85,10 @@ class DockerfileSpec(StrictModel):
     args: Annotated[dict[str, str], AfterValidator(one_line_values)] = Field(
         default={}, description="build arguments (docker build --build-arg NAME=value); a FROM's ARG is resolved with them"
     )
-    python: str | None = Field(
+    python: PythonVersion | None = Field(
         default=None, description="the full version of the stack's Python, e.g. '3.11.2', for locking children's requirements"
     )
-    glibc: str | None = Field(default=None, description="the stack's C library version, e.g. '2.36', with 'python'")
-
-    @field_validator("repo")
-    @classmethod
-    def _url_or_folder(cls, repo: str | None) -> str | None:
-        return git_url(repo) if repo is not None and ("://" in repo or repo.startswith("git+")) else repo
-
-    @field_validator("python")
-    @classmethod
-    def _python_version(cls, version: str | None) -> str | None:
-        if version is not None and not re.fullmatch(r"3\.\d+\.\d+", version):
-            raise ValueError(f"must be a full CPython version like '3.11.2', got {version!r}")
-        return version
-
-    @field_validator("glibc")
-    @classmethod
-    def _glibc_version(cls, version: str | None) -> str | None:
-        if version is not None and not re.fullmatch(r"2\.\d+", version):
-            raise ValueError(f"must be a glibc version like '2.36', got {version!r}")
-        return version
+    glibc: GlibcVersion | None = Field(default=None, description="the stack's C library version, e.g. '2.36', with 'python'")
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> "DockerfileSpec":
