@@ -26,9 +26,8 @@ from repo2docker.contentproviders import Git
 from repo2docker.contentproviders.base import ContentProviderException
 from repo2docker.engine import ContainerEngine
 
-from imagebuild.build.context import context_files
 from imagebuild.build.engine import context_tar
-from imagebuild.build.render import ContextFile, RenderedImage, User, source_label
+from imagebuild.build.render import ContextFile, RenderedImage, User, context_files, source_label
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.devpackages import LockedDevPackage
 from imagebuild.mirrors.rules import url_rules

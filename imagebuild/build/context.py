@@ -5,10 +5,8 @@ import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from imagebuild.build.render import ContextFile, RenderedImage
-from imagebuild.errors import RecipeError
 
 HASH_LABEL = "io.imagebuild.content-hash"
 IMAGE_LABEL = "io.imagebuild.image"
@@ -42,24 +40,6 @@ def content_hash(rendered: RenderedImage) -> str:
         digest.update(f"\0smoke\0{notebook.name}\0".encode())
         digest.update(hashlib.sha256(notebook.read_bytes()).digest())
     return digest.hexdigest()
-
-
-def context_files(tar: bytes, *, where: str) -> tuple[ContextFile, ...]:
-    """Every regular file of a context tar, by name, without git metadata (.git); `where` names
-    the tar's origin in the error about a link, which imagebuild's contexts cannot hold."""
-    files = []
-    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        for member in archive.getmembers():
-            if ".git" in Path(member.name).parts or member.isdir():
-                continue
-            if not member.isfile():
-                raise RecipeError(
-                    f"{where}: '{member.name}' is a link; imagebuild's build contexts hold regular files only",
-                    hint="replace the link with the file in the repository, or leave it out in .dockerignore",
-                )
-            data = archive.extractfile(member).read()  # type: ignore[union-attr]
-            files.append(ContextFile(member.name, data, member.mode & 0o7777))
-    return tuple(sorted(files, key=lambda item: item.arcname))
 
 
 def _add(archive: tarfile.TarFile, item: ContextFile) -> None:

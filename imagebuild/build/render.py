@@ -3,20 +3,21 @@
 Rendering is pure: the same plan, base reference and CA choice give the same bytes.
 """
 
+import io
 import json
 import shlex
 import shutil
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from imagebuild.errors import AssetError
+from imagebuild.errors import AssetError, RecipeError
 from imagebuild.inputs.archive import SECURITY_ARCHIVE
 from imagebuild.inputs.conda import LOCAL_PACKAGES, subdir
 from imagebuild.inputs.devpackages import LockedDevPackage
@@ -53,6 +54,27 @@ class ContextFile:
     arcname: str
     data: bytes
     mode: int = 0o644
+
+
+def context_files(tar: bytes, *, where: str, links: bool = False) -> tuple[ContextFile, ...]:
+    """Every regular file of a context tar, by name, without git metadata (.git); `where` names
+    the tar's origin in the error about a link, which imagebuild's contexts cannot hold (`links`:
+    leave links out instead)."""
+    files = []
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        for member in archive.getmembers():
+            if ".git" in Path(member.name).parts or member.isdir():
+                continue
+            if member.issym() and links:
+                continue
+            if not member.isfile():
+                raise RecipeError(
+                    f"{where}: '{member.name}' is a link; imagebuild's build contexts hold regular files only",
+                    hint="replace the link with the file in the repository, or leave it out in .dockerignore",
+                )
+            data = archive.extractfile(member).read()  # type: ignore[union-attr]
+            files.append(ContextFile(member.name, data, member.mode & 0o7777))
+    return tuple(sorted(files, key=lambda item: item.arcname))
 
 
 @dataclass(frozen=True)
@@ -203,6 +225,11 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         files.append(requirements)
     wheels = [ContextFile(f"imagebuild/wheels/{name}", path.read_bytes()) for name, path in inputs.wheels()]
     files += wheels
+    checkouts = []
+    for number, (dest, tar) in enumerate(inputs.checkouts):
+        arcname = f"imagebuild/checkouts/{number}"
+        files += [replace(f, arcname=f"{arcname}/{f.arcname}") for f in context_files(tar, where=f"the checkout for {dest}", links=True)]
+        checkouts.append({"arcname": arcname, "dest": dest})
     conda_env = None
     if inputs.conda_lock is not None:
         files.append(ContextFile("imagebuild/conda-lock.yml", inputs.conda_lock.read_bytes()))
@@ -261,9 +288,12 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
         locked=locked,
         conda=conda_env,
         wheels=[item.arcname.rsplit("/", 1)[-1] for item in wheels],
+        checkouts=checkouts,
         assets=asset_copies,
         asset_installs=asset_installs,
-        constraints=[f"/opt/imagebuild/{parent.name}/requirements.txt" for parent in plan.ancestors if parent.requirements],
+        constraints=[f"/opt/imagebuild/{parent.name}/requirements.txt" for parent in plan.ancestors if parent.requirements]
+        if spec.python.parent_pins == "hold"
+        else [],
         files=copies,
         hooks=hooks,
         post_build=post_build.arcname if post_build else None,

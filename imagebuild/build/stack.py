@@ -18,9 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagebuild.build.context import context_files
 from imagebuild.build.engine import context_tar
-from imagebuild.build.render import RenderedImage, source_label
+from imagebuild.build.render import RenderedImage, context_files, source_label
 from imagebuild.errors import RecipeError
 from imagebuild.inputs.devpackages import LockedDevPackage, checkout
 from imagebuild.mirrors.rewrite.dockerfile import Instruction, arg_defaults, parse_dockerfile

@@ -70,6 +70,8 @@ def lock(
             out.print(f"  dev package {package['name']} {package['ref']} -> {str(package['commit'])[:12]}{note}")
         for name, (before, after) in outcome.changed_pins.items():
             out.print(f"  {name}: {before or '(new)'} -> {after or '(removed)'}")
+        for name, (parents, own) in outcome.moved_parent_pins.items():
+            out.print(f"  moves a parent's pin: {name} {parents} -> {own}")
 
 
 def _wanted(project_assets: dict[str, DeclaredAsset], names: list[str] | None) -> list[DeclaredAsset]:

@@ -143,17 +143,39 @@ def build_wheel(package: LockedDevPackage, cache: Path, env: dict[str, str], say
     return final / wheel.name
 
 
-def checkout(package: LockedDevPackage, cache: Path, env: dict[str, str], folder: Path) -> None:
-    """A work tree of `package` at its commit in `folder`, fetched into a bare repository kept in
-    the host `cache` (not again while it holds the commit)."""
+def _repository(package: LockedDevPackage, cache: Path, env: dict[str, str], *, offline: bool = False) -> Path:
+    """The bare repository in the host `cache` that holds the package's commit, fetched into
+    unless it already does (or, `offline`, an error saying how to fetch it)."""
     repository = cache / "git" / f"{_key(package)}.git"
     if not repository.is_dir():
         _check(_git(["init", "--quiet", "--bare", str(repository)], env), package, "create the local clone")
     if _git(["cat-file", "-e", f"{package.commit}^{{commit}}"], env, cwd=repository).returncode != 0:
+        if offline:
+            raise LockError(
+                f"'{package.name}': commit {package.commit[:12]} of {package.url} is not on this host",
+                hint="run 'imagebuild assets fetch' once while online; it fetches the locked commits",
+            )
         fetched = _git(["fetch", "--quiet", "--no-tags", package.url, package.commit], env, cwd=repository)
         _check(fetched, package, f"fetch commit {package.commit}")
+    return repository
+
+
+def checkout(package: LockedDevPackage, cache: Path, env: dict[str, str], folder: Path) -> None:
+    """A work tree of `package` at its commit in `folder`, from the bare repository kept in the
+    host `cache`."""
+    repository = _repository(package, cache, env)
     _check(_git(["clone", "--quiet", "--shared", "--no-checkout", str(repository), str(folder)], env), package, "clone")
     _check(_git(["checkout", "--quiet", "--detach", package.commit], env, cwd=folder), package, "check out")
+
+
+def archive(package: LockedDevPackage, cache: Path, env: dict[str, str], *, offline: bool) -> bytes:
+    """The package's files at its commit as a tar (git archive: no .git), for a dev package's
+    `checkout` folder in the image."""
+    repository = _repository(package, cache, env, offline=offline)
+    with tempfile.TemporaryDirectory(prefix="imagebuild-checkout-") as scratch:
+        tar = Path(scratch) / "checkout.tar"
+        _check(_git(["archive", "--format=tar", "--output", str(tar), package.commit], env, cwd=repository), package, "archive")
+        return tar.read_bytes()
 
 
 def _check(completed: Completed, package: LockedDevPackage, action: str) -> None:

@@ -13,6 +13,7 @@ from imagebuild.errors import LockError
 from imagebuild.inputs.assets import AssetCache, DeclaredAsset
 from imagebuild.inputs.devpackages import (
     LockedDevPackage,
+    archive,
     build_wheel,
     cached_wheel,
     host_environment,
@@ -84,3 +85,7 @@ class Fetcher:
                 hint="run 'imagebuild assets fetch' once while online; it builds the locked commits",
             )
         return build_wheel(package_lock, self.config.cache_dir, self.git_env, self.say)
+
+    def dev_checkout(self, package_lock: LockedDevPackage) -> bytes:
+        """The package's files at its locked commit (a tar), for its `checkout` folder."""
+        return archive(package_lock, self.config.cache_dir, self.git_env, offline=self.offline)

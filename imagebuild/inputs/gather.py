@@ -28,6 +28,8 @@ class ImageInputs:
     assets: tuple[tuple[AssetSpec, Path], ...] = ()
     skipped: tuple[AssetSpec, ...] = ()
     dev_wheels: tuple[Path, ...] = ()
+    checkouts: tuple[tuple[str, bytes], ...] = ()
+    """(folder in the image, tar of the files) of dev packages with a `checkout` folder."""
     conda_lock: Path | None = None
     source: LockedDevPackage | None = None
     """The locked commit a [source] recipe's repository is captured at (binder.py)."""
@@ -86,12 +88,15 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
     assets: list[tuple[AssetSpec, Path]] = []
     skipped: list[AssetSpec] = []
     wheels: list[Path] = []
+    checkouts: list[tuple[str, bytes]] = []
     if lock is not None:
         locked = {package.name: package for package in lock.dev_packages}
         for spec in recipe.spec.dev_packages:
             if spec.name not in locked:
                 raise LockError(f"{recipe.name}: dev package '{spec.name}' is not in its lock", path=state.path, hint=state.hint())
             wheels.append(fetcher.dev_wheel(item, locked[spec.name]))
+            if spec.checkout is not None:
+                checkouts.append((spec.checkout, fetcher.dev_checkout(locked[spec.name])))
     for asset in recipe.spec.assets:
         try:
             path = fetcher.asset(DeclaredAsset(asset, recipe))
@@ -108,6 +113,7 @@ def _inputs(item: BuildPlan, fetcher: Fetcher, problems: list[ImagebuildError]) 
         assets=tuple(assets),
         skipped=tuple(skipped),
         dev_wheels=tuple(wheels),
+        checkouts=tuple(checkouts),
         conda_lock=conda_lock,
         source=lock.source if lock is not None else None,
     )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 from uv import find_uv_bin
 
@@ -48,22 +49,36 @@ def compile_requirements(
     """
     recipe = item.recipe
     target = image_target(item)
+    hold = recipe.spec.python.parent_pins == "hold"
+    ancestors = _ancestor_pins(item)
     with tempfile.TemporaryDirectory(prefix="imagebuild-lock-") as scratch:
         folder = Path(scratch)
         inputs = []
+        if not hold:  # the parents' packages, by name: their versions are preferences below, not pins
+            parents = folder / "parents.in"
+            parents.write_text("".join(f"{name}\n" for name in _requested_names(item.ancestors)))
+            inputs.append(str(parents))
         if recipe.requirements is not None:
             inputs.append(str(recipe.requirements))
+        command = [find_uv_bin(), "pip", "compile"]
         if local_wheels:
+            # also overrides: a dev package that another names by a git URL (an app's git-only
+            # requirement) is taken from its locked wheel instead
             wheels = folder / "wheels.in"
             wheels.write_text("".join(f"{name} @ {path.as_uri()}\n" for name, path in local_wheels))
             inputs.append(str(wheels))
+            command += ["--overrides", str(wheels)]
         output = folder / "requirements.lock"
-        output.write_text(previous)
-        constraints = folder / "ancestors.txt"
-        constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(_ancestor_pins(item).items())))
-        command = [
-            find_uv_bin(), "pip", "compile", *inputs,
-            "-c", str(constraints),
+        ancestors_file = folder / "ancestors.txt"
+        ancestors_file.write_text("".join(f"{name}=={version}\n" for name, version in sorted(ancestors.items())))
+        if hold:
+            output.write_text(previous)
+            command += ["-c", str(ancestors_file)]
+        else:  # the parents' pins are preferred, as the previous lock's are (uv reads the output file so)
+            kept = {line.split("==")[0].lower() for line in previous.splitlines() if "==" in line and not line.startswith(" ")}
+            output.write_text(previous + "".join(f"{n}=={v}\n" for n, v in sorted(ancestors.items()) if n not in kept))
+        command += [
+            *inputs,
             "--generate-hashes", "--no-header", "--quiet", "--output-file", str(output),
             "--python-version", target.python_version,
             "--python-platform", platform_tag(target),
@@ -74,15 +89,32 @@ def compile_requirements(
         completed = run(command, env=env, cwd=recipe.directory, timeout=UV_TIMEOUT, check=False, error=LockError)
         resolved = output.read_text().replace(f"{folder}/", "")  # annotations name '-c ancestors.txt', not a temp path
     if completed.returncode != 0:
-        held = " (with its ancestors' pins held fixed)" if item.ancestors else ""
+        held = " (with its ancestors' pins held fixed)" if item.ancestors and hold else ""
         raise LockError(
             f"{item.name}: the requirements cannot be resolved{held}:\n{completed.stderr.strip()}",
             path=recipe.requirements or recipe.path,
-            hint="loosen a pin here, or bound the conflicting package in the parent's requirements and lock it again"
-            if item.ancestors
+            hint="loosen a pin here, bound the conflicting package in the parent's requirements and lock it again, "
+            "or let this image move its parents' pins ([python] parent_pins = \"move\")"
+            if item.ancestors and hold
             else "loosen or correct the pins named above",
         )
     return resolved
+
+
+def _requested_names(ancestors: tuple[Recipe, ...]) -> list[str]:
+    """What the ancestors' requirements files ask for, without versions (name, extras, marker)."""
+    names = []
+    for parent in ancestors:
+        if parent.requirements is None:
+            continue
+        for line in parent.requirements.read_text().splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if not line or line.startswith(("#", "-")):
+                continue
+            requirement = Requirement(line)
+            extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+            names.append(f"{requirement.name}{extras}" + (f"; {requirement.marker}" if requirement.marker else ""))
+    return names
 
 
 def _ancestor_pins(item: BuildPlan) -> dict[str, str]:
@@ -104,6 +136,8 @@ class LockOutcome:
     packages: int
     dev_packages: list[dict[str, str | None]]
     changed_pins: dict[str, list[str | None]]
+    moved_parent_pins: dict[str, list[str]]
+    """name -> [the parents' version, this image's] where [python] parent_pins = "move" moved it."""
 
 
 def _conda_parent(item: BuildPlan) -> Recipe | None:
@@ -207,6 +241,7 @@ def _outcome(
     item: BuildPlan, previous: ImageLock | None, lock: ImageLock, written: bool, dev: list[LockedDevPackage]
 ) -> LockOutcome:
     """What changed from `previous` to `lock` (a source's commit is listed among the dev packages)."""
+    pins, parents = lock.pins(), _ancestor_pins(item)
     before = {**(previous.pins() if previous else {}), **_debian_pins(previous.debian if previous else {})}
     after = {**lock.pins(), **_debian_pins(lock.debian)}
     earlier = {package.name: package.commit for package in previous.dev_packages} if previous else {}
@@ -223,4 +258,5 @@ def _outcome(
             for name in sorted(before.keys() | after.keys())
             if previous is not None and before.get(name) != after.get(name)
         },
+        moved_parent_pins={name: [version, pins[name]] for name, version in sorted(parents.items()) if pins.get(name, version) != version},
     )

@@ -54,6 +54,11 @@ class PythonSection(StrictModel):
         default=None,
         description="on a dockerfile parent: where its Python lives, a venv or a conda prefix (default /opt/venv)",
     )
+    parent_pins: Literal["hold", "move"] = Field(
+        default="hold",
+        description="'hold': the parents' locked versions are fixed; 'move': kept where they fit, moved where this "
+        "image's requirements need another version (the lock says which)",
+    )
 
 
 def _inside_recipe(relative: str) -> str:
@@ -178,6 +183,11 @@ class DevPackageSpec(StrictModel):
     name: Name = Field(description="its distribution name, e.g. 'aiida-core'")
     url: GitUrl = Field(description="the git repository, e.g. 'https://github.com/aiidateam/aiida-core.git'")
     ref: GitRef = Field(description="a branch, tag or commit")
+    checkout: PathInImage | None = Field(
+        default=None,
+        description="also put the repository's files at the commit here, symbolic links left out (what the wheel "
+        "leaves out, e.g. an app's notebooks)",
+    )
 
 
 TAG_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -100,7 +100,7 @@ def test_the_home_volume_carries_profile_calculations_and_daemon_across_restarts
     try:
         # A default app to install on first start; the registry is out of reach (no network), so
         # the hook warns and the start goes on.
-        apps = {"AIIDALAB_DEFAULT_APPS": "hello-world"}
+        apps = {"AIIDALAB_DEFAULT_APPS": "hello-world", "AIIDA_SERVICES": "always"}
         first = engine.client.containers.run(outcome.ref, ["sleep", "infinity"], environment=apps, **run)
         containers.append(first)
         uuid = aiida_python(first, AIIDA_SUBMIT).split("UUID ")[1].split()[0]
@@ -116,7 +116,9 @@ def test_the_home_volume_carries_profile_calculations_and_daemon_across_restarts
         assert logs.count("installing the default AiiDAlab apps ['hello-world'] failed") == 1, logs
         first.remove(force=True)
         containers.remove(first)
-        second = engine.client.containers.run(outcome.ref, ["sleep", "infinity"], nano_cpus=10**9, **run)
+        second = engine.client.containers.run(
+            outcome.ref, ["sleep", "infinity"], nano_cpus=10**9, environment={"AIIDA_SERVICES": "always"}, **run
+        )
         containers.append(second)
         started = time.monotonic()
         checked = aiida_python(second, AIIDA_CHECK + FAMILY_LISTED, uuid)

@@ -315,15 +315,74 @@ def test_children_keep_the_root_start(engine, base, science_or_none, name):
 
 
 def test_aiidalab_started_as_root_runs_its_services_as_nb_user(started, science):
-    container = started(science["aiidalab"], ["sleep", "infinity"], **ROOT_AS, environment={"NB_USER": "alice", "NB_UID": "1010"})
+    environment = {"NB_USER": "alice", "NB_UID": "1010", "AIIDA_SERVICES": "always"}
+    container = started(science["aiidalab"], ["sleep", "infinity"], **ROOT_AS, environment=environment)
     wait_for(lambda: "Running as alice" in container.logs().decode(), timeout=120, what="start.sh done")
-    # docker exec starts from the image's environment, not the one start.sh and the hooks made
-    session = {"HOME": "/home/alice", "AIIDA_PATH": "/home/alice"}
-    code, output = container.exec_run(
-        ["python", "-c", WAIT_FOR_AIIDA + "print('READY', orm.User.collection.get_default().email)"], user="alice", environment=session
-    )
+    # docker exec starts from the image's environment (HOME=/home/jovyan), not the one start.sh
+    # and the hooks made: it still finds alice's profile, and leaves no AiiDA folder of its own
+    code, output = container.exec_run(["python", "-c", WAIT_FOR_AIIDA + "print('READY', orm.User.collection.get_default().email)"], user="alice")
     assert code == 0 and "READY" in output.decode(), output.decode() + container.logs().decode()[-3000:]
     owners = shell(container, "stat -c '%U %u' /home/alice/.aiida-services /home/alice/.aiida-services/postgresql/data /home/alice/.aiida")
     assert owners.split("\n") == ["alice 1010"] * 3
+    links = shell(container, "readlink /home/jovyan/.aiida /home/jovyan/.aiida-services")
+    assert links.split("\n") == ["/home/alice/.aiida", "/home/alice/.aiida-services"]
     processes = shell(container, "ps -o user= -C postgres,beam.smp | sort -u")
     assert processes == "alice"
+
+
+def test_aiidalab_one_shot_command_starts_no_services(engine, science):
+    """`docker run IMAGE COMMAND` that is no Jupyter server starts neither PostgreSQL nor RabbitMQ."""
+    status, out, err = run(engine, science["aiidalab"], ["bash", "-c", "ls -A ~; ps -o comm= -C postgres,beam.smp | wc -l"], network_mode="none")
+    assert status == 0, err
+    assert "is no Jupyter server: AiiDA's services are not started" in err, err
+    assert ".aiida-services" not in out.split() and out.split()[-1] == "0", out
+
+
+# In a kernel like the one a notebook gets: whether the start hook was still preparing AiiDA when
+# the kernel started, then `load_profile()` twice, each cell's status and what it showed.
+FIRST_KERNEL = """
+import os, sys
+from pathlib import Path
+from jupyter_client.manager import start_new_kernel
+
+pending = Path(f"/tmp/aiida-prepare-{os.getuid()}.pending")
+manager, client = start_new_kernel(kernel_name="python3", startup_timeout=600)
+print("PENDING", pending.exists())
+for cell in ("first", "again"):
+    msg_id = client.execute("from aiida import load_profile; print('PROFILE', load_profile().name)")
+    shown = []
+    while True:
+        message = client.get_iopub_msg(timeout=900)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            shown.append(content["text"])
+        elif kind in ("display_data", "update_display_data"):
+            shown.append(content["data"].get("text/html", ""))
+        elif kind == "error":
+            shown.append(f"{content['ename']}: {content['evalue']}")
+        elif kind == "status" and content["execution_state"] == "idle":
+            break
+    reply = client.get_shell_msg(timeout=60)
+    print(cell.upper(), reply["content"]["status"], " ".join(shown).replace("\\n", " "))
+manager.shutdown_kernel(now=True)
+"""
+
+
+def test_aiidalab_first_kernel_waits_for_the_profile_under_cpu_contention(started, science):
+    """A first start on half a core: a kernel started while the profile is still being made gets
+    it in its first cell (which says AiiDA is being set up) and again in the same kernel."""
+    container = started(science["aiidalab"], network_mode="none", nano_cpus=500_000_000)
+    deadline = time.monotonic() + 300
+    while container.exec_run(["test", "-e", "/tmp/aiida-prepare-1000.pending"]).exit_code != 0:
+        assert time.monotonic() < deadline, container.logs().decode(errors="replace")[-3000:]
+        time.sleep(0.2)
+    code, output = container.exec_run(["python", "-c", FIRST_KERNEL], user="jovyan")
+    lines = output.decode(errors="replace")
+    assert code == 0, lines + container.logs().decode(errors="replace")[-3000:]
+    assert "PENDING True" in lines, f"the profile was ready before the kernel started, so nothing raced:\n{lines}"
+    first = next(line for line in lines.splitlines() if line.startswith("FIRST "))
+    again = next(line for line in lines.splitlines() if line.startswith("AGAIN "))
+    assert first.startswith("FIRST ok") and "Setting up AiiDA" in first and "PROFILE default" in first, lines
+    assert again.startswith("AGAIN ok") and "PROFILE default" in again, lines

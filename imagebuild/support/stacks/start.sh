@@ -17,6 +17,10 @@ source /usr/local/bin/_docker_stacks_log.sh
 _log_info "Entered start.sh with args:" "$@"
 
 [[ $# -gt 0 ]] || set -- bash
+# The command, for sourced before-notebook.d hooks that prepare only what a server needs (a
+# sourced hook sees this shell's variables, not start.sh's arguments).
+# shellcheck disable=SC2034 # read by the hooks
+START_COMMAND=("$@")
 if [[ "${_START_SH_EXECUTED:-}" == 1 ]]; then
     # already the entrypoint: a CMD that names start.sh again must not prepare twice
     _log_warn "start.sh is the default ENTRYPOINT, do not include it in CMD"

@@ -9,9 +9,12 @@
 # needs the broker waits for its port (30-aiida-profile.sh does).
 # Other ports: $RABBITMQ_DIST_PORT (default broker + 20000) and Erlang's $ERL_EPMD_PORT (4369); a
 # hub on the host network gives each server its own (HostNetworkSpawner).
-# Idempotent: a service that already answers is left alone. Safe to execute or to source.
+# Only for a Jupyter server (aiida_services_wanted, 10-aiida-user.sh). Idempotent: a service that
+# already answers is left alone. Safe to execute or to source.
 # Messages go to stderr (stdout is the command's). As root, it runs as NB_USER (10-aiida-user.sh).
-if [ "$(id -u)" = 0 ] && declare -F aiida_as_user >/dev/null; then
+if declare -F aiida_services_wanted >/dev/null && ! aiida_services_wanted; then
+    echo "20-aiida-services.sh: '${START_COMMAND[*]}' is no Jupyter server: AiiDA's services are not started (AIIDA_SERVICES=always starts them)" >&2
+elif [ "$(id -u)" = 0 ] && declare -F aiida_as_user >/dev/null; then
     aiida_as_user "${BASH_SOURCE[0]}" || true
 else (
     set -euo pipefail

@@ -4,16 +4,19 @@
 # the broker to boot), the `localhost` computer (direct scheduler), and default AiiDAlab apps
 # ($AIIDALAB_DEFAULT_APPS, if any). Every start: the storage migrated if an image update needs
 # it, the localhost computer's MPI process count set to the CPUs this container may use now,
-# pw.x registered as code pw@localhost when aiida-quantumespresso is installed, and the daemon
+# Quantum ESPRESSO's programs registered as codes when aiida-quantumespresso is installed
+# ($AIIDA_QE_CODES: LABEL:PROGRAM words, default pw:pw, i.e. pw.x as pw@localhost), and the daemon
 # started as soon as the broker answers (its log: $AIIDA_SERVICES_DIR/daemon-start.log).
 # The command (the server) waits for this only when the image's aiida-core differs from the one
 # an existing profile was last prepared with (a migration may be due); otherwise, the first
 # start's profile creation included (it needs the broker, which takes seconds to boot), it runs
-# in the background: what needs the profile waits for it (`verdi status`). A profile the user
+# in the background: a kernel's first cell waits for it, and so does `verdi status`. A profile the user
 # made is used as it is. A failure never blocks the server.
 # Safe to execute or to source: the work runs in a subshell. Messages go to stderr (stdout is
 # the command's). As root, it runs as NB_USER (10-aiida-user.sh).
-if [ "$(id -u)" = 0 ] && declare -F aiida_as_user >/dev/null; then
+if declare -F aiida_services_wanted >/dev/null && ! aiida_services_wanted; then
+    :  # no server, no services (20-aiida-services.sh said so)
+elif [ "$(id -u)" = 0 ] && declare -F aiida_as_user >/dev/null; then
     aiida_as_user "${BASH_SOURCE[0]}" || true
 else (
     services="${AIIDA_SERVICES_DIR:-$HOME/.aiida-services}"
@@ -42,6 +45,7 @@ PROFILE = os.environ.get("AIIDA_PROFILE_NAME", "default")
 POSTGRES_PORT = int(os.environ.get("AIIDA_POSTGRES_PORT", "5432"))
 BROKER_PORT = int(os.environ.get("AIIDA_BROKER_PORT", "5672"))
 BROKER_WAIT = 300  # seconds RabbitMQ may take to boot
+QE_VERSION = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "quantum-espresso"], capture_output=True, text=True).stdout
 
 
 def say(message: str) -> None:
@@ -144,16 +148,19 @@ if computer is not None:
     if computer.get_default_mpiprocs_per_machine() != cpus:
         computer.set_default_mpiprocs_per_machine(cpus)
         say(f"localhost runs MPI jobs on {cpus} processes")
-    pw = shutil.which("pw.x")
-    if pw and entry_points(group="aiida.calculations", name="quantumespresso.pw"):
+    for label, program in (word.partition(":")[::2] for word in os.environ.get("AIIDA_QE_CODES", "pw:pw").split()):
+        executable = shutil.which(f"{program}.x")
+        if not executable or not entry_points(group="aiida.calculations", name=f"quantumespresso.{program}"):
+            continue
         codes = orm.QueryBuilder().append(orm.Computer, filters={"id": computer.pk}, tag="computer")
-        codes.append(orm.InstalledCode, with_computer="computer", filters={"label": "pw"})
+        codes.append(orm.InstalledCode, with_computer="computer", filters={"label": label})
         if codes.count() == 0:
             orm.InstalledCode(
-                label="pw", computer=computer, filepath_executable=pw, default_calc_job_plugin="quantumespresso.pw",
-                description="Quantum ESPRESSO pw.x from the image",
+                label=label, computer=computer, filepath_executable=executable,
+                default_calc_job_plugin=f"quantumespresso.{program}",
+                description=f"Quantum ESPRESSO {program}.x {QE_VERSION} from the image",
             ).store()
-            say(f"registered {pw} as code pw@localhost")
+            say(f"registered {executable} as code {label}@localhost")
 
 apps = os.environ.get("AIIDALAB_DEFAULT_APPS", "").split()
 if first_start and apps:
@@ -189,6 +196,11 @@ PY
         else
             echo "30-aiida-profile.sh: creating the AiiDA profile in the background (the command does not wait for it)" >&2
         fi
-        { python -c "$prepare" || echo "$warning" >&2; } &
+        # Until this is done, a kernel's first cell waits (aiida-first-start.py, an IPython
+        # startup file): a kernel that read the configuration before the profile was in it would
+        # keep failing to load it.
+        pending="/tmp/aiida-prepare-$(id -u).pending"
+        touch "$pending"
+        { python -c "$prepare" || echo "$warning" >&2; rm -f "$pending"; } &
     fi
 ) fi
