@@ -131,6 +131,21 @@ class HubSettings(StrictModel):
 
     _variable_names = field_validator("environment")(env_names)
 
+    @field_validator("environment")
+    @classmethod
+    def _known_settings(cls, environment: dict[str, str]) -> dict[str, str]:
+        """Settings of the bundled images that a user's container could not use as written."""
+        registry = environment.get("AIIDALAB_REGISTRY")
+        if registry is not None:
+            try:
+                web_url(registry.rstrip("/"))
+            except ValueError as error:
+                raise ValueError(
+                    f"AIIDALAB_REGISTRY {error}: the AiiDAlab app registry's base URL, under which the App Store "
+                    "reads apps_index.json (e.g. https://aiidalab.github.io/aiidalab-registry/api/v1)"
+                ) from None
+        return environment
+
     @model_validator(mode="after")
     def _safe(self) -> "HubSettings":
         auth = self.authenticator

@@ -2,10 +2,13 @@
 conftest.py): a project with base and a wheelhouse `mirror sync` filled, served with credentials,
 and a caching proxy of the Debian archive, each with its own access log."""
 
+import functools
+import http.server
 import os
 import secrets
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +88,24 @@ def make_site(tmp_path_factory, engine) -> Iterator[MirroredSite]:
         engine.client.images.remove(image.id, force=True)
 
 
+class GitServer:
+    """Bare repositories over git's dumb HTTP protocol (static files), with an access log."""
+
+    def __init__(self, folder: Path) -> None:
+        self.log: list[str] = []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                server.log.append(self.path)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -5,13 +5,10 @@ server of this test (the Debian archive proxy, the served wheelhouse, a git serv
 recipe's smoke notebook, pushes it and a hub selects it; a layered child adds a dev package and
 an asset on top of it. The servers' access logs show where every package came from."""
 
-import functools
 import hashlib
-import http.server
 import json
 import re
 import subprocess
-import threading
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, git
-from tests.integration.mirrored import TOKEN_VARIABLE, USER_VARIABLE, MirroredSite
+from tests.integration.mirrored import TOKEN_VARIABLE, USER_VARIABLE, GitServer, MirroredSite
 
 pytestmark = pytest.mark.engine
 
@@ -78,29 +75,6 @@ PLAIN_PROFILE = MIRRORS + """
 def _notebook(*sources: str) -> str:
     cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": s} for s in sources]
     return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-
-
-class GitServer:
-    """Bare repositories over git's dumb HTTP protocol (static files), with an access log."""
-
-    def __init__(self, folder: Path) -> None:
-        self.log: list[str] = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                server.log.append(self.path)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,7 @@ def test_a_native_hub_needs_an_admin(tmp_path, make_project):
         ("memory = \"4G\"", "memroy = \"4G\"", r"\[limits\].memroy: unknown key"),
         ('home = "myhub-user-{username}"', 'home = "home-{user}"', "unknown placeholder {user}"),
         ("[environment]\n", '[environment]\n"A B" = "1"\n', "NAME of an environment variable"),
+        ("[environment]\n", '[environment]\nAIIDALAB_REGISTRY = "apps.example.org/api/v1"\n', "environment: AIIDALAB_REGISTRY must be an http or https URL"),
         ('name = "myhub"', 'name = "My Hub"', "name"),
         ("http_timeout = 300", "http_timeout = 5", "http_timeout"),
     ],
