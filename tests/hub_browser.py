@@ -74,22 +74,29 @@ class HubPerson:
         self.page.wait_for_load_state()
         self.shot(f"approved-{user}")
 
-    def start(self, label: str) -> float:
+    def start(self, label: str, *, ready: str | None = None) -> float:
         """Pick `label` in the image chooser, start; seconds until JupyterLab shows a launcher or
-        the restored notebook."""
+        the restored notebook, or, for an image whose default page is another, until the selector
+        `ready` shows there."""
         self.page.goto(f"{self.url}/hub/spawn")
         self.page.select_option("select[name=image]", label=label)
         self.shot(f"chooser-{label.split()[0]}")
         began = time.monotonic()
         self.page.click("form input[type=submit], form button[type=submit]")
-        self.page.wait_for_selector(f".jp-LauncherCard, {VISIBLE_NOTEBOOK}", timeout=self.timeout_ms)
+        self.page.wait_for_selector(ready or f".jp-LauncherCard, {VISIBLE_NOTEBOOK}", timeout=self.timeout_ms)
         seconds = time.monotonic() - began
-        self.shot(f"lab-{label.split()[0]}")
-        if not self.page.locator(".jp-LauncherCard").first.is_visible():
+        self.shot(f"ready-{label.split()[0]}")
+        if ready is None and not self.page.locator(".jp-LauncherCard").first.is_visible():
             # a later start restores the last session's tabs: start from a clean workspace instead
             self.page.goto(self.page.url.split("/lab")[0] + "/lab?reset")
             self.page.wait_for_selector(".jp-LauncherCard", timeout=self.timeout_ms)
         return seconds
+
+    def open(self, url: str, ready: str) -> None:
+        """Go to `url` and wait until the selector `ready` shows there."""
+        self.page.goto(url)
+        self.page.wait_for_selector(ready, timeout=self.timeout_ms)
+        self.shot(url.rsplit("/", 1)[-1].split("?")[0])
 
     def run_cell(self, code: str, expect: str) -> str:
         """A new notebook from the launcher `start` left open, `code` run in its first cell; the

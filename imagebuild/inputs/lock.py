@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 from uv import find_uv_bin
 
@@ -103,6 +102,8 @@ def compile_requirements(
 
 def _requested_names(ancestors: tuple[Recipe, ...]) -> list[str]:
     """What the ancestors' requirements files ask for, without versions (name, extras, marker)."""
+    from packaging.requirements import Requirement  # not on the command line's start path
+
     names = []
     for parent in ancestors:
         if parent.requirements is None:

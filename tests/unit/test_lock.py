@@ -3,15 +3,17 @@ rule behind `lock --check`, and the lock file's schema."""
 
 import functools
 import http.server
+import io
 import os
 import subprocess
+import tarfile
 import threading
 from pathlib import Path
 
 import pytest
 
 from imagebuild.errors import LockError, RecipeError
-from imagebuild.inputs.devpackages import host_environment, resolve
+from imagebuild.inputs.devpackages import archive, host_environment, resolve
 from imagebuild.inputs.lockfile import ImageLock, read_lock, write_lock
 from imagebuild.inputs.lockstate import input_digests, inputs_digest, lock_state
 from imagebuild.model.mirror import Mirror, MirrorProfile
@@ -183,3 +185,21 @@ def test_the_bundled_locks_are_fresh():
     project = load_project(REPO)
     states = {item.name: lock_state(item).state for item in plan(project, [], everything=True)}
     assert set(states.values()) <= {"fresh", "none"}, states
+
+
+def test_a_checkout_archives_the_locked_commit_and_works_offline_once_fetched(repo, tmp_path):
+    (repo / "app.ipynb").write_text("{}")
+    git(repo, "add", "app.ipynb")
+    git(repo, "commit", "-q", "-m", "an app")
+    package = resolve(_spec(repo, "main"), GIT_ENV)
+    (repo / "app.ipynb").write_text('{"later": true}')  # a later commit is not what the lock names
+    git(repo, "commit", "-q", "-am", "later")
+    cache = tmp_path / "cache"
+    with pytest.raises(LockError, match="not on this host") as caught:
+        archive(package, cache, GIT_ENV, offline=True)
+    assert "imagebuild assets fetch" in caught.value.hint
+    fetched = archive(package, cache, GIT_ENV, offline=False)
+    offline = archive(package, cache, GIT_ENV, offline=True)
+    with tarfile.open(fileobj=io.BytesIO(offline)) as tar:
+        assert tar.extractfile("app.ipynb").read() == b"{}"  # type: ignore[union-attr]
+    assert fetched == offline

@@ -7,8 +7,10 @@ import tarfile
 
 import pytest
 
+from imagebuild.build.render import render
 from imagebuild.errors import AssetError, LockError
 from imagebuild.inputs.assets import AssetCache
+from imagebuild.inputs.gather import ImageInputs
 from imagebuild.inputs.lockfile import ImageLock, write_lock
 from imagebuild.inputs.lockstate import inputs_digest
 from imagebuild.model.project import load_project
@@ -202,3 +204,25 @@ def test_dev_packages_need_a_lock(make_project, cache):
     with pytest.raises(LockError, match="no locked commit") as caught:
         _child(make_project)
     assert "imagebuild lock child" in caught.value.hint
+
+
+def test_a_dev_package_checkout_is_copied_owned_by_the_user_without_links(make_project, cache):
+    """`checkout` puts the repository's files at the locked commit where the recipe says, as the
+    user's (apps write beside their notebooks); links, which a context cannot hold, are left out."""
+    make_project.recipe("child", 'parent = "base"\n')
+    project = load_project(make_project.root)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in (("app.ipynb", b"{}"), ("logos/logo.png", b"PNG")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("docs/logo.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "../logos/logo.png"
+        archive.addfile(link)
+    inputs = ImageInputs(checkouts=(("/opt/aiidalab/apps/hello", buffer.getvalue()),))
+    rendered = render(plan(project, ["child"])[-1], "imagebuild/base:sha-0", inputs=inputs)
+    files = {item.arcname: item.data for item in rendered.files if item.arcname.startswith("imagebuild/checkouts/")}
+    assert files == {"imagebuild/checkouts/0/app.ipynb": b"{}", "imagebuild/checkouts/0/logos/logo.png": b"PNG"}
+    assert "COPY --chown=1000:100 imagebuild/checkouts/0/ /opt/aiidalab/apps/hello/" in rendered.dockerfile
+    assert "RUN fix-permissions /opt/aiidalab/apps/hello" in rendered.dockerfile
