@@ -78,7 +78,12 @@ class HubPerson:
         """Pick `label` in the image chooser, start; seconds until JupyterLab shows a launcher or
         the restored notebook, or, for an image whose default page is another, until the selector
         `ready` shows there."""
+        deadline = time.monotonic() + self.timeout_ms / 1000
         self.page.goto(f"{self.url}/hub/spawn")
+        while not self.page.locator("select[name=image]").is_visible():  # the last stop may still be going on
+            assert time.monotonic() < deadline, f"no image chooser at {self.page.url}"
+            time.sleep(2)
+            self.page.goto(f"{self.url}/hub/spawn")
         self.page.select_option("select[name=image]", label=label)
         self.shot(f"chooser-{label.split()[0]}")
         began = time.monotonic()

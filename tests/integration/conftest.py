@@ -1,12 +1,14 @@
 """Real engine fixtures: the engine is started if needed, images are built once per session
 and shared by every test (a rebuild of an unchanged image is a content-hash lookup)."""
 
+import contextlib
 import datetime
 import gzip
 import io
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,8 +31,9 @@ from imagebuild.model.project import Project, load_project
 from imagebuild.plan import plan
 from imagebuild.publish import registry as registry_module
 from imagebuild.smoketest import smoke_image
-from imagebuild.system import cache_dir
+from imagebuild.system import apt_install, cache_dir
 from tests.conftest import REPO, free_port, host_trust, run_config
+from tests.hub_browser import HubPerson, chromium
 from tests.integration.mirrored import MirroredSite, make_site
 
 
@@ -246,3 +250,45 @@ def aiida_python(container, script: str, *args: str) -> str:
     text = output.decode(errors="replace")
     assert exit_code == 0, text + container.logs().decode(errors="replace")[-3000:]
     return text
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium (installed when missing), driven by Playwright."""
+    if shutil.which("chromium") is None:
+        apt_install(["chromium"], log=cache_dir() / "chromium-install.log")
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def journeys(browser, request) -> Iterator[list[HubPerson]]:
+    """The browser sessions a test opens. At a failure each leaves a screenshot in its module's
+    ARTIFACTS folder, which is removed when the test passed."""
+    artifacts: Path = request.module.ARTIFACTS
+    opened: list[HubPerson] = []
+    yield opened
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else True
+    for journey in opened:
+        if failed:
+            journey.shot("at-failure")
+        journey.close()
+    if not failed:
+        shutil.rmtree(artifacts, ignore_errors=True)
+    else:
+        print(f"screenshots of each step: {artifacts}")
+
+
+def remove_hub_data(engine, name: str) -> None:
+    """Everything of hub `name` (an interrupted earlier run leaves it behind): user containers
+    (DockerSpawner may be removing them already), services, other containers a test labelled
+    io.imagebuild.hub=NAME, network, volumes."""
+    for label in (f"io.imagebuild.hub={name}", f"com.docker.compose.project={name}"):
+        for container in engine.client.containers.list(all=True, filters={"label": label}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
+    for network in engine.client.networks.list(names=[f"{name}-jupyterhub"]):
+        network.remove()
+    for volume in engine.client.volumes.list():
+        if volume.name.startswith(f"{name}-"):
+            volume.remove(force=True)

@@ -10,7 +10,6 @@ restart and opens the QE app's first step.
 
 Each browser step leaves a screenshot in build/test-artifacts/aiidalab-qe/ (kept on failure)."""
 
-import contextlib
 import hashlib
 import io
 import json
@@ -22,7 +21,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker.errors
 import pytest
 
 from imagebuild import pipeline
@@ -32,10 +30,9 @@ from imagebuild.inputs.lockfile import read_lock
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.project import load_project
 from imagebuild.model.recipe import load_recipe
-from imagebuild.system import apt_install, cache_dir
 from tests.conftest import REPO, free_port, git, host_trust, run_config
-from tests.hub_browser import HubPerson, chromium
-from tests.integration.conftest import QUIET, imagebuild_cli
+from tests.hub_browser import HubPerson
+from tests.integration.conftest import QUIET, imagebuild_cli, remove_hub_data
 from tests.integration.mirrored import GitServer
 
 pytestmark = pytest.mark.engine
@@ -199,14 +196,24 @@ def qe_with_test_family(engine, base_build, github, tmp_path_factory, distributi
 
 APP = "hello-site"
 APP_TITLE = "Hello from the site registry"
+LOGO = "data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' width='8' height='8'/>"
+"""The App Store and the start page show every app's logo (a URL), and refuse an app without one."""
 
 
-def _app_registry(folder: Path, base_url: str) -> None:
+SITE_GIT = "https://github.com/imagebuild-site/"
+"""Where the registry says the app's repository is; the users' git is routed to the site's mirror."""
+
+
+def _app_registry(folder: Path) -> None:
     """A site app registry as a static folder in the published layout (api/v1/apps_index.json,
-    api/v1/apps/<id>.json), with one app whose release is a git repository beside it."""
+    api/v1/apps/<id>.json), with one app on GitHub (SITE_GIT) whose mirror is git/ beside it."""
+    metadata = {
+        "title": APP_TITLE, "description": "A site's own app", "authors": "imagebuild", "categories": ["utilities"],
+        "state": "stable", "logo": LOGO,
+    }  # fmt: skip
     source = folder / "source"
     source.mkdir(parents=True)
-    (source / "metadata.json").write_text(json.dumps({"title": APP_TITLE, "description": "A site's own app", "authors": "imagebuild"}))
+    (source / "metadata.json").write_text(json.dumps(metadata))
     (source / "start.md").write_text(f"[{APP_TITLE}](./hello.ipynb)\n")
     (source / "hello.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     git(folder, "init", "--quiet", "--initial-branch", "main", str(source))
@@ -217,25 +224,11 @@ def _app_registry(folder: Path, base_url: str) -> None:
     git(folder / "git" / f"{APP}.git", "update-server-info")
     api = folder / "api" / "v1"
     (api / "apps").mkdir(parents=True)
-    metadata = {"title": APP_TITLE, "description": "A site's own app", "authors": "imagebuild", "categories": ["utilities"], "state": "stable"}
     (api / "apps_index.json").write_text(
         json.dumps({"apps": {APP: {"name": APP, "categories": ["utilities"]}}, "categories": {"utilities": {"title": "Utilities", "description": ""}}})
     )
-    release = {"url": f"git+{base_url}/git/{APP}.git@{commit}", "environment": {"python_requirements": []}, "metadata": metadata}
+    release = {"url": f"git+{SITE_GIT}{APP}.git@{commit}", "environment": {"python_requirements": []}, "metadata": metadata}
     (api / "apps" / f"{APP}.json").write_text(json.dumps({"name": APP, "metadata": metadata, "releases": {"v1.0.0": release}}))
-
-
-def _remove(engine, name: str) -> None:
-    """A hub `name` and its app registry, left by an interrupted run or at the end of this one."""
-    for label in (f"io.imagebuild.hub={name}", f"com.docker.compose.project={name}", f"io.imagebuild.test-registry={name}"):
-        for container in engine.client.containers.list(all=True, filters={"label": label}):
-            with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
-    for network in engine.client.networks.list(names=[f"{name}-jupyterhub"]):
-        network.remove()
-    for volume in engine.client.volumes.list():
-        if volume.name.startswith(f"{name}-"):
-            volume.remove(force=True)
 
 
 @pytest.fixture(scope="module")
@@ -244,17 +237,22 @@ def qe_hub(tmp_path_factory, engine, registry, base_build, qe_with_test_family) 
     registry on the hub's network; the hub's URL."""
     root, outcome = qe_with_test_family
     name = "aiidalabqe"
-    _remove(engine, name)
+    remove_hub_data(engine, name)
     folder = tmp_path_factory.mktemp("hubs") / name
     registry_host = f"{name}-apps"
     apps = tmp_path_factory.mktemp("app-registry")
-    _app_registry(apps, f"http://{registry_host}:8000")
+    _app_registry(apps)
     port = free_port()
     assert cli(REPO, "hub", "init", str(folder), "--admin", "boss", "--registry", registry, "--port", str(port)).returncode == 0
     settings = folder / "hub.toml"
-    settings.write_text(
-        settings.read_text().replace("[environment]\n", f'[environment]\nAIIDALAB_REGISTRY = "http://{registry_host}:8000/api/v1"\n')
-    )
+    environment = {  # the registry, and git's route from GitHub to the site's mirror (git's own variables)
+        "AIIDALAB_REGISTRY": f"http://{registry_host}:8000/api/v1",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.http://{registry_host}:8000/git/.insteadOf",
+        "GIT_CONFIG_VALUE_0": SITE_GIT,
+    }
+    lines = "".join(f'{key} = "{value}"\n' for key, value in environment.items())
+    settings.write_text(settings.read_text().replace("[environment]\n", f"[environment]\n{lines}"))
     tag = outcome.published.tags[0].tag
     selected = cli(root, "hub", "select", f"{QE}:{tag}", "--dir", str(folder))
     assert selected.returncode == 0, selected.stdout + selected.stderr
@@ -264,43 +262,20 @@ def qe_hub(tmp_path_factory, engine, registry, base_build, qe_with_test_family) 
         engine.client.containers.run(
             base_build.ref, ["-m", "http.server", "8000", "--directory", "/srv"], entrypoint=["python"], name=registry_host,
             detach=True, user="root", network=f"{name}-jupyterhub", volumes={str(apps): {"bind": "/srv", "mode": "ro"}},
-            labels={"io.imagebuild.test-registry": name},
+            labels={"io.imagebuild.hub": name},
         )  # fmt: skip
         yield json.loads(started.stdout)["url"], f"{QE} {tag}", folder
     finally:
         print(cli(REPO, "hub", "logs", "hub", "--dir", str(folder), "--tail", "150").stdout)
         cli(REPO, "hub", "down", str(folder))
-        _remove(engine, name)
+        remove_hub_data(engine, name)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if shutil.which("chromium") is None:
-        apt_install(["chromium"], log=cache_dir() / "chromium-install.log")
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def people(browser, request) -> Iterator[list[HubPerson]]:
-    opened: list[HubPerson] = []
-    yield opened
-    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else True
-    for person in opened:
-        if failed:
-            person.shot("at-failure")
-        person.close()
-    if not failed:
-        shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    else:
-        print(f"screenshots of each step: {ARTIFACTS}")
-
-
-def test_a_user_lands_on_the_aiidalab_start_page_installs_a_site_app_and_opens_the_qe_app(qe_hub, browser, people, engine):
+def test_a_user_lands_on_the_aiidalab_start_page_installs_a_site_app_and_opens_the_qe_app(qe_hub, browser, journeys, engine):
     url, label, _folder = qe_hub
     admin = HubPerson(browser, url, "admin", password=PASSWORD, timeout_ms=STEP_TIMEOUT, shots=ARTIFACTS)
     user = HubPerson(browser, url, "ada", password=PASSWORD, timeout_ms=STEP_TIMEOUT, shots=ARTIFACTS)
-    people += [admin, user]
+    journeys += [admin, user]
     admin.signup("boss")
     assert admin.login("boss")
     user.signup("ada")
@@ -331,6 +306,7 @@ def test_a_user_lands_on_the_aiidalab_start_page_installs_a_site_app_and_opens_t
     user.open(f"{base}/apps/apps/quantum-espresso/qe.ipynb", "text=Step 1: Select structure")
     print(f"ada: QE app first step shown in {time.monotonic() - began:.1f} s")
     run_silicon_in_the_qe_app(user)
+    container = engine.client.containers.get("aiidalabqe-user-ada")  # the second start's
     code, output = container.exec_run(["verdi", "process", "list", "-a", "-p", "1"], user="jovyan")
     assert b"PwCalculation" in output and b"Finished [0]" in output, output.decode(errors="replace")
 

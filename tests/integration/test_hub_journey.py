@@ -9,10 +9,8 @@ OAuth against a real OpenID Connect provider; refusals that leave nothing runnin
 
 Each browser step leaves a screenshot in build/test-artifacts/hub-journey/ (kept on failure)."""
 
-import contextlib
 import json
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -20,15 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
 import pytest
 import requests
 
 from imagebuild.model.hub import HubFolder
-from imagebuild.system import apt_install, cache_dir
 from tests.conftest import REPO, free_port
-from tests.hub_browser import HubPerson, chromium
-from tests.integration.conftest import SCIENCE, imagebuild_cli
+from tests.hub_browser import HubPerson
+from tests.integration.conftest import SCIENCE, imagebuild_cli, remove_hub_data
 
 pytestmark = pytest.mark.engine
 
@@ -70,24 +66,10 @@ def _up(folder: Path) -> dict:
     return result
 
 
-def _remove_hub_data(engine, name: str) -> None:
-    """Everything of hub `name` (an interrupted earlier run leaves it behind): user containers
-    (DockerSpawner may be removing them already), services, network, volumes."""
-    for label in (f"io.imagebuild.hub={name}", f"com.docker.compose.project={name}"):
-        for container in engine.client.containers.list(all=True, filters={"label": label}):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                container.remove(force=True)
-    for network in engine.client.networks.list(names=[f"{name}-jupyterhub"]):
-        network.remove()
-    for volume in engine.client.volumes.list():
-        if volume.name.startswith(f"{name}-"):
-            volume.remove(force=True)
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, engine, registry, published) -> Iterator[Hub]:
     folder = tmp_path_factory.mktemp("hubs") / "journey"
-    _remove_hub_data(engine, "journey")  # a hub of an earlier, interrupted session
+    remove_hub_data(engine, "journey")  # a hub of an earlier, interrupted session
     port = free_port()
     initialised = _cli("hub", "init", str(folder), "--admin", "boss", "--registry", registry, "--port", str(port))
     assert initialised.returncode == 0, initialised.stderr
@@ -103,7 +85,7 @@ def hub(tmp_path_factory, engine, registry, published) -> Iterator[Hub]:
         print(_cli("hub", "logs", "hub", "--dir", str(folder), "--tail", "150").stdout)  # shown when a test failed
         down = _cli("hub", "down", str(folder))
         print(down.stdout, down.stderr)
-        _remove_hub_data(engine, "journey")
+        remove_hub_data(engine, "journey")
 
 
 def test_hub_up_runs_the_database_and_the_hub_from_the_registry(hub, registry, engine):
@@ -127,32 +109,8 @@ def test_a_second_hub_up_restarts_nothing(hub):
 # ---------------------------------------------------------------- the browser journey
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """Debian's chromium (installed when missing), driven by Playwright."""
-    if shutil.which("chromium") is None:
-        apt_install(["chromium"], log=cache_dir() / "chromium-install.log")
-    with chromium() as launched:
-        yield launched
-
-
 def person(browser, url: str, who: str) -> HubPerson:
     return HubPerson(browser, url, who, password=PASSWORD, timeout_ms=STEP_TIMEOUT, shots=ARTIFACTS)
-
-
-@pytest.fixture
-def journeys(browser, request) -> Iterator[list[HubPerson]]:
-    opened: list[HubPerson] = []
-    yield opened
-    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else True
-    for journey in opened:
-        if failed:
-            journey.shot("at-failure")
-        journey.close()
-    if not failed:
-        shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    else:
-        print(f"screenshots of each step: {ARTIFACTS}")
 
 
 def test_sign_up_approval_spawn_and_persistence_in_a_browser(hub, browser, journeys, engine):
@@ -346,7 +304,7 @@ def oidc_wheels(tmp_path_factory) -> Path:
 
 def test_generic_oauth_admits_an_allowed_user_and_refuses_another(tmp_path, registry, engine, browser, journeys, oidc_wheels, hub):
     folder = tmp_path / "oidc"
-    _remove_hub_data(engine, "oidc")
+    remove_hub_data(engine, "oidc")
     for stale in engine.client.containers.list(all=True, filters={"name": PROVIDER}):
         stale.remove(force=True)
     port, provider_port = free_port(), free_port()
@@ -399,7 +357,7 @@ def test_generic_oauth_admits_an_allowed_user_and_refuses_another(tmp_path, regi
     finally:
         provider.remove(force=True)
         _cli("hub", "down", str(folder))
-        _remove_hub_data(engine, "oidc")
+        remove_hub_data(engine, "oidc")
 
 
 def _answers(url: str) -> bool:
