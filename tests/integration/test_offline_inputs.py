@@ -158,9 +158,10 @@ def _labels(engine, ref: str) -> dict[str, str]:
 
 
 def _run_started(engine, ref: str, command: str) -> str:
-    """`command` after start.sh ran the start hooks, as a first start on a hub would."""
+    """`command` after start.sh ran the start hooks, as a first start on a hub would (AiiDA's
+    services too, which a command that is no Jupyter server gets only when it asks for them)."""
     return engine.client.containers.run(
-        ref, ["bash", "-c", command], remove=True, network_mode="none", stderr=True
+        ref, ["bash", "-c", command], remove=True, network_mode="none", stderr=True, environment={"AIIDA_SERVICES": "always"}
     ).decode()
 
 
