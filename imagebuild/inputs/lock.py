@@ -20,7 +20,7 @@ from imagebuild.inputs.archive import package_indexes
 from imagebuild.inputs.assets import DeclaredAsset
 from imagebuild.inputs.devpackages import LockedDevPackage, resolve
 from imagebuild.inputs.fetch import Fetcher
-from imagebuild.inputs.lockfile import ImageLock, lock_path, platform_tag, read_lock, write_lock
+from imagebuild.inputs.lockfile import ImageLock, lock_path, pins_of, platform_tag, read_lock, write_lock
 from imagebuild.inputs.lockstate import input_digests, inputs_digest
 from imagebuild.inputs.target import debian_suite, image_target
 from imagebuild.model.recipe import Recipe
@@ -74,7 +74,7 @@ def compile_requirements(
             output.write_text(previous)
             command += ["-c", str(ancestors_file)]
         else:  # the parents' pins are preferred, as the previous lock's are (uv reads the output file so)
-            kept = {line.split("==")[0].lower() for line in previous.splitlines() if "==" in line and not line.startswith(" ")}
+            kept = pins_of(previous)
             output.write_text(previous + "".join(f"{n}=={v}\n" for n, v in sorted(ancestors.items()) if n not in kept))
         command += [
             *inputs,

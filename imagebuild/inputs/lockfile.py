@@ -40,7 +40,12 @@ class ImageLock(StrictModel):
 
     def pins(self) -> dict[str, str]:
         """name -> version of every locked distribution."""
-        return {match[1].lower(): match[3] for line in self.requirements.splitlines() if (match := _PIN.match(line))}
+        return pins_of(self.requirements)
+
+
+def pins_of(requirements: str) -> dict[str, str]:
+    """name -> version of every pin in a requirements text (uv's hashed output)."""
+    return {match[1].lower(): match[3] for line in requirements.splitlines() if (match := _PIN.match(line))}
 
 
 def lock_path(recipe: Recipe) -> Path:
