@@ -19,6 +19,7 @@ import certifi
 
 from imagebuild.errors import RecipeError
 from imagebuild.model.mirror import Mirror, selected_mirror
+from imagebuild.model.names import builder_name
 from imagebuild.model.project import Project, load_project
 from imagebuild.system import cache_dir
 
@@ -55,6 +56,10 @@ class RunOptions:
     ca_cert: Path | None = None
     offline: bool = False
     registry: str | None = None
+    builder: str | None = None
+    """`build` and `nightly` only: --builder (default: [build].builder)."""
+    jobs: int | None = None
+    """`build` and `nightly` only: --jobs (default: [build].jobs, else the host's cores)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,10 @@ class RunConfig:
     registry: str
     offline: bool
     cache_dir: Path
+    builder: str = "auto"
+    """What builds: auto, buildkit, classic or a buildx builder's name (builders.py)."""
+    jobs: int = 1
+    """How many images build at the same time."""
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     """The environment the command started with, for the programs it runs (git, uv, pip)."""
     registry_login: tuple[str, str] | None = field(default=None, repr=False)
@@ -184,6 +193,11 @@ def resolve(options: RunOptions, environ: Mapping[str, str] = os.environ, projec
         mirror=options.mirror or environ.get(MIRROR_VARIABLE),
         registry=options.registry or environ.get(REGISTRY_VARIABLE),
     )
+    if options.builder is not None:
+        try:
+            builder_name(options.builder)
+        except ValueError as error:
+            raise RecipeError(f"--builder: {error}", hint="e.g. --builder auto, or the name 'docker buildx ls' shows") from None
     mirror = selected_mirror(options.mirror, project.config.build.mirror, project.root)
     return configure(project, mirror, options, environ, merged_trust(environ, options.ca_cert, mirror))
 
@@ -204,6 +218,8 @@ def configure(
         registry=options.registry or project.config.publish.registry,
         offline=options.offline,
         cache_dir=cache,
+        builder=options.builder or project.config.build.builder,
+        jobs=options.jobs or project.config.build.jobs or os.cpu_count() or 1,
         environ=dict(environ),
         registry_login=(user, password) if user and password else None,
         known_logins=known,

@@ -2,6 +2,7 @@
 
 load recipes -> plan -> gather inputs -> render -> mirror rewrite -> assemble context -> build
 -> smoke -> tag -> push -> manifest; `imagebuild hub` then offers what was pushed (hub.py).
+Images whose parents are done build at the same time, up to the run's `jobs` (schedule.py).
 
 Every step is configured by one RunConfig (config.py), resolved once by the command line:
 its mirror, its one CA bundle, its credentials, its Debian archive. An image whose content
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
+from imagebuild.build.builders import Builder, find_builder
 from imagebuild.build.context import BuildContext, assemble
 from imagebuild.build.engine import Engine
 from imagebuild.build.records import Image
@@ -34,6 +36,7 @@ from imagebuild.plan import BuildPlan, plan
 from imagebuild.provenance import labels, write_image_manifest
 from imagebuild.publish.push import PublishResult, publish
 from imagebuild.reuse import content_ref, decide, latest_ref
+from imagebuild.schedule import lock_file, side_by_side
 from imagebuild.smoketest import smoke_image
 from imagebuild.system import exclusive
 
@@ -49,6 +52,10 @@ class Reporter:
 
     def fetcher(self, config: RunConfig) -> Fetcher:
         return Fetcher(config, self.say, self.progress)
+
+    def prefixed(self, name: str) -> "Reporter":
+        """This reporter with every line of image `name` prefixed, for builds that run side by side."""
+        return replace(self, say=lambda message: self.say(f"[{name}] {message}"), step=lambda message: self.step(f"[{name}] {message}"))
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,9 @@ def build_prepared(
     mirror = config.mirror
     logins = config.logins()
     environment = build_environment(mirror, logins, config.ca_pem, config.debian_archive)
-    with exclusive(config.cache_dir / "build.lock", reporter.say), contextlib.ExitStack() as services:
+    builder = find_builder(config.builder, config.environ)
+    reporter.say(f"building with {builder.describe()}" + (f" ({builder.note})" if builder.note else ""))
+    with contextlib.ExitStack() as services:
 
         def start_mirror_services() -> None:
             """Only when something is built: serve a synced local index, then check the mirror answers."""
@@ -168,12 +177,19 @@ def build_prepared(
         server = services.enter_context(
             BuildEnvServer(environment, config.project.config.build.env_port, on_start=start_mirror_services)
         )
-        root_ids = {
-            root: ensure_root_image(engine, root, config, reporter.say)
-            for root in sorted({root for context in contexts for root in context.rendered.roots})
-        }
-        run = _Build(config, engine, root_ids, server, smoke=smoke, rebuild=rebuild, publishing=publishing, reporter=reporter)
-        return [run.one(context) for context in contexts]
+        root_ids = {}
+        for root in sorted({root for context in contexts for root in context.rendered.roots}):
+            with exclusive(lock_file(config.cache_dir, f"root {root}"), reporter.say):
+                root_ids[root] = ensure_root_image(engine, root, config, reporter.say)
+        run = _Build(config, engine, builder, root_ids, server, smoke=smoke, rebuild=rebuild, publishing=publishing)
+        several = config.jobs > 1 and len(contexts) > 1
+        return side_by_side(
+            contexts,
+            name=lambda context: context.rendered.plan.name,
+            after=lambda context: context.rendered.plan.recipe.spec.parent,
+            jobs=config.jobs,
+            work=lambda context: run.one(context, reporter.prefixed(context.rendered.plan.name) if several else reporter),
+        )
 
 
 def push(config: RunConfig, names: list[str], *, moving_tag: str, reporter: Reporter) -> list[PublishResult]:
@@ -205,24 +221,30 @@ def push(config: RunConfig, names: list[str], *, moving_tag: str, reporter: Repo
 
 @dataclass(frozen=True)
 class _Build:
-    """What every image of one run shares: configuration, engine, root images, build environment, options."""
+    """What every image of one run shares: configuration, engine, builder, root images, build environment, options."""
 
     config: RunConfig
     engine: Engine
+    builder: Builder
     root_ids: dict[str, str]
     server: BuildEnvServer
     smoke: bool
     rebuild: bool
     publishing: Publishing
-    reporter: Reporter
 
-    def one(self, context: BuildContext) -> ImageOutcome:
-        project, engine, reporter = self.config.project, self.engine, self.reporter
+    def one(self, context: BuildContext, reporter: Reporter) -> ImageOutcome:
+        """Build (or reuse), smoke-test, tag and publish one image, holding its content hash's lock:
+        a second run with the same content waits and then reuses; any other goes on."""
+        with exclusive(lock_file(self.config.cache_dir, f"image {context.content_hash}"), reporter.say):
+            return self._one(context, reporter)
+
+    def _one(self, context: BuildContext, reporter: Reporter) -> ImageOutcome:
+        project, engine = self.config.project, self.engine
         item = context.rendered.plan
         started = time.monotonic()
         decision = decide(project, engine, context, rebuild=self.rebuild)
         if decision.action == "build":
-            image = self._build(context, decision.ref)
+            image = self._build(context, decision.ref, reporter)
         else:
             assert decision.image is not None
             image = decision.image
@@ -232,7 +254,7 @@ class _Build:
             result = smoke_image(project, engine, item, decision.ref, [], reporter.say)
             engine.tag(image, latest_ref(project, item.name))
         passed = decision.action == "reuse" or result is not None
-        published = self._publish(context, image, decision.ref, passed=passed)
+        published = self._publish(context, image, decision.ref, reporter, passed=passed)
         write_image_manifest(project, engine, context, image, result, published, self.config.mirror)
         return ImageOutcome(
             name=item.name,
@@ -245,7 +267,7 @@ class _Build:
             published=published,
         )
 
-    def _publish(self, context: BuildContext, image: Image, ref: str, *, passed: bool) -> PublishResult | None:
+    def _publish(self, context: BuildContext, image: Image, ref: str, reporter: Reporter, *, passed: bool) -> PublishResult | None:
         item = context.rendered.plan
         if not self.publishing.wants(item.name):
             return None
@@ -262,26 +284,31 @@ class _Build:
             self.publishing.registry,
             login=self.config.registry_login,
             moving=self.publishing.moving_tag,
-            say=self.reporter.say,
+            say=reporter.say,
         )
 
-    def _build(self, context: BuildContext, ref: str) -> Image:
+    def _build(self, context: BuildContext, ref: str, reporter: Reporter) -> Image:
         item = context.rendered.plan
         mirror = self.config.mirror
         output = self.config.output_dir / item.name
         output.mkdir(parents=True, exist_ok=True)
         (output / "Dockerfile").write_text(context.rendered.dockerfile)
-        build_env = self.server.url()
-        self.reporter.say(f"building {item.name} ({ref})" + (f" through mirror '{mirror.name}'" if mirror else ""))
+        buildkit = self.builder.uses_buildkit
+        secret = self.server.secret_file() if buildkit else None
+        build_env = "" if buildkit else self.server.url()
+        reporter.say(f"building {item.name} ({ref})" + (f" through mirror '{mirror.name}'" if mirror else ""))
         try:
             return self.engine.build(
                 context,
+                builder=self.builder,
                 tag=ref,
                 labels=labels(self.config.project, context, self.root_ids[root_image(context)]),
                 buildargs={**dict(context.rendered.build_args), BUILD_ARG: build_env},
+                secret=secret,
                 nocache=self.rebuild,
                 log_path=output / "build.log",
-                on_step=self.reporter.step,
+                on_step=reporter.step,
+                environ=dict(self.config.environ),
             )
         except BuildError as exc:
             if mirror is not None:

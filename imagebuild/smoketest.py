@@ -5,10 +5,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from imagebuild.build.engine import Engine
-from imagebuild.build.render import input_provenance
 from imagebuild.build.smoke import NotebookResult, SmokeResult, run_smoke
 from imagebuild.model.project import Project
 from imagebuild.plan import BuildPlan
+from imagebuild.publish.manifest import input_provenance
 
 
 def smoke_notebooks(

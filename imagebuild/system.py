@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -63,6 +64,38 @@ def run(
         detail = _last_lines(completed.stderr or completed.stdout)
         raise error(f"command failed with exit code {completed.returncode}: {shown}{where}{detail}")
     return completed
+
+
+class Streamed:
+    """A long command whose merged output is read line by line as it comes (a build's progress),
+    `stdin` written to it meanwhile; `returncode` is set once the output is read to its end."""
+
+    def __init__(self, command: list[str], *, stdin: bytes, env: dict[str, str], error: type[ImagebuildError] = EngineError) -> None:
+        _require(command[0], env, error)
+        try:
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        except OSError as failure:
+            raise error(f"{' '.join(command)} could not start: {failure.strerror or failure}") from None
+        self.returncode: int | None = None
+        self.feeding = threading.Thread(target=self._feed, args=(stdin,), daemon=True)  # a pipe holds 64 KiB
+        self.feeding.start()
+
+    def _feed(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.write(data)
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+
+    def __iter__(self) -> Iterator[str]:
+        assert self.process.stdout is not None
+        try:
+            for raw in self.process.stdout:
+                yield raw.decode(errors="replace").rstrip("\n")
+        finally:
+            self.process.stdout.close()
+            self.returncode = self.process.wait()
+            self.feeding.join()
 
 
 def _require(program: str, env: dict[str, str] | None, error: type[ImagebuildError]) -> None:

@@ -1,21 +1,53 @@
 """What a build's commands receive from the host and never through the image: the CA bundle,
-the mirror's settings and its credentials.
+the mirror's settings and its credentials, and the package caches that survive a build.
 
-imagebuild serves them on loopback for one run; support/with-build-env fetches them for each
-command into a temp folder that is gone before the layer is committed. The image sees only the
-server's address (a build argument), so the layer cache does not depend on which mirror, CA or
-password was used.
+With BuildKit they reach each RUN as a secret mount (/run/secrets/imagebuild, a shell script
+support/with-build-env sources): absent from layers, config and `docker history`. The classic
+builder has no secrets: there imagebuild serves the same documents on loopback for one run and
+with-build-env fetches them per command; the image sees only the server's address (a build
+argument). Either way the layer cache does not depend on which mirror, CA or password was used.
+
+Package caches are BuildKit cache mounts under /var/cache/imagebuild, one per tool and user, the
+same for every image (two images sharing a package share its download); with-build-env points
+uv, pip, rattler and apt at them when they are there. The classic builder cannot mount them:
+`without_mounts` takes imagebuild's mount flags out of a Dockerfile for it, so the rendered
+Dockerfile, and with it the content hash, is the same whichever builder builds it.
 """
 
+import base64
 import http.server
+import re
 import shlex
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from imagebuild.system import port_is_free
 
 BUILD_ARG = "IMAGEBUILD_BUILD_ENV"
+SECRET_ID = "imagebuild"
+SECRET_MOUNT = f"--mount=type=secret,id={SECRET_ID},mode=0444"
+"""Readable by the RUN's user (builds run commands as the image user too); in a tmpfs, never a layer."""
+CACHE_ROOT = "/var/cache/imagebuild"
+CACHED_TOOLS = ("uv", "pip", "rattler")
+_OUR_MOUNT = re.compile(rf"[ \t]--mount=type=(?:secret,id={SECRET_ID}|cache,id={SECRET_ID}-[\w.-]+)\S*")
+
+
+def run_mounts(uid: int = 0, gid: int = 0) -> str:
+    """The mount flags of a RUN line that runs as `uid`: the build environment secret, the package
+    caches of that user, and for root apt's archive cache (locked: apt takes one user at a time)."""
+    caches = [f"--mount=type=cache,id={SECRET_ID}-{tool}-{uid},target={CACHE_ROOT}/{tool},uid={uid},gid={gid}" for tool in CACHED_TOOLS]
+    if uid == 0:
+        caches.append(f"--mount=type=cache,id={SECRET_ID}-apt,target={CACHE_ROOT}/apt,sharing=locked")
+    return " ".join([SECRET_MOUNT, *caches])
+
+
+def without_mounts(dockerfile: str) -> str:
+    """The Dockerfile the classic builder gets: imagebuild's own mount flags taken out of RUN lines
+    (a Dockerfile's own mounts stay, and the classic builder says it cannot build them)."""
+    return _OUR_MOUNT.sub("", dockerfile)
 
 
 @dataclass(frozen=True)
@@ -44,14 +76,24 @@ class BuildEnvironment:
             served["/condarc"] = self.condarc.encode()
         return served
 
+    def secret_script(self) -> bytes:
+        """The documents as one shell script for with-build-env to source: the variables, then each
+        file written into its scratch folder (base64, so no byte of a bundle needs quoting)."""
+        script = self.documents()["/env"].decode()
+        for path, body in sorted(self.documents().items()):
+            if path != "/env":
+                script += f"printf %s {base64.b64encode(body).decode()} | base64 -d > \"$scratch{path}\"\n"
+        return script.encode()
+
     def __bool__(self) -> bool:
         return bool(self.ca_bundle or self.variables or self.apt_sed or self.condarc)
 
 
 class BuildEnvServer:
-    """Serves a BuildEnvironment at http://127.0.0.1:PORT/ to the builds of one run.
+    """Gives a BuildEnvironment to the builds of one run: as a secret file for BuildKit
+    (`secret_file`), or served at http://127.0.0.1:PORT/ for the classic builder (`url`).
 
-    It starts on the first `url()` only, so a run that reuses every image starts nothing (and
+    It starts on first use only, so a run that reuses every image starts nothing (and
     `on_start`, e.g. checking that the mirror answers, runs only when something is built). The
     port is fixed by default so that the build argument, and so the layer cache, stays the same
     from build to build; a busy port falls back to a free one.
@@ -64,16 +106,40 @@ class BuildEnvServer:
         self.preferred_port = preferred_port
         self.on_start = on_start
         self.server: http.server.ThreadingHTTPServer | None = None
+        self.scratch: tempfile.TemporaryDirectory[str] | None = None
+        self.lock = threading.Lock()
+        """Parallel builds ask at the same time; the services start once."""
+        self.started = False
+
+    def _first_use(self) -> None:
+        if not self.started:
+            self.started = True
+            if self.on_start is not None:
+                self.on_start()
 
     def url(self) -> str:
         """The value of the IMAGEBUILD_BUILD_ENV build argument; empty when there is nothing to serve."""
         if not self.environment:
             return ""
-        if self.server is None:
-            if self.on_start is not None:
-                self.on_start()
-            self.server = self._start(self.environment.documents())
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        with self.lock:
+            self._first_use()
+            if self.server is None:
+                self.server = self._start(self.environment.documents())
+            return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def secret_file(self) -> Path | None:
+        """The file BuildKit mounts as the `imagebuild` secret (private to this run, gone after
+        it); None when there is nothing to give."""
+        if not self.environment:
+            return None
+        with self.lock:
+            self._first_use()
+            if self.scratch is None:
+                self.scratch = tempfile.TemporaryDirectory(prefix="imagebuild-secret-")
+                secret = Path(self.scratch.name) / SECRET_ID
+                secret.touch(mode=0o600)
+                secret.write_bytes(self.environment.secret_script())
+            return Path(self.scratch.name) / SECRET_ID
 
     def _start(self, documents: dict[str, bytes]) -> http.server.ThreadingHTTPServer:
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -102,3 +168,5 @@ class BuildEnvServer:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        if self.scratch is not None:
+            self.scratch.cleanup()

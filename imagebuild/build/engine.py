@@ -1,9 +1,10 @@
 """Step 7, build, in the Docker engine: the only module that imports `docker`.
 
-It finds or starts an engine, imports bootstrapped root file systems, builds contexts
-through the SDK's classic builder, reads images back by their content-hash label and runs
-throwaway containers (smoke, version tags). Whatever the engine or its connection answers
-with an error becomes an EngineError naming what was being done.
+It finds or starts an engine, imports bootstrapped root file systems, builds contexts with
+BuildKit through a docker CLI or with the SDK's classic builder (builders.py chooses), reads
+images back by their content-hash label and runs throwaway containers (smoke, version tags).
+Whatever the engine or its connection answers with an error becomes an EngineError naming
+what was being done.
 """
 
 import contextlib
@@ -13,6 +14,7 @@ import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -23,7 +25,9 @@ from docker.api.build import process_dockerfile
 from docker.models.containers import Container
 from docker.utils.build import tar
 
-from imagebuild.build.context import BuildContext
+from imagebuild.build.buildenv import without_mounts
+from imagebuild.build.builders import Builder, build_failed, build_with_cli
+from imagebuild.build.context import BuildContext, assemble
 from imagebuild.build.records import ContainerInfo, ContainerRun, EngineStatus, Image, PushFailure, pushed_digest
 from imagebuild.errors import BuildError, EngineError
 from imagebuild.system import apt_install, serve
@@ -238,20 +242,48 @@ class Engine:
         self,
         context: BuildContext,
         *,
+        builder: Builder,
         tag: str,
         labels: dict[str, str],
         buildargs: dict[str, str],
+        secret: Path | None = None,
         nocache: bool = False,
         log_path: Path,
         on_step: Callable[[str], None],
+        environ: dict[str, str],
     ) -> Image:
-        """Build through the classic builder on host networking (loopback mirrors and build environment)."""
+        """Build on host networking (loopback mirrors and build environment) with `builder`;
+        `secret` is the build environment BuildKit mounts (the classic builder gets it through
+        `buildargs` instead). A failure names the image, the step and its last lines."""
+        with log_path.open("w", encoding="utf-8") as log:
+            if builder.uses_buildkit:
+                image_id = build_with_cli(context, builder, tag, labels, buildargs, secret, nocache, log, on_step, environ)
+            else:
+                image_id = self._build_classic(context, tag, labels, buildargs, nocache, log, on_step)
+        built = self.image(image_id or tag)
+        if built is None:
+            raise BuildError(f"the engine reported no image for {tag}", path=log_path)
+        return built
+
+    def _build_classic(
+        self,
+        context: BuildContext,
+        tag: str,
+        labels: dict[str, str],
+        buildargs: dict[str, str],
+        nocache: bool,
+        log: io.TextIOWrapper,
+        on_step: Callable[[str], None],
+    ) -> str | None:
         tail: deque[str] = deque(maxlen=25)
         step = "(before the first step)"
         image_id = None
-        with engine_errors(f"building {tag}"), log_path.open("w", encoding="utf-8") as log:
+        dockerfile = context.rendered.dockerfile
+        classic = without_mounts(dockerfile)
+        sent = context.tar if classic == dockerfile else assemble(replace(context.rendered, dockerfile=classic)).tar
+        with engine_errors(f"building {tag}"):
             stream = self.client.api.build(
-                fileobj=io.BytesIO(context.tar), custom_context=True, tag=tag, labels=labels, buildargs=buildargs,
+                fileobj=io.BytesIO(sent), custom_context=True, tag=tag, labels=labels, buildargs=buildargs,
                 network_mode="host", rm=True, forcerm=True, nocache=nocache, pull=False, decode=True,
             )
             for chunk in stream:
@@ -268,17 +300,8 @@ class Engine:
                     image_id = chunk["aux"].get("ID", image_id)
                 elif "error" in chunk:
                     log.write(f"ERROR: {chunk['error']}\n")
-                    raise BuildError(
-                        f"build of {context.rendered.plan.name} failed at {step}\n"
-                        + "\n".join(f"    {line}" for line in tail)
-                        + f"\n  error: {chunk['error'].strip()}",
-                        path=log_path,
-                        hint="the full log is in the file named above",
-                    )
-        built = self.image(image_id or tag)
-        if built is None:
-            raise BuildError(f"the engine reported no image for {tag}", path=log_path)
-        return built
+                    raise build_failed(context, step, tail, chunk["error"], log)
+        return image_id
 
 
 def _record(image: docker.models.images.Image) -> Image:

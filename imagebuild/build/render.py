@@ -13,10 +13,10 @@ import zipfile
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
+from imagebuild.build.buildenv import run_mounts
 from imagebuild.errors import AssetError, RecipeError
 from imagebuild.inputs.archive import SECURITY_ARCHIVE
 from imagebuild.inputs.conda import LOCAL_PACKAGES, subdir
@@ -184,19 +184,6 @@ def input_labels(inputs: ImageInputs) -> dict[str, str]:
     return labels
 
 
-def input_provenance(labels: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """The assets, dev packages and [source] commit an image's labels name (what `images --json` shows)."""
-    return {
-        "source": json.loads(labels[SOURCE_LABEL]) if SOURCE_LABEL in labels else {},
-        "assets": {k.removeprefix(ASSET_LABEL): v for k, v in sorted(labels.items()) if k.startswith(ASSET_LABEL)},
-        "dev_packages": {
-            k.removeprefix(DEV_PACKAGE_LABEL): json.loads(v)
-            for k, v in sorted(labels.items())
-            if k.startswith(DEV_PACKAGE_LABEL)
-        },
-    }
-
-
 def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, inputs: ImageInputs = NO_INPUTS) -> RenderedImage:
     """Compose the Dockerfile of `plan` on top of `base_ref`.
 
@@ -264,19 +251,21 @@ def render(plan: BuildPlan, base_ref: str, *, ca_bundle: bytes | None = None, in
     if spec.ca.keep and ca_bundle:
         kept_ca = ContextFile("imagebuild/ca-bundle.pem", ca_bundle)
         files.append(kept_ca)
-    venv = _venv(plan)
+    venv, user = _venv(plan), User()
+    as_user = run_mounts(user.uid, user.gid)
     dockerfile = templates.get_template("Dockerfile.j2").render(
         recipe_path=f"images/{recipe.name}/{recipe.path.name}",
         name=recipe.name,
         base_ref=base_ref,
         is_root=is_root,
-        user=User(),
+        user=user,
         venv=venv,
         installer=INSTALLER,
         stack=stack,
         stack_installer=STACK_INSTALLER,
         uv=f"{STACK_INSTALLER}/bin/uv" if stack else "uv",
-        install_user="root" if stack else User().uid,
+        install_user="root" if stack else user.uid,
+        mounts={"root": run_mounts(), "user": as_user, "install": run_mounts() if stack else as_user},
         as_owner=f"setpriv --reuid=$(stat -c %u {venv}) --regid=$(stat -c %g {venv}) --clear-groups env UV_NO_CACHE=1 "
         if stack
         else "",

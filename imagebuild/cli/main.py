@@ -16,7 +16,6 @@ from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.build.records import Image
-from imagebuild.build.render import input_provenance
 from imagebuild.cli.hub import hub_app
 from imagebuild.cli.inputs import assets_app, lock
 from imagebuild.cli.mirror import mirror_app
@@ -24,6 +23,8 @@ from imagebuild.cli.nightly import nightly_command
 from imagebuild.cli.publish import describe_publication, diff, push, registry_app, tags
 from imagebuild.cli.terminal import (
     AllOption,
+    BuilderOption,
+    JobsOption,
     JsonOption,
     Names,
     NightlyOption,
@@ -39,6 +40,7 @@ from imagebuild.errors import EngineError, ImagebuildError
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.notebook import load_notebook
 from imagebuild.plan import plan
+from imagebuild.publish.manifest import input_provenance
 from imagebuild.reuse import content_ref, decide, latest_ref
 from imagebuild.smoketest import smoke_image
 
@@ -65,9 +67,12 @@ def build(
     as_json: JsonOption = False,
     push: Annotated[bool, typer.Option("--push", help="publish the named images once their smoke notebooks pass")] = False,
     nightly: NightlyOption = False,
+    builder: BuilderOption = None,
+    jobs: JobsOption = None,
 ) -> None:
-    """Build images and their parents in order, then run their smoke notebooks (and push them, with --push)."""
-    config = resolve(options)
+    """Build images and their parents (parents first, images side by side when their parents are
+    done), then run their smoke notebooks (and push them, with --push)."""
+    config = resolve(replace(options, builder=builder, jobs=jobs))
     line = StatusLine(err)
     with line.status:
         outcomes = pipeline.build(

@@ -51,6 +51,17 @@ RegistryOption = Annotated[
     str | None,
     typer.Option("--registry", envvar=REGISTRY_VARIABLE, help="registry HOST[:PORT] (default: \\[publish] registry)"),
 ]
+BuilderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--builder",
+        help="auto (buildx, else a docker CLI that builds with BuildKit, else the classic builder), buildkit, classic,"
+        " or a buildx builder's name (default: \\[build] builder)",
+    ),
+]
+JobsOption = Annotated[
+    int | None, typer.Option("--jobs", "-j", min=1, help="images built at the same time (default: \\[build] jobs, else the host's cores)")
+]
 NightlyOption = Annotated[bool, typer.Option("--nightly", help="move the 'edge' tag instead of 'latest'")]
 OfflineOption = Annotated[
     bool,

@@ -6,18 +6,20 @@ leaves the repository's own files exactly as they are:
 
 - FROM: debian:<suite> (also as docker.io/library/debian:<suite>) is the root image imagebuild
   pulls or bootstraps (rootfs.py); any other image comes through the profile's registry mirror.
-- Every stage runs its shell-form RUN lines through with-build-env (as its SHELL), so pip, uv,
-  git and apt get the mirror's index, rewrites and credentials and the host's CA from the build
-  environment (buildenv.py), as in imagebuild's own Dockerfiles, and none of it enters a layer.
+- Every stage runs its shell-form RUN lines through with-build-env (as its SHELL), each with the
+  build environment's secret mount, so pip, uv, git and apt get the mirror's index, rewrites and
+  credentials and the host's CA from the build environment (buildenv.py), as in imagebuild's own
+  Dockerfiles, and none of it enters a layer.
 - URLs in the Dockerfile and in repo2docker's build scripts and conda lock files point at the
   mirror, through the same rewriters as `imagebuild mirror rewrite`.
 """
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
-from imagebuild.build.buildenv import BUILD_ARG
+from imagebuild.build.buildenv import BUILD_ARG, SECRET_MOUNT
 from imagebuild.build.render import ContextFile, RenderedImage, support_file
 from imagebuild.errors import RecipeError
 from imagebuild.inputs.target import debian_suite
@@ -117,6 +119,8 @@ def with_build_env(dockerfile: str, kind: str) -> str:
                     f"{kind}: Dockerfile line {line + 1}: SHELL must be a JSON list", hint='write SHELL ["/bin/bash", "-c"]'
                 ) from None
             replaced[line] = _shell([WRAPPER, *shell])
+        elif keyword == "RUN" and shell is not None:
+            replaced[line] = re.sub(r"^(\s*RUN)(?=\s)", rf"\1 {SECRET_MOUNT}", lines[line], count=1, flags=re.IGNORECASE)
     if shell is not None:
         before.setdefault(len(lines), []).append(_shell(shell))
     out = []

@@ -141,8 +141,19 @@ def optional(check: Callable[[str], str]) -> Callable[[str], str]:
 
 ImageReference = Annotated[str, AfterValidator(image_reference)]
 HostName = Annotated[str, AfterValidator(host_name)]
+BUILDX_BUILDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def builder_name(value: str) -> str:
+    """auto, buildkit, classic or a buildx builder's name (docker's rule: letters, digits, '_', '.', '-')."""
+    if not BUILDX_BUILDER.fullmatch(value):
+        raise ValueError(f"{value!r} is not a builder: auto, buildkit, classic, or a buildx builder's name (letters, digits, '_', '.', '-')")
+    return value
+
+
 Repository = Annotated[str, AfterValidator(repository)]
 RegistryHost = Annotated[str, AfterValidator(registry_host)]
+BuilderName = Annotated[str, AfterValidator(builder_name)]
 
 
 def web_url(value: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from imagebuild.errors import RecipeError
-from imagebuild.model.names import RegistryHost, Repository, web_url
+from imagebuild.model.names import BuilderName, RegistryHost, Repository, web_url
 from imagebuild.model.recipe import Recipe, load_recipes
 from imagebuild.model.toml import StrictModel, parse_toml
 
@@ -31,6 +31,12 @@ class BuildSection(StrictModel):
     )
     mirror: str | None = Field(default=None, description="mirror profile used when --mirror is not given")
     repository: Repository = Field(default="imagebuild", description="local repository prefix of built images")
+    builder: BuilderName = Field(
+        default="auto",
+        description="auto (buildx, else a docker CLI that builds with BuildKit, else the classic builder), buildkit, "
+        "classic, or the name of a buildx builder (kubernetes, remote, ...); --builder overrides",
+    )
+    jobs: int | None = Field(default=None, ge=1, description="images built at the same time (--jobs overrides); default: the host's cores")
 
 
 class PublishSection(StrictModel):

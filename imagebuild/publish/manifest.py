@@ -13,12 +13,25 @@ from typing import Any, Literal
 from packaging.version import InvalidVersion
 from packaging.version import Version as PythonVersion
 
-from imagebuild.build.render import input_provenance
+from imagebuild.build.render import ASSET_LABEL, DEV_PACKAGE_LABEL, SOURCE_LABEL
 from imagebuild.errors import PublishError
 from imagebuild.publish.registry import Registry, RemoteImage
 
 INVENTORY_PATH = "/usr/local/share/imagebuild/inventory.json"
 SECTIONS = {"os_packages": "OS packages", "python_packages": "Python packages", "conda_packages": "conda packages"}
+
+
+def input_provenance(labels: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The assets, dev packages and [source] commit an image's labels name (what `images --json` shows)."""
+    return {
+        "source": json.loads(labels[SOURCE_LABEL]) if SOURCE_LABEL in labels else {},
+        "assets": {k.removeprefix(ASSET_LABEL): v for k, v in sorted(labels.items()) if k.startswith(ASSET_LABEL)},
+        "dev_packages": {
+            k.removeprefix(DEV_PACKAGE_LABEL): json.loads(v)
+            for k, v in sorted(labels.items())
+            if k.startswith(DEV_PACKAGE_LABEL)
+        },
+    }
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from imagebuild.build.buildenv import SECRET_MOUNT, without_mounts
 from imagebuild.build.binder import capture, source_label
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.lock import lock_image, lock_source
@@ -124,7 +125,11 @@ def test_every_address_of_a_conda_build_goes_through_the_mirror_and_nothing_else
     for relative in files:
         assert before[f"src/{relative}"].data == (repo / relative).read_bytes()
     assert not any("/.git/" in f"/{name}" for name in after)
-    diff = list(difflib.ndiff(raw.dockerfile.splitlines(keepends=True), routed.dockerfile.splitlines(keepends=True)))
+    # every RUN gets the build environment as a BuildKit secret (the classic builder gets it without)
+    runs = [line for line in routed.dockerfile.splitlines() if line.startswith("RUN ")]
+    assert runs and all(line.startswith(f"RUN {SECRET_MOUNT} ") for line in runs)
+    classic = without_mounts(routed.dockerfile)
+    diff = list(difflib.ndiff(raw.dockerfile.splitlines(keepends=True), classic.splitlines(keepends=True)))
     removed = [line[2:] for line in diff if line.startswith("- ")]
     added = [line[2:] for line in diff if line.startswith("+ ") and line[2:] not in INJECTED]
     assert removed and all(line.startswith("FROM ") or "://" in line for line in removed)
@@ -159,14 +164,14 @@ def test_binder_dockerfile_builds_on_the_bootstrapped_root_and_the_registry_mirr
         "FROM registry.example.org/dockerhub/library/python:3.12-slim AS wheels\n"
         + "".join(STAGE_PREAMBLE)
         + f'SHELL ["{WRAPPER}", "/bin/sh", "-c"]\n'
-        "RUN pip wheel --wheel-dir /wheels nbclient\n"
+        f"RUN {SECRET_MOUNT} pip wheel --wheel-dir /wheels nbclient\n"
         'SHELL ["/bin/sh", "-c"]\n'
         "FROM debian:bookworm\n"
         + "".join(STAGE_PREAMBLE)
         + f'SHELL ["{WRAPPER}", "/bin/sh", "-c"]\n'
         "COPY --from=wheels /wheels /wheels\n"
         f'SHELL ["{WRAPPER}", "/bin/bash", "-o", "pipefail", "-c"]\n'
-        "RUN pip install --no-index --find-links /wheels nbclient\n"
+        f"RUN {SECRET_MOUNT} pip install --no-index --find-links /wheels nbclient\n"
         "COPY notebooks/ /home/jovyan/\n"
         + label
         + 'SHELL ["/bin/bash", "-o", "pipefail", "-c"]\n'

@@ -54,7 +54,7 @@ def test_layers_are_ordered_for_cache_reuse(make_project):
         "uv pip install",
         "COPY recipe/motd /etc/motd",
         "/usr/local/bin/before-notebook.d/20-hello.sh",
-        "RUN with-build-env /tmp/imagebuild/postBuild",
+        "with-build-env /tmp/imagebuild/postBuild",
         'ENV GREETING="hello world"',
         'LABEL "org.example.team"="materials"',
     ]
