@@ -8,6 +8,8 @@ cache folder. Every command that names an image by its content hash resolves the
 same flag) find the same image.
 """
 
+import base64
+import binascii
 import hashlib
 import os
 import re
@@ -19,7 +21,7 @@ import certifi
 
 from imagebuild.errors import RecipeError
 from imagebuild.model.mirror import Mirror, selected_mirror
-from imagebuild.model.names import builder_name
+from imagebuild.model.names import builder_name, registry_host
 from imagebuild.model.project import Project, load_project
 from imagebuild.system import cache_dir
 
@@ -27,7 +29,10 @@ HOST_CA_VARIABLES = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
 """Where the host names its CA bundle, first found wins (pip's and requests' own variables)."""
 REGISTRY_USER, REGISTRY_PASSWORD = "IMAGEBUILD_REGISTRY_USER", "IMAGEBUILD_REGISTRY_PASSWORD"
 MIRROR_VARIABLE, REGISTRY_VARIABLE = "IMAGEBUILD_MIRROR", "IMAGEBUILD_REGISTRY"
-_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----\s.*?-----END (?:TRUSTED )?CERTIFICATE-----", re.DOTALL)
+_BEGIN = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----")
+_CERTIFICATE = re.compile(
+    rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----\s(?:(?!-----BEGIN).)*?-----END (?:TRUSTED )?CERTIFICATE-----", re.DOTALL
+)
 
 DEFAULT_ARCHIVE = "http://deb.debian.org/debian"
 """The archive a host without Debian apt sources bootstraps from."""
@@ -82,13 +87,43 @@ class TrustBundle:
         return cls(pem, file)
 
 
+def _complete_der(block: bytes) -> bool:
+    """Whether a PEM block's body is one whole DER structure: base64 that decodes, and as many
+    bytes as its outer SEQUENCE says (a block cut short and closed again is not)."""
+    body = b"".join(line for line in block.splitlines()[1:-1] if b":" not in line)
+    try:
+        der = base64.b64decode(body, validate=True)
+    except binascii.Error:
+        return False
+    if len(der) < 2 or der[0] != 0x30:
+        return False
+    if der[1] < 0x80:
+        return len(der) == 2 + der[1]
+    size = der[1] & 0x7F
+    return len(der) == 2 + size + int.from_bytes(der[2 : 2 + size], "big")
+
+
 def _certificates(path: Path, named_by: str) -> list[bytes]:
+    """Every certificate of a PEM bundle; a bundle with a block cut off (a BEGIN without its END)
+    is refused at that block's line rather than read without it."""
+    if path.is_dir():
+        raise RecipeError(f"{named_by}: '{path}' is a folder, not a CA bundle", hint="name the PEM file in it, e.g. ca-certificates.crt")
     if not path.is_file():
         raise RecipeError(f"{named_by}: CA bundle '{path}' not found", hint="name an existing PEM file")
-    found = _CERTIFICATE.findall(path.read_bytes())
+    data = path.read_bytes()
+    found = _CERTIFICATE.findall(data)
     if not found:
         raise RecipeError(
             f"{named_by}: '{path}' holds no PEM certificate", path=path, hint="give a file with '-----BEGIN CERTIFICATE-----' blocks"
+        )
+    whole = {match.start(): _complete_der(match.group(0)) for match in _CERTIFICATE.finditer(data)}
+    broken = next((match.start() for match in _BEGIN.finditer(data) if not whole.get(match.start())), None)
+    if broken is not None:
+        line = data.count(b"\n", 0, broken) + 1
+        raise RecipeError(
+            f"{named_by}: the certificate that begins at line {line} of '{path}' is cut off or damaged",
+            path=path,
+            hint="copy the bundle again, or remove that block",
         )
     return found
 
@@ -193,11 +228,15 @@ def resolve(options: RunOptions, environ: Mapping[str, str] = os.environ, projec
         mirror=options.mirror or environ.get(MIRROR_VARIABLE),
         registry=options.registry or environ.get(REGISTRY_VARIABLE),
     )
-    if options.builder is not None:
-        try:
-            builder_name(options.builder)
-        except ValueError as error:
-            raise RecipeError(f"--builder: {error}", hint="e.g. --builder auto, or the name 'docker buildx ls' shows") from None
+    for flag, value, check, hint in (
+        ("--builder", options.builder, builder_name, "e.g. --builder auto, or a name 'docker buildx ls' shows"),
+        ("--registry", options.registry, registry_host, f"give HOST[:PORT] (also in {REGISTRY_VARIABLE}), e.g. --registry 127.0.0.1:5000"),
+    ):
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as error:
+                raise RecipeError(f"{flag}: {error}", hint=hint) from None
     mirror = selected_mirror(options.mirror, project.config.build.mirror, project.root)
     return configure(project, mirror, options, environ, merged_trust(environ, options.ca_cert, mirror))
 

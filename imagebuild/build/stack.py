@@ -8,6 +8,7 @@ so the content hash covers exactly those. The result is a RenderedImage like a c
 context: the mirror step routes its FROM images and RUN lines (mirrors/captured.py).
 """
 
+import difflib
 import fnmatch
 import json
 import posixpath
@@ -87,6 +88,7 @@ def check_stack(text: str, spec: DockerfileSpec, *, where: Path | str, recipe: P
     instructions = parse_dockerfile(text)
     lines = text.splitlines(keepends=True)
     global_args: dict[str, str | None] = {}
+    declared: set[str] = set()
     stages: list[str | None] = []
     starts: list[int] = []
     copies: list[str] | None = []
@@ -95,6 +97,8 @@ def check_stack(text: str, spec: DockerfileSpec, *, where: Path | str, recipe: P
         problem = _problem(instruction, words, stages)
         if problem is not None:
             raise RecipeError(f"line {number}: {problem[0]}", path=where, hint=problem[1])
+        if instruction.keyword == "ARG":
+            declared |= {word.split("=", 1)[0] for word in words}
         if instruction.keyword == "ARG" and not stages:
             global_args.update({word: None for word in words if "=" not in word})  # declared without a default
             global_args.update({name: value.text for name, value in arg_defaults(instruction).items()})
@@ -107,6 +111,13 @@ def check_stack(text: str, spec: DockerfileSpec, *, where: Path | str, recipe: P
             copies = _sources(instruction, copies)
     if not stages:
         raise RecipeError("no FROM instruction", path=where, hint="a Dockerfile starts with FROM IMAGE (after global ARGs)")
+    for name in sorted(set(spec.args) - declared):
+        close = difflib.get_close_matches(name, sorted(declared), n=1)
+        raise RecipeError(
+            f"dockerfile.args.{name}: {where} declares no ARG {name}, so the build would ignore it",
+            path=recipe,
+            hint=f"did you mean '{close[0]}'?" if close else f"its ARGs: {', '.join(sorted(declared)) or 'none'}; add ARG {name} to it or drop the key",
+        )
     end = len(lines)
     if spec.target is not None:
         named = [stage for stage in stages if stage]

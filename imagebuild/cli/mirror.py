@@ -15,7 +15,8 @@ from imagebuild.cli.terminal import AllOption, CaOption, JsonOption, MirrorOptio
 from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import MirrorError, RecipeError
 from imagebuild.mirrors.check import check
-from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file, unrouted_entries
+from imagebuild.mirrors.rewrite.buildtime import MIRROR_SECRET, run_settings
 from imagebuild.mirrors.rewrite.dockerfile import unrouted_runs
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.mirrors.serve import serve_mirror
@@ -128,11 +129,11 @@ def check_command(
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Replace `path` in one step, keeping its mode: an interrupted rewrite leaves the old file."""
+    """Replace (or create) `path` in one step, keeping its mode: an interrupted rewrite leaves the old file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
         stream.write(text)
-    os.chmod(temporary, path.stat().st_mode & 0o7777)
+    os.chmod(temporary, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
     os.replace(temporary, path)
 
 
@@ -143,8 +144,22 @@ def rewrite(
     in_place: Annotated[bool, typer.Option("--in-place", help="write the result back to FILE")] = False,
     kind: Annotated[FileKind | None, typer.Option(help="the file's format, when its name does not tell")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="fail (exit 2) when a Dockerfile RUN cannot be routed")] = False,
+    plain: Annotated[
+        bool,
+        typer.Option(
+            "--plain",
+            help="Dockerfile: write the mirror settings into each RUN, for builders without BuildKit (they then show in docker history)",
+        ),
+    ] = False,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option("--secret-file", help="Dockerfile: where the RUN lines' mirror settings are written (default: FILE.mirror.sh)"),
+    ] = None,
 ) -> None:
-    """Rewrite a file imagebuild did not write so that it uses a mirror; print it, or write it back."""
+    """Rewrite a file imagebuild did not write so that it uses a mirror; print it, or write it back.
+
+    A Dockerfile's RUN lines read the mirror settings from a BuildKit secret, written to
+    --secret-file; the command to build it is printed on stderr."""
     text = read_text(file, missing_hint="pass the path of an existing file", keep_bom=True)
     profile = resolve(RunOptions(mirror=mirror)).mirror
     if profile is None:
@@ -155,9 +170,20 @@ def rewrite(
         raise RecipeError(
             "; ".join(unrouted), path=file, hint="write these RUN lines in shell form, or drop --strict to accept them"
         )
-    for problem in unrouted:
+    for problem in unrouted + unrouted_entries(kind, text, profile.spec):
         err.print(f"warning: {file}: {problem}", markup=False, highlight=False)
-    rewritten = rewrite_file(kind, text, profile.spec, source=file)
+    rewritten = rewrite_file(kind, text, profile.spec, source=file, plain_runs=plain)
+    settings = run_settings(profile.spec) if kind is FileKind.DOCKERFILE and not plain else None
+    if settings is not None:
+        secret = secret_file or file.with_name(f"{file.name}.mirror.sh")
+        _write_atomically(secret, settings + "\n")
+        err.print(
+            f"the RUN lines read mirror '{profile.name}' from {secret}; build with BuildKit:\n"
+            f"  DOCKER_BUILDKIT=1 docker build --secret id={MIRROR_SECRET},src={secret} -f {file if in_place else 'REWRITTEN'} CONTEXT"
+            "\n(without BuildKit, rewrite with --plain: the settings then show in docker history)",
+            markup=False,
+            highlight=False,
+        )
     if in_place:
         if rewritten != text:
             _write_atomically(file, rewritten)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from imagebuild import pipeline
@@ -101,7 +102,7 @@ def host_cache() -> Path:
 
 
 def say(message: str) -> None:
-    err.print(f"[bold blue]>[/] {message}")
+    err.print(f"[bold blue]>[/] {escape(message)}")
 
 
 @contextlib.contextmanager
@@ -126,11 +127,12 @@ class StatusLine:
         self.status = console.status("starting")
 
     def say(self, message: str) -> None:
-        self.console.print(f"[bold blue]>[/] {message}")
-        self.status.update(message)
+        """A line above the spinner; `[name]` prefixes and paths print as they are, not as markup."""
+        self.console.print(f"[bold blue]>[/] {escape(message)}")
+        self.status.update(escape(message))
 
     def step(self, message: str) -> None:
-        self.status.update(message[:120])
+        self.status.update(escape(message[:120]))
 
     def reporter(self) -> pipeline.Reporter:
         return pipeline.Reporter(say=self.say, step=self.step, progress=download_bar)

@@ -40,9 +40,15 @@ def env_name(value: str) -> str:
 
 
 def env_names(values: dict[str, str]) -> dict[str, str]:
-    """The keys of an [env]-like table (each checked by env_name, never repeated when secret-like)."""
+    """The keys of an [env]-like table (each checked by env_name); the message names the key,
+    unless it looks like a secret."""
     for name in values:
-        env_name(name)
+        try:
+            env_name(name)
+        except ValueError as error:
+            if looks_like_secret(name):
+                raise
+            raise ValueError(f"key {name!r} {error}") from None
     return values
 
 

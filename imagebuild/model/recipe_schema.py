@@ -47,10 +47,18 @@ class OsSection(StrictModel):
         return locales
 
 
+def _prefix_not_interpreter(value: str) -> str:
+    """The environment's folder: `bin/python` is appended to it, so the interpreter's own path is refused."""
+    folder, _, program = value.rstrip("/").rpartition("/bin/")
+    if folder and re.fullmatch(r"python[0-9.]*", program):
+        raise ValueError(f"{value!r} is the interpreter; name the environment's folder, the one holding bin/python: {folder!r}")
+    return value
+
+
 class PythonSection(StrictModel):
     requirements: str | None = Field(default=None, description="a requirements.txt beside the recipe")
     venv: PathInImage = Field(default="/opt/venv", description="virtual environment created by root images")
-    environment: PathInImage | None = Field(
+    environment: Annotated[PathInImage, AfterValidator(_prefix_not_interpreter)] | None = Field(
         default=None,
         description="on a dockerfile parent: where its Python lives, a venv or a conda prefix (default /opt/venv)",
     )
@@ -117,6 +125,17 @@ def _plain_name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_plain_name)]
+
+
+def _recipe_name(value: str) -> str:
+    """A parent is a recipe of the project; an image reference there is the usual mix-up."""
+    if ("/" in value or ":" in value) and not NAME.fullmatch(value):
+        recipe = value.rsplit("/", 1)[-1].split(":", 1)[0]
+        raise ValueError(
+            f"{value!r} is an image reference; parent names a recipe of this project, a folder under images/ "
+            f"(such as '{recipe}'); to build on an image that is not a recipe, write a dockerfile recipe FROM it"
+        )
+    return _plain_name(value)
 
 
 def _download_urls(urls: list[str]) -> list[str]:
@@ -221,7 +240,7 @@ class RecipeFile(StrictModel):
 
     description: OneLine = ""
     source: SourceSpec | None = Field(default=None, description="a Binder repository repo2docker builds instead of layers")
-    parent: Name | None = Field(default=None, description="another recipe (a folder name under images/) this image builds on")
+    parent: Annotated[str, AfterValidator(_recipe_name)] | None = Field(default=None, description="another recipe (a folder name under images/) this image builds on")
     root: ImageReference | None = Field(default=None, description="a root image reference such as 'debian:bookworm'")
     dockerfile: DockerfileSpec | None = Field(default=None, description="an existing Dockerfile built instead of layers")
     post_build: str | None = Field(default=None, description="a postBuild script run as the user")

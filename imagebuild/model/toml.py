@@ -87,10 +87,33 @@ def load_toml(path: Path, *, missing_hint: str | None = None) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(
-            f"not valid TOML: {exc}", path=path, hint="https://toml.io shows the syntax; quote strings, [table] headers on their own line"
+            f"not valid TOML: {_located(str(exc), text)}",
+            path=path,
+            hint="https://toml.io shows the syntax; quote strings, [table] headers on their own line",
         ) from None
     except RecursionError:
         raise RecipeError(TOO_DEEP, path=path, hint=TOO_DEEP_HINT) from None
+
+
+def _located(message: str, text: str) -> str:
+    """tomllib's message, where it says only "at end of document" (a string, array or table
+    never closed) with the line that opened it: the last line before which the text still parses."""
+    if "(at end of document)" not in message:
+        return message
+    lines = text.splitlines(keepends=True)
+    opened = next(
+        (number for number in range(len(lines), 0, -1) if _parses("".join(lines[: number - 1]))),
+        1,
+    )
+    return message.replace("(at end of document)", f"(opened at line {opened} and never closed)")
+
+
+def _parses(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
 
 
 def validated(data: object, path: Path, model: type[Model]) -> Model:

@@ -142,6 +142,20 @@ def _is_pip_conf(text: str) -> bool:
     return parser.has_section("global") or any(parser.has_option(name, "index-url") for name in parser.sections())
 
 
-def rewrite_file(kind: FileKind, text: str, profile: MirrorProfile, *, source: Path) -> str:
-    """`text` pointed at the mirrors of `profile`; `source` only names the file in errors."""
+def rewrite_file(kind: FileKind, text: str, profile: MirrorProfile, *, source: Path, plain_runs: bool = False) -> str:
+    """`text` pointed at the mirrors of `profile`; `source` only names the file in errors. A
+    Dockerfile's RUN lines take their settings from a BuildKit secret, or with `plain_runs` from
+    their own text (for builders without BuildKit; the settings then show in `docker history`)."""
+    if kind is FileKind.DOCKERFILE:
+        return dockerfile.rewrite_dockerfile_document(Document(text), profile, source, secret_runs=not plain_runs)
     return KINDS[kind].rewrite(Document(text), profile, source)
+
+
+def unrouted_entries(kind: FileKind, text: str, profile: MirrorProfile) -> list[str]:
+    """'line N: why' for each entry of a requirements file or apt sources that the rewrite
+    leaves on its upstream (the command warns; Dockerfile RUN lines have their own check)."""
+    if kind is FileKind.REQUIREMENTS:
+        return pip.unrouted_requirements(text, profile)
+    if kind is FileKind.APT_SOURCES:
+        return apt.unrouted_apt_sources(text, profile)
+    return []

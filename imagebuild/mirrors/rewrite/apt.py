@@ -30,3 +30,34 @@ def rewrite_apt_sources(document: Document, profile: MirrorProfile, source: Path
         elif field_name == "uris":
             document.rewrite_urls(index, rules)
     return document.text()
+
+
+_DEB_LINE = re.compile(r"\s*deb(-src)?\s+(\[[^\]]*\]\s+)?(?P<uri>\S+)")
+
+
+def unrouted_apt_sources(text: str, profile: MirrorProfile) -> list[str]:
+    """'line N: why' for each source the rewrite leaves where it was: a URI without a scheme
+    (cdrom:, a path) or one no apt rule of the profile covers (and not the mirror's own)."""
+    rules = url_rules(profile).only("apt")
+    mirrors = tuple(rule.mirror for rule in rules.rules)
+    found, field_name = [], None
+    for number, line in enumerate(text.splitlines(), start=1):
+        uris: list[str] = []
+        if not line.strip():
+            field_name = None
+        elif line.lstrip().startswith("#"):
+            continue
+        elif deb := _DEB_LINE.match(line):
+            uris = [deb["uri"]]
+        elif not line[0].isspace():
+            name, colon, value = line.partition(":")
+            field_name = name.strip().lower() if colon else None
+            uris = value.split() if field_name == "uris" else []
+        elif field_name == "uris":
+            uris = line.split()
+        for uri in uris:
+            if "://" not in uri:
+                found.append(f"line {number}: '{uri}' has no URL scheme (http://, https://): apt reads it as it is, not routed")
+            elif rules.apply_line(uri) == uri and not uri.startswith(mirrors):
+                found.append(f"line {number}: {uri} is covered by no apt rule of the profile: apt downloads from there")
+    return found

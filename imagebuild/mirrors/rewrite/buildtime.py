@@ -1,7 +1,11 @@
 """The shell text that points one Dockerfile RUN at a mirror profile, for `mirror rewrite`.
 
 A rewritten Dockerfile is built by a plain `docker build`, without imagebuild's build
-environment, so each shell-form RUN starts with this prefix. It sets, for that RUN and the
+environment, so each shell-form RUN starts with a prefix. With BuildKit (the default) the prefix
+only sources the settings from the secret mount /run/secrets/imagebuild-mirror, which `mirror
+rewrite` writes beside the file (`docker build --secret id=imagebuild-mirror,src=...`): the
+mirror's addresses stay out of `docker history`. The plain form (`--plain`, for engines without
+BuildKit) writes the settings into the prefix itself. Either way they are, for that RUN and the
 programs it starts only:
 - pip and uv: their index, extra indexes and trusted hosts (PIP_*, UV_* variables);
 - git: the profile's URL rewrites (GIT_CONFIG_COUNT/KEY/VALUE, git's environment-only config);
@@ -84,9 +88,22 @@ def environment(profile: MirrorProfile) -> dict[str, str]:
     return pypi_settings(profile) | git_settings(profile)
 
 
-def run_prefix(profile: MirrorProfile) -> str | None:
+MIRROR_SECRET = "imagebuild-mirror"
+SECRET_FLAG = f"--mount=type=secret,id={MIRROR_SECRET},mode=0444"
+
+
+def run_prefix(profile: MirrorProfile, *, secret: bool = False) -> str | None:
     """The text to put before a RUN's command (it ends with a space), or None when the profile
-    has no setting a RUN could use."""
+    has no setting a RUN could use; with `secret`, one that sources them from the secret mount."""
+    settings = run_settings(profile)
+    if settings is None:
+        return None
+    return f"{BEGIN} {f'. /run/secrets/{MIRROR_SECRET}' if secret else settings}; {END} "
+
+
+def run_settings(profile: MirrorProfile) -> str | None:
+    """The shell commands that set the profile's build-time settings (the body of the plain
+    prefix, and the secret file of the BuildKit form), or None when there are none."""
     steps = []
     variables = environment(profile)
     if variables:
@@ -101,9 +118,7 @@ def run_prefix(profile: MirrorProfile) -> str | None:
     if apt:
         script = " ".join(shlex.quote(line) for line in apt.sed_script().splitlines())
         steps.append(_APT_SOURCES.format(script=script))
-    if not steps:
-        return None
-    return f"{BEGIN} {' && '.join(steps)}; {END} "
+    return " && ".join(steps) if steps else None
 
 
 RUNTIME_MARKER = "# imagebuild mirror rewrite: runtime = true, the image keeps these mirror settings"

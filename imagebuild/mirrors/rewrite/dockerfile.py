@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, RUNTIME_MARKER, run_prefix, runtime_lines
+from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, RUNTIME_MARKER, SECRET_FLAG, run_prefix, runtime_lines
 from imagebuild.mirrors.rewrite.document import Document, line_error
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile
@@ -170,7 +170,7 @@ def _run(instruction: Instruction, shell: str) -> _Run:
     command = next(iter(instruction.arguments), None)
     if command is None:
         return _Run(instruction, None, "a RUN without a command")
-    if command.text.startswith("["):
+    if command.text.startswith("[") and _json_list(" ".join(word.text for word in instruction.arguments)):
         return _Run(instruction, None, "an exec-form RUN (a JSON list) runs without a shell to set the mirror in")
     if command.text.startswith("<<"):
         return _Run(instruction, None, "a RUN that is only a heredoc script; write `RUN sh <<EOF` to route it")
@@ -179,6 +179,16 @@ def _run(instruction: Instruction, shell: str) -> _Run:
     if command.line is None:
         return _Run(instruction, None, "a RUN whose first word spans a line continuation")
     return _Run(instruction, command, None)
+
+
+def _json_list(text: str) -> bool:
+    """Whether a RUN's text is the exec form: Docker runs text that is not a valid JSON list of
+    strings as a shell command, whatever its first character."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def unrouted_runs(text: str, profile: MirrorProfile) -> list[str]:
@@ -201,8 +211,9 @@ def _written_here(document: Document, word: Word) -> bool:
     return in_prefix or (word.line > 0 and document.lines[word.line - 1] == RUNTIME_MARKER)
 
 
-def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str) -> None:
-    """The prefix before each routable RUN's command; a prefix written by an earlier rewrite is replaced."""
+def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str, flag: str | None) -> None:
+    """The prefix before each routable RUN's command (a prefix written by an earlier rewrite is
+    replaced) and, for the secret form, the secret's mount `flag` after the RUN (once)."""
     for run in _runs(layout):
         if run.command is None or run.command.line is None:
             continue
@@ -210,6 +221,9 @@ def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str) -> N
         start = run.command.start
         end = line.find(END, start) + len(END) + 1 if line.startswith(BEGIN, start) and END in line[start:] else start
         document.replace(run.command.line, start, end, prefix)
+        keyword = re.match(r"\s*RUN", document.lines[run.instruction.line], flags=re.IGNORECASE)
+        if flag and keyword and flag not in (word.text for word in run.instruction.words):
+            document.replace(run.instruction.line, keyword.end(), keyword.end(), f" {flag}")
 
 
 def parse_dockerfile(text: str) -> list[Instruction]:
@@ -229,12 +243,13 @@ def rewrite_dockerfile_document(
     from_image: Callable[[str], str] | None = None,
     *,
     route_runs: bool = True,
+    secret_runs: bool = True,
 ) -> str:
     """FROM and COPY --from image references through the registry mirrors, skipping scratch,
     earlier stages and references with variables; `FROM ${BASE}` rewrites the default of the
     global `ARG BASE=...` instead. Every other instruction and heredoc body: URL rules. With
-    `route_runs`, each shell-form RUN also gets the profile's build-time settings. Comments
-    stay as they are."""
+    `route_runs`, each shell-form RUN also gets the profile's build-time settings: from a
+    BuildKit secret (`secret_runs`), else in its text. Comments stay as they are."""
     rules = url_rules(profile)
     route = from_image or (lambda image: rewrite_image_ref(image, profile.registry))
     layout = _dockerfile_layout(document)
@@ -263,9 +278,9 @@ def rewrite_dockerfile_document(
                 document.rewrite_urls(word.line, rules, word.start, word.end)
     for line in layout.heredoc_lines:
         document.rewrite_urls(line, rules)
-    prefix = run_prefix(profile) if route_runs else None
+    prefix = run_prefix(profile, secret=secret_runs) if route_runs else None
     if prefix is not None:
-        _route_runs(document, layout, prefix)
+        _route_runs(document, layout, prefix, SECRET_FLAG if secret_runs else None)
     kept = runtime_lines(profile) if route_runs else []
     if kept:
         _keep_in_image(document, layout, kept)

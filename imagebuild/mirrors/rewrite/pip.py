@@ -49,6 +49,30 @@ def rewrite_requirements(document: Document, profile: MirrorProfile, source: Pat
     return document.text()
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s;#]+")
+_DIRECT_REFERENCE = re.compile(r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@\s*(?P<target>\S+)")
+
+
+def unrouted_requirements(text: str, profile: MirrorProfile) -> list[str]:
+    """'line N: why' for each requirement line whose download the rewrite leaves where it was:
+    a URL no rule of the profile covers (and not the mirror's own), or a direct reference
+    without a URL scheme (pip reads it as a local path)."""
+    rules = url_rules(profile)
+    mirrors = tuple(rule.mirror for rule in rules.rules) + ((profile.pypi.index_url,) if profile.pypi else ())
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        comment = _REQUIREMENTS_COMMENT.search(line)
+        code = line[: comment.start()] if comment else line
+        for url in _URL.findall(code):
+            plain = url.split("+", 1)[1] if url.split("://")[0].count("+") else url  # git+https://... -> https://...
+            if rules.apply_line(url) == url and not plain.startswith(mirrors):
+                found.append(f"line {number}: {url} is covered by no rule of the profile: it is downloaded from there")
+        reference = _DIRECT_REFERENCE.match(code)
+        if reference and "://" not in reference["target"]:
+            found.append(f"line {number}: '{reference['target']}' has no URL scheme: pip reads it as a local path, not routed")
+    return found
+
+
 def _same_url(first: str, second: str) -> bool:
     return first.strip().rstrip("/") == second.strip().rstrip("/")
 
