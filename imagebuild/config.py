@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -217,6 +217,12 @@ class RunConfig:
         return self.known_logins
 
 
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be 1 or more, got {value}")
+    return value
+
+
 def resolve(options: RunOptions, environ: Mapping[str, str] = os.environ, project: Project | None = None) -> RunConfig:
     """The run's configuration from the command line's `options`, the environment and the
     project's imagebuild.toml (the project is found from the working folder unless given).
@@ -228,15 +234,16 @@ def resolve(options: RunOptions, environ: Mapping[str, str] = os.environ, projec
         mirror=options.mirror or environ.get(MIRROR_VARIABLE),
         registry=options.registry or environ.get(REGISTRY_VARIABLE),
     )
-    for flag, value, check, hint in (
-        ("--builder", options.builder, builder_name, "e.g. --builder auto, or a name 'docker buildx ls' shows"),
-        ("--registry", options.registry, registry_host, f"give HOST[:PORT] (also in {REGISTRY_VARIABLE}), e.g. --registry 127.0.0.1:5000"),
-    ):
-        if value is not None:
-            try:
-                check(value)
-            except ValueError as error:
-                raise RecipeError(f"{flag}: {error}", hint=hint) from None
+    checks: list[tuple[str, Callable[[], object], str]] = [
+        ("--builder", lambda: options.builder and builder_name(options.builder), "e.g. --builder auto, or a name 'docker buildx ls' shows"),
+        ("--registry", lambda: options.registry and registry_host(options.registry), f"give HOST[:PORT] (also in {REGISTRY_VARIABLE})"),
+        ("--jobs", lambda: options.jobs is None or _at_least_one(options.jobs), "e.g. --jobs 2; without it, as many as the host has cores"),
+    ]
+    for flag, check, hint in checks:
+        try:
+            check()
+        except ValueError as error:
+            raise RecipeError(f"{flag}: {error}", hint=hint) from None
     mirror = selected_mirror(options.mirror, project.config.build.mirror, project.root)
     return configure(project, mirror, options, environ, merged_trust(environ, options.ca_cert, mirror))
 

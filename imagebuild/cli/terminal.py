@@ -61,7 +61,7 @@ BuilderOption = Annotated[
     ),
 ]
 JobsOption = Annotated[
-    int | None, typer.Option("--jobs", "-j", min=1, help="images built at the same time (default: \\[build] jobs, else the host's cores)")
+    int | None, typer.Option("--jobs", "-j", help="images built at the same time (default: \\[build] jobs, else the host's cores)")
 ]
 NightlyOption = Annotated[bool, typer.Option("--nightly", help="move the 'edge' tag instead of 'latest'")]
 OfflineOption = Annotated[

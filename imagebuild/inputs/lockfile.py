@@ -1,6 +1,8 @@
 """images/<name>/image.lock: the file `imagebuild lock` writes and builds read, with every
 Python pin (hashed), dev package commit, Debian index digest and what the lock was made from."""
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -37,6 +39,18 @@ class ImageLock(StrictModel):
         default={}, description="root images: suite -> sha256 of its package index when locked; a change rebuilds with the updates"
     )
     requirements: str = ""
+    pins_digest: str = Field(
+        default="", description="sha256 of the pins and commits as `imagebuild lock` wrote them: a hand edit shows as stale"
+    )
+
+    def content_digest(self) -> str:
+        """The digest of what builds take from the lock: its pins, commits, indexes and [source]."""
+        content = self.model_dump(include={"requirements", "dev_packages", "debian", "source"}, mode="json")
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+    def edited(self) -> bool:
+        """Whether its pins or commits changed since `imagebuild lock` wrote it."""
+        return bool(self.pins_digest) and self.pins_digest != self.content_digest()
 
     def pins(self) -> dict[str, str]:
         """name -> version of every locked distribution."""
@@ -74,6 +88,7 @@ def platform_tag(target: Target) -> str:
 def write_lock(item: BuildPlan, lock: ImageLock) -> bool:
     """Write the lock file; False when it already says exactly this (the file is not touched)."""
     path = lock_path(item.recipe)
+    lock = lock.model_copy(update={"pins_digest": lock.content_digest()})
     empty = {name for name in ("debian", "source", "python", "platform", "input_digests") if not getattr(lock, name)}
     text = HEADER + tomli_w.dumps(lock.model_dump(exclude=empty), multiline_strings=True)
     if path.is_file() and path.read_text() == text:

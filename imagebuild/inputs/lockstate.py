@@ -106,6 +106,8 @@ def lock_state(item: BuildPlan, lock: ImageLock | None = None) -> LockState:
     lock = lock or read_lock(recipe)
     if lock is None:
         return LockState(item.name, "missing", path)
+    if lock.edited():
+        return LockState(item.name, "stale", path, (f"{path.name} itself (its pins or commits were edited by hand)",))
     if lock.inputs == inputs_digest(item):
         return LockState(item.name, "fresh", path)
     now = input_digests(item)

@@ -12,7 +12,7 @@ from imagebuild.build.stack import KEYWORDS
 from imagebuild.cli.main import app
 from imagebuild.errors import ImagebuildError
 from imagebuild.mirrors.rewrite import FileKind, rewrite_file
-from imagebuild.mirrors.rewrite.buildtime import BEGIN, run_prefix
+from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, SECRET_FLAG, run_prefix, run_settings
 from imagebuild.mirrors.rewrite.dockerfile import dockerfile_instructions, unrouted_runs
 from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
 from tests.unit.test_mirror_files import without_run_prefixes
@@ -33,18 +33,20 @@ SITE = MirrorProfile.model_validate(
 )
 
 
-def rewrite(text: str, profile: MirrorProfile) -> str:
-    return rewrite_file(FileKind.DOCKERFILE, text, profile, source=Path("Dockerfile"))
+def rewrite(text: str, profile: MirrorProfile, *, plain: bool = True) -> str:
+    """The plain form shows the settings in each RUN; the BuildKit form sources them from a secret."""
+    return rewrite_file(FileKind.DOCKERFILE, text, profile, source=Path("Dockerfile"), plain_runs=plain)
 
 
 @pytest.mark.skipif(not REAL_WORLD, reason="../shared/dockerfiles is not beside the repository")
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "secret"])
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 @pytest.mark.parametrize("path", REAL_WORLD, ids=lambda path: f"{path.parent.name}/{path.name}")
-def test_real_world_dockerfiles(path: Path, profile: str) -> None:
+def test_real_world_dockerfiles(path: Path, profile: str, plain: bool) -> None:
     spec = PROFILES[profile]
     text = path.read_text()
-    out = rewrite(text, spec)
-    assert rewrite(out, spec) == out  # idempotent
+    out = rewrite(text, spec, plain=plain)
+    assert rewrite(out, spec, plain=plain) == out  # idempotent
     before, after = text.splitlines(), out.splitlines()
     assert len(before) == len(after)
     for old, new in zip(before, after, strict=True):  # every changed line is one the rewriter meant to change
@@ -57,6 +59,23 @@ def test_real_world_dockerfiles(path: Path, profile: str) -> None:
         runs = [" ".join(words) for keyword, _, words in instructions if keyword == "RUN"]
         assert runs and all(BEGIN in run for run in runs)
         assert unrouted_runs(text, spec) == []
+        if not plain:  # the settings come from the secret: no mirror address in any RUN, so none in docker history
+            assert all(run.count(SECRET_FLAG) == 1 and ". /run/secrets/imagebuild-mirror;" in run for run in runs)
+            secret = run_settings(spec)
+            assert secret is not None and not any(secret in run for run in runs)
+
+
+def test_the_secret_form_keeps_mirror_addresses_out_of_run_lines_and_a_second_rewrite_changes_nothing() -> None:
+    text = "FROM debian:bookworm\nRUN --mount=type=cache,target=/root/.cache pip install x && \\\n    apt-get install -y git\n"
+    out = rewrite(text, SITE, plain=False)
+    assert out == (
+        "FROM registry.site/hub/library/debian:bookworm\n"
+        f"RUN {SECRET_FLAG} --mount=type=cache,target=/root/.cache {BEGIN} . /run/secrets/imagebuild-mirror; {END} pip install x && \\\n"
+        "    apt-get install -y git\n"
+    )
+    assert rewrite(out, SITE, plain=False) == out
+    assert "pypi.site" not in out and "apt.site" not in out
+    assert "PIP_INDEX_URL=http://pypi.site/simple" in (run_settings(SITE) or "")
 
 
 def test_the_site_image_of_the_issue_now_downloads_through_the_mirror() -> None:

@@ -109,8 +109,14 @@ def test_lock_state_follows_the_recipe(make_project):
     lock = ImageLock(inputs=inputs_digest(item), python="3.11", platform="x86_64-manylinux_2_36", requirements="six==1.16.0\n")
     assert write_lock(item, lock) is True
     assert write_lock(item, lock) is False  # nothing changed: the file is not touched
-    assert read_lock(item.recipe) == lock
+    assert read_lock(item.recipe) == lock.model_copy(update={"pins_digest": lock.content_digest()})
     assert lock_state(item).state == "fresh"
+    lock_file = folder / "image.lock"
+    written = lock_file.read_text()
+    lock_file.write_text(written.replace("six==1.16.0", "six==1.17.0"))  # a pin edited by hand
+    edited = lock_state(item)
+    assert (edited.state, edited.changed) == ("stale", ("image.lock itself (its pins or commits were edited by hand)",))
+    lock_file.write_text(written)
 
     (folder / "requirements.txt").write_text("six==1.17.0\n")
     assert lock_state(plan(load_project(make_project.root), ["child"])[-1]).state == "stale"

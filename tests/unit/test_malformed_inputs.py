@@ -4,9 +4,11 @@ runs the real command line in-process, in a small project of its own."""
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import certifi
 import pytest
 from typer.testing import CliRunner
 
@@ -20,6 +22,10 @@ SHA = "0" * 64
 CONDA = CHILD + '[conda]\nenvironment = "environment.yml"\n'
 STACK = "dockerfile = {}\n"
 ENVIRONMENT = "channels: [conda-forge]\ndependencies: [numpy]\n"
+_BLOCKS = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", Path(certifi.where()).read_text(), re.DOTALL)
+CUT_BUNDLE = _BLOCKS[0] + _BLOCKS[1][:300] + "\n"
+"""A bundle whose second certificate was cut off (a copy that stopped early)."""
+CUT_AND_CLOSED = _BLOCKS[0] + _BLOCKS[1][:300] + "\n-----END CERTIFICATE-----\n" + _BLOCKS[2]
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ CASES = [
          RENDER, "image.toml", "'..'"),
     Case("file-mode", {"images/t/image.toml": CHILD + '[[files]]\nsrc = "a"\ndest = "/a"\nmode = "0o755"\n', "images/t/a": "x"},
          RENDER, "image.toml", "octal file mode"),
-    Case("hub-init-registry-url", {}, ["hub", "init", "hub2", "--admin", "alice", "--registry", "https://r.example.org"], "hub2", "URL scheme"),
+    Case("hub-init-registry-url", {}, ["hub", "init", "hub2", "--admin", "alice", "--registry", "https://r.example.org"], "--registry", "URL scheme"),
     Case("selection-digest", {"hub/images.toml": '[[images]]\nlabel = "t"\nimage = "t"\ntag = "1"\nref = "r.org/t@sha256:1"\ndigest = "sha256:1"\n'},
          HUB_CHECK, "images.toml", "[images][0]", hub=True),
     # patterns that match nothing
@@ -117,6 +123,23 @@ CASES = [
          ["mirror", "show", "site"], "site.toml", "looks like a secret", hidden=(SECRET,)),
     Case("env-secret", {"images/t/image.toml": CHILD + f'[env]\n"{SECRET}" = "1"\n'}, RENDER, "image.toml", "looks like a secret",
          hidden=(SECRET,)),
+    # found tried as an admin would (issue 24): flags, CA bundles, recipe fields
+    Case("registry-scheme", {}, ["plan", "t", "--registry", "https://127.0.0.1:5000"], "--registry", "has a URL scheme"),
+    Case("ca-folder", {"certs/ca.pem": CUT_BUNDLE}, ["render", "t", "--ca-cert", "certs"], "--ca-cert", "is a folder"),
+    Case("ca-cut-off", {"cut.pem": CUT_BUNDLE}, ["render", "t", "--ca-cert", "cut.pem"], "cut.pem", "begins at line 17"),
+    Case("ca-cut-and-closed", {"cut.pem": CUT_AND_CLOSED}, ["render", "t", "--ca-cert", "cut.pem"], "cut.pem", "cut off or damaged"),
+    Case("stack-undeclared-arg", {"images/t/image.toml": 'dockerfile = { args = { PYTHON_VERSON = "3.12" } }\n',
+                                  "images/t/Dockerfile": "ARG PYTHON_VERSION=3.11\nFROM debian:bookworm\n"},
+         RENDER, "image.toml", "did you mean 'PYTHON_VERSION'"),
+    Case("python-environment-interpreter", {"images/t/image.toml": CHILD + '[python]\nenvironment = "/opt/conda/bin/python"\n'},
+         RENDER, "image.toml", "name the environment's folder, the one holding bin/python: '/opt/conda'"),
+    Case("env-key-named", {"images/t/image.toml": CHILD + '[env]\n"MY-VAR" = "1"\n'}, RENDER, "image.toml", "key 'MY-VAR'"),
+    Case("parent-image-reference", {"images/t/image.toml": 'parent = "imagebuild/base:latest"\n'}, RENDER, "image.toml",
+         "is an image reference"),
+    Case("toml-never-closed", {"images/t/image.toml": CHILD + 'description = """abc\n'}, RENDER, "image.toml",
+         "opened at line 2 and never closed"),
+    Case("builder-name", {}, ["build", "t", "--builder", "no such"], "--builder", "is not a builder"),
+    Case("jobs-zero", {}, ["build", "t", "--jobs", "0"], "--jobs", "1 or more"),
     Case("unknown-key-secret", {"images/t/image.toml": CHILD + f'"{SECRET}-x" = "1"\n'}, RENDER, "image.toml", "not repeated",
          hidden=(SECRET,)),
 ]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from imagebuild.errors import RecipeError
 from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file
-from imagebuild.mirrors.rewrite.buildtime import BEGIN, END
+from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, SECRET_FLAG
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
 from imagebuild.model.routes import rewrite_image_ref
@@ -28,8 +28,9 @@ def rewrite(kind: FileKind, text: str, profile: MirrorProfile) -> str:
 
 
 def without_run_prefixes(text: str) -> str:
-    """A rewritten Dockerfile without the build-time settings put before its RUN commands."""
-    return re.sub(f"{re.escape(BEGIN)}.*?{re.escape(END)} ", "", text)
+    """A rewritten Dockerfile without the build-time settings put before its RUN commands (and
+    the secret's mount flag of the BuildKit form)."""
+    return re.sub(f"{re.escape(BEGIN)}.*?{re.escape(END)} ", "", text).replace(f" {SECRET_FLAG}", "")
 
 
 def comment_lines(text: str) -> list[str]:

@@ -68,7 +68,7 @@ def test_from_arguments_resolve_with_the_recipe_args_over_the_defaults():
         FROM ${REGISTRY:-docker.io}/library/debian:$SUITE
         RUN echo $SUITE
         """,
-        args={"SUITE": "bookworm", "UNDECLARED": "x"},
+        args={"SUITE": "bookworm"},
     )
     assert stack.dockerfile.splitlines()[2:5] == [
         "FROM debian:bookworm AS build",
@@ -163,9 +163,12 @@ def test_the_content_hash_covers_copied_files_and_args_only(stack_project):
     (folder / "ctx" / "app" / "main.py").write_text("print('changed')\n")
     changed = _prepared(stack_project.root)["site"].content_hash
     assert changed != first.content_hash
+    dockerfile = folder / "ctx" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "ARG EXTRA\n")
+    declared = _prepared(stack_project.root)["site"].content_hash
     toml = folder / "image.toml"
     toml.write_text(toml.read_text().replace("SUITE = ", 'EXTRA = "1", SUITE = '))
-    assert _prepared(stack_project.root)["site"].content_hash != changed
+    assert _prepared(stack_project.root)["site"].content_hash not in (changed, declared)
 
 
 def test_a_child_installs_into_the_named_environment_as_its_owner(stack_project):
@@ -228,3 +231,10 @@ def test_real_world_dockerfiles_pass_the_checks_with_their_build_arguments(path:
             check_stack(text, DockerfileSpec(), where=path, recipe=RECIPE)
     stack = check_stack(text, DockerfileSpec(args=NEEDS_ARGS.get(key, {})), where=path, recipe=RECIPE)
     assert "${" not in next(line for line in stack.dockerfile.splitlines() if line.startswith("FROM"))
+
+
+def test_an_argument_the_dockerfile_never_declares_is_refused_with_the_likely_name():
+    with pytest.raises(RecipeError, match="dockerfile.args.PYTHON_VERSON: .* declares no ARG PYTHON_VERSON") as caught:
+        _check("ARG PYTHON_VERSION=3.11\nFROM debian:bookworm\n", args={"PYTHON_VERSON": "3.12"})
+    assert caught.value.hint == "did you mean 'PYTHON_VERSION'?"
+    assert _check("FROM debian:bookworm\nARG LATE\nRUN echo $LATE\n", args={"LATE": "1"}).dockerfile  # a stage's ARG counts
