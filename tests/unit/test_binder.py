@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from imagebuild.build.buildenv import SECRET_MOUNT, without_mounts
 from imagebuild.build.binder import capture, source_label
+from imagebuild.build.buildenv import SECRET_MOUNT, without_mounts
 from imagebuild.errors import LockError, RecipeError
 from imagebuild.inputs.lock import lock_image, lock_source
 from imagebuild.inputs.lockfile import read_lock

@@ -39,7 +39,7 @@ def test_a_named_builder_must_exist_in_buildx():
     chosen = choose_builder("remote-arm", [WITH_BUILDX], {WITH_BUILDX.path: ["default", "remote-arm"]})
     assert (chosen.kind, chosen.name) == ("buildx", "remote-arm")
     assert "builder 'remote-arm'" in chosen.describe()
-    with pytest.raises(RecipeError, match="no buildx builder of that name .builders: default"):
+    with pytest.raises(RecipeError, match=r"no buildx builder of that name .builders: default"):
         choose_builder("k8s", [WITH_BUILDX], {WITH_BUILDX.path: ["default"]})
     with pytest.raises(RecipeError, match="no docker CLI here has buildx"):
         choose_builder("k8s", [DEBIAN_20], {})

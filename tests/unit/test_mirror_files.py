@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagebuild.errors import RecipeError
-from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file
+from imagebuild.mirrors.rewrite import FileKind, detect_kind, rewrite_file, unrouted_entries
 from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, SECRET_FLAG
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile, load_mirror, profile_paths
@@ -751,3 +751,34 @@ def test_pip_conf_properties(profile, sections):
     original = sections.get("global", {}).get("index-url")
     if original is None or url_rules(profile).apply_line(original) == profile.pypi.index_url:
         assert parsed.get("global", "index-url") == profile.pypi.index_url
+
+
+def test_entries_a_rewrite_cannot_route_are_named_by_line() -> None:
+    """`mirror rewrite` warns about what stays upstream instead of leaving it silently."""
+    site = MirrorProfile.model_validate(
+        {"pypi": {"index_url": "http://pypi.site/simple"}, "apt": {"debian": "http://apt.site/debian"},
+         "git": {"https://github.com": "http://git.site/github.com"}}
+    )
+    requirements = (
+        "numpy==1.26\n"
+        "foo @ https://files.example.org/foo-1.0.whl\n"
+        "bar @ host.example/bar.whl  # no scheme\n"
+        "aiidalab @ git+https://github.com/aiidalab/aiidalab@v1\n"
+        "baz @ http://pypi.site/packages/baz.whl\n"
+    )
+    assert unrouted_entries(FileKind.REQUIREMENTS, requirements, site) == [
+        "line 2: https://files.example.org/foo-1.0.whl is covered by no rule of the profile: it is downloaded from there",
+        "line 3: 'host.example/bar.whl' has no URL scheme: pip reads it as a local path, not routed",
+    ]
+    sources = (
+        "deb http://deb.debian.org/debian bookworm main\n"
+        "deb [arch=amd64] http://ppa.launchpad.net/x/ubuntu jammy main\n"
+        "deb cdrom:[Debian]/ bookworm main\n\n"
+        "Types: deb\nURIs: http://apt.site/debian\n  http://other.example/debian\nSuites: bookworm\n"
+    )
+    assert unrouted_entries(FileKind.APT_SOURCES, sources, site) == [
+        "line 2: http://ppa.launchpad.net/x/ubuntu is covered by no apt rule of the profile: apt downloads from there",
+        "line 3: 'cdrom:[Debian]/' has no URL scheme (http://, https://): apt reads it as it is, not routed",
+        "line 7: http://other.example/debian is covered by no apt rule of the profile: apt downloads from there",
+    ]
+    assert unrouted_entries(FileKind.PIP_CONF, "[global]\nindex-url = https://x.example/simple\n", site) == []

@@ -234,7 +234,7 @@ def test_real_world_dockerfiles_pass_the_checks_with_their_build_arguments(path:
 
 
 def test_an_argument_the_dockerfile_never_declares_is_refused_with_the_likely_name():
-    with pytest.raises(RecipeError, match="dockerfile.args.PYTHON_VERSON: .* declares no ARG PYTHON_VERSON") as caught:
+    with pytest.raises(RecipeError, match=r"dockerfile.args.PYTHON_VERSON: .* declares no ARG PYTHON_VERSON") as caught:
         _check("ARG PYTHON_VERSION=3.11\nFROM debian:bookworm\n", args={"PYTHON_VERSON": "3.12"})
     assert caught.value.hint == "did you mean 'PYTHON_VERSION'?"
     assert _check("FROM debian:bookworm\nARG LATE\nRUN echo $LATE\n", args={"LATE": "1"}).dockerfile  # a stage's ARG counts

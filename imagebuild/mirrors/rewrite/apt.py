@@ -2,6 +2,7 @@
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from imagebuild.mirrors.rewrite.document import Document
 from imagebuild.mirrors.rules import url_rules
@@ -39,7 +40,7 @@ def unrouted_apt_sources(text: str, profile: MirrorProfile) -> list[str]:
     """'line N: why' for each source the rewrite leaves where it was: a URI without a scheme
     (cdrom:, a path) or one no apt rule of the profile covers (and not the mirror's own)."""
     rules = url_rules(profile).only("apt")
-    mirrors = tuple(rule.mirror for rule in rules.rules)
+    mirrors = {urlsplit(rule.mirror).netloc for rule in rules.rules}
     found, field_name = [], None
     for number, line in enumerate(text.splitlines(), start=1):
         uris: list[str] = []
@@ -58,6 +59,6 @@ def unrouted_apt_sources(text: str, profile: MirrorProfile) -> list[str]:
         for uri in uris:
             if "://" not in uri:
                 found.append(f"line {number}: '{uri}' has no URL scheme (http://, https://): apt reads it as it is, not routed")
-            elif rules.apply_line(uri) == uri and not uri.startswith(mirrors):
+            elif rules.apply_line(uri) == uri and urlsplit(uri).netloc not in mirrors:
                 found.append(f"line {number}: {uri} is covered by no apt rule of the profile: apt downloads from there")
     return found

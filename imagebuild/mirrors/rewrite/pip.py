@@ -4,6 +4,7 @@ import configparser
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from imagebuild.mirrors.rewrite.document import Document, line_error
 from imagebuild.mirrors.rules import RuleSet, url_rules
@@ -58,14 +59,14 @@ def unrouted_requirements(text: str, profile: MirrorProfile) -> list[str]:
     a URL no rule of the profile covers (and not the mirror's own), or a direct reference
     without a URL scheme (pip reads it as a local path)."""
     rules = url_rules(profile)
-    mirrors = tuple(rule.mirror for rule in rules.rules) + ((profile.pypi.index_url,) if profile.pypi else ())
+    mirrors = {urlsplit(url).netloc for url in [rule.mirror for rule in rules.rules] + ([profile.pypi.index_url] if profile.pypi else [])}
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
         comment = _REQUIREMENTS_COMMENT.search(line)
         code = line[: comment.start()] if comment else line
         for url in _URL.findall(code):
             plain = url.split("+", 1)[1] if url.split("://")[0].count("+") else url  # git+https://... -> https://...
-            if rules.apply_line(url) == url and not plain.startswith(mirrors):
+            if rules.apply_line(url) == url and urlsplit(plain).netloc not in mirrors:
                 found.append(f"line {number}: {url} is covered by no rule of the profile: it is downloaded from there")
         reference = _DIRECT_REFERENCE.match(code)
         if reference and "://" not in reference["target"]:
