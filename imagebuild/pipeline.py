@@ -156,11 +156,11 @@ def build_prepared(
 ) -> list[ImageOutcome]:
     """Build, smoke-test and publish contexts `prepare` made, parents first (the nightly prepares
     each image once to look for its content hash in the registry, then builds those contexts)."""
+    builder = find_builder(config.builder, config.environ)
     engine = Engine()
     mirror = config.mirror
     logins = config.logins()
     environment = build_environment(mirror, logins, config.ca_pem, config.debian_archive)
-    builder = find_builder(config.builder, config.environ)
     reporter.say(f"building with {builder.describe()}" + (f" ({builder.note})" if builder.note else ""))
     with contextlib.ExitStack() as services:
 

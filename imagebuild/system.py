@@ -158,6 +158,13 @@ def can_apt_install() -> bool:
     return os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
+def apt_has(package: str) -> bool:
+    """Whether the host's apt sources offer `package` (docker-buildx: trixie has it, bookworm not)."""
+    if shutil.which("apt-cache") is None:
+        return False
+    return bool(run(["apt-cache", "show", "--no-all-versions", package], timeout=60, check=False).stdout.strip())
+
+
 def apt_install(packages: list[str], *, log: Path) -> None:
     """Install Debian packages on the host (Debian/Ubuntu, as root only)."""
     if not can_apt_install():

@@ -9,7 +9,6 @@ what was being done.
 
 import contextlib
 import io
-import shutil
 import tarfile
 import time
 from collections import deque
@@ -30,13 +29,10 @@ from imagebuild.build.builders import Builder, build_failed, build_with_cli
 from imagebuild.build.context import BuildContext, assemble
 from imagebuild.build.records import ContainerInfo, ContainerRun, EngineStatus, Image, PushFailure, pushed_digest
 from imagebuild.errors import BuildError, EngineError
-from imagebuild.system import apt_install, serve
 
-__all__ = ["ContainerInfo", "ContainerRun", "Engine", "EngineStatus", "Image", "PushFailure", "context_tar", "engine_errors", "status", "up"]
+__all__ = ["ContainerInfo", "ContainerRun", "Engine", "EngineStatus", "Image", "PushFailure", "context_tar", "engine_errors", "status"]
 """The engine's API: the records it answers with live in build/records.py and are named here too."""
 
-ENGINE_PACKAGES = ["docker.io"]
-START_TIMEOUT = 60
 
 
 @contextlib.contextmanager
@@ -60,24 +56,6 @@ def status() -> EngineStatus:
         return EngineStatus(True, f"engine at {client.api.base_url}", f"{version['Version']} (API {version['ApiVersion']})")
     except (docker.errors.DockerException, requests.RequestException) as exc:
         return EngineStatus(False, str(exc))
-
-
-def up(say: Callable[[str], None], cache: Path) -> EngineStatus:
-    """Make an engine answer: use a running one, or install and start Debian's docker.io (its
-    log in the host cache folder `cache`)."""
-    current = status()
-    if current.reachable:
-        say(f"using the running {current.detail}, Docker {current.version}")
-        return current
-    log = cache / "engine.log"
-    if shutil.which("dockerd") is None:
-        say(f"no Docker engine found; installing {', '.join(ENGINE_PACKAGES)} (log: {log})")
-        apt_install(ENGINE_PACKAGES, log=log)
-    say(f"starting dockerd (log: {log})")
-    serve(["dockerd"], ready=lambda: status().reachable, timeout=START_TIMEOUT, log=log)
-    current = status()
-    say(f"started Docker {current.version}")
-    return current
 
 
 def context_tar(path: Path, dockerfile: str | None) -> bytes:

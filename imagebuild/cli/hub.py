@@ -1,6 +1,7 @@
 """`imagebuild hub ...`: the bundled JupyterHub and the images it offers."""
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -10,6 +11,7 @@ import typer
 from rich.table import Table
 
 from imagebuild.build import engine as engine_module
+from imagebuild.build import host
 from imagebuild.cli.terminal import (
     JsonOption,
     RegistryOption,
@@ -156,7 +158,7 @@ def hub_up(
         config = None  # outside the project: images must be in the engine or the registry
     line = StatusLine(err)
     with line.status:
-        engine_module.up(line.say, host_cache())
+        host.up(line.say, host_cache(), os.environ)
         request = lifecycle.UpRequest(
             folder=folder,
             compose=find_compose(line.say, host_cache()),

@@ -4,6 +4,7 @@ Only `main` turns errors into messages and exit codes (see errors.py for the cod
 """
 
 import json
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -14,6 +15,8 @@ from rich.table import Table
 
 from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
+from imagebuild.build import host
+from imagebuild.build.builders import AUTO, find_builder
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.build.records import Image
 from imagebuild.cli.hub import hub_app
@@ -34,11 +37,13 @@ from imagebuild.cli.terminal import (
     host_cache,
     out,
     run_options,
+    say,
 )
 from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import EngineError, ImagebuildError
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.notebook import load_notebook
+from imagebuild.model.project import find_project, load_project
 from imagebuild.plan import plan
 from imagebuild.publish.manifest import input_provenance
 from imagebuild.reuse import content_ref, decide, latest_ref
@@ -237,14 +242,24 @@ def _current_hashes(config: RunConfig) -> dict[str, str]:
     return found
 
 
+def _in_project() -> bool:
+    try:
+        find_project()
+    except ImagebuildError:
+        return False
+    return True
+
+
 @engine_app.command("status")
-def engine_status(as_json: JsonOption = False) -> None:
-    """Say whether a Docker engine answers (exit code 3 when none does)."""
+def engine_status(as_json: JsonOption = False, builder: BuilderOption = None) -> None:
+    """Say whether a Docker engine answers (exit code 3 when none does) and which builder builds."""
     current = engine_module.status()
+    chosen = find_builder(builder or load_project().config.build.builder if builder or _in_project() else AUTO, os.environ)
     if as_json:
-        print(json.dumps(asdict(current)))
+        print(json.dumps({**asdict(current), "builder": asdict(chosen) | {"description": chosen.describe()}}))
     else:
         out.print(f"{'[green]up[/]' if current.reachable else '[red]down[/]'}: {current.detail} {current.version or ''}")
+        out.print(f"builder: {chosen.describe()}" + (f" ({chosen.note})" if chosen.note else ""), markup=False)
     if not current.reachable:
         raise typer.Exit(EngineError.exit_code)
 
@@ -261,7 +276,7 @@ app.add_typer(hub_app, name="hub")
 @engine_app.command("up")
 def engine_up() -> None:
     """Use the running engine, or install (Debian/Ubuntu, root) and start one."""
-    engine_module.up(lambda message: err.print(f"[bold blue]>[/] {message}"), host_cache())
+    host.up(say, host_cache(), os.environ)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
+from imagebuild.build import host
 from imagebuild.build.context import IMAGE_LABEL
 from imagebuild.build.smoke import SmokeResult
 from imagebuild.model.project import Project, load_project
@@ -78,7 +79,7 @@ def _make_ca() -> bytes:
 @pytest.fixture(scope="session")
 def engine() -> Iterator[engine_module.Engine]:
     """The real engine; images of throwaway test recipes (named test-*) are removed afterwards."""
-    engine_module.up(print, cache_dir(os.environ))
+    host.up(print, cache_dir(os.environ), os.environ)
     connected = engine_module.Engine()
     yield connected
     for image in connected.images_with_label(IMAGE_LABEL):
