@@ -6,118 +6,24 @@ import json
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from imagebuild.mirrors.rewrite.buildtime import BEGIN, END, RUNTIME_MARKER, SECRET_FLAG, run_prefix, runtime_lines
 from imagebuild.mirrors.rewrite.document import Document, line_error
+from imagebuild.mirrors.rewrite.instructions import (
+    ARG_REFERENCE,
+    DockerfileLayout,
+    Instruction,
+    Word,
+    arg_defaults,
+    dockerfile_instructions,
+    dockerfile_layout,
+    parse_dockerfile,
+)
 from imagebuild.mirrors.rules import url_rules
 from imagebuild.model.mirror import MirrorProfile
 from imagebuild.model.routes import rewrite_image_ref
-
-
-@dataclass(frozen=True)
-class Word:
-    """A whitespace-separated word of an instruction; `line` is None when it spans a continuation."""
-
-    text: str
-    line: int | None
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    line: int
-    words: list[Word]
-
-    @property
-    def arguments(self) -> list[Word]:
-        """Its words without the options (--from=..., --mount=..., --platform=...)."""
-        return [word for word in self.words if not word.text.startswith("--")]
-
-    @property
-    def stage(self) -> str | None:
-        """The stage a FROM declares (FROM IMAGE AS NAME), lower-cased as Docker matches stage names."""
-        arguments = self.arguments
-        if self.keyword == "FROM" and len(arguments) >= 3 and arguments[1].text.lower() == "as":
-            return arguments[2].text.lower()
-        return None
-
-
-@dataclass
-class _DockerfileLayout:
-    escape: str = "\\"
-    instructions: list[Instruction] = field(default_factory=list)
-    heredoc_lines: list[int] = field(default_factory=list)
-
-
-_HEREDOC = re.compile(r"(?<!<)<<(?!<)(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
-_ARG_VALUE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=([\"']?)(.*)\2")
-_ARG_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-def _is_comment_or_blank(line: str) -> bool:
-    stripped = line.strip()
-    return not stripped or stripped.startswith("#")
-
-
-def _escape_character(document: Document) -> str:
-    """The `# escape=` parser directive, read only from the comments that open the file."""
-    for line in document.lines:
-        directive = re.fullmatch(r"\s*#\s*([A-Za-z]+)\s*=\s*(\S+)\s*", line)
-        if directive is None:
-            break
-        if directive.group(1).lower() == "escape":
-            return directive.group(2)
-    return "\\"
-
-
-def _dockerfile_layout(document: Document) -> _DockerfileLayout:
-    """Instructions joined over continuation lines (comments and blank lines inside dropped,
-    as Docker does), and the lines of heredoc bodies, which are content, not instructions."""
-    layout = _DockerfileLayout(_escape_character(document))
-    continuation = re.compile(re.escape(layout.escape) + r"[ \t]*$")
-    index, count = 0, len(document.lines)
-    while index < count:
-        if _is_comment_or_blank(document.lines[index]):
-            index += 1
-            continue
-        pieces: list[tuple[int, str]] = []
-        while index < count:
-            line = document.lines[index]
-            index += 1
-            if pieces and _is_comment_or_blank(line):
-                continue
-            joined = continuation.search(line)
-            pieces.append((index - 1, line if joined is None else line[: joined.start()]))
-            if joined is None:
-                break
-        instruction = _instruction(pieces)
-        if instruction is None:
-            continue
-        layout.instructions.append(instruction)
-        if instruction.keyword in ("RUN", "COPY", "ADD"):
-            for marker in _HEREDOC.finditer(" ".join(word.text for word in instruction.words)):
-                while index < count:
-                    line = document.lines[index]
-                    index += 1
-                    if (line.lstrip("\t") if marker.group(1) else line) == marker.group(3):
-                        break
-                    layout.heredoc_lines.append(index - 1)
-    return layout
-
-
-def _instruction(pieces: list[tuple[int, str]]) -> Instruction | None:
-    text = "".join(piece for _, piece in pieces)
-    where = [(line, column) for line, piece in pieces for column in range(len(piece))]
-    words = []
-    for match in re.finditer(r"\S+", text):
-        (first_line, first), (last_line, last) = where[match.start()], where[match.end() - 1]
-        contiguous = first_line == last_line and last - first == len(match.group()) - 1
-        words.append(Word(match.group(), first_line if contiguous else None, first, last + 1))
-    return Instruction(words[0].text.upper(), pieces[0][0], words[1:]) if words else None
 
 
 def rewrite_dockerfile(
@@ -140,7 +46,7 @@ class _Run:
     problem: str | None
 
 
-def _runs(layout: _DockerfileLayout) -> list[_Run]:
+def _runs(layout: DockerfileLayout) -> list[_Run]:
     """Every RUN outside scratch stages, under the stage's SHELL (inherited from an earlier stage);
     `# escape=`` marks a Windows Dockerfile, whose default shell is cmd."""
     default = "cmd" if layout.escape == "`" else "/bin/sh"
@@ -197,7 +103,7 @@ def unrouted_runs(text: str, profile: MirrorProfile) -> list[str]:
         return []
     return [
         f"line {run.instruction.line + 1}: {run.problem}: its downloads stay on upstream"
-        for run in _runs(_dockerfile_layout(Document(text)))
+        for run in _runs(dockerfile_layout(Document(text)))
         if run.problem is not None
     ]
 
@@ -211,7 +117,7 @@ def _written_here(document: Document, word: Word) -> bool:
     return in_prefix or (word.line > 0 and document.lines[word.line - 1] == RUNTIME_MARKER)
 
 
-def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str, flag: str | None) -> None:
+def _route_runs(document: Document, layout: DockerfileLayout, prefix: str, flag: str | None) -> None:
     """The prefix before each routable RUN's command (a prefix written by an earlier rewrite is
     replaced) and, for the secret form, the secret's mount `flag` after the RUN (once)."""
     for run in _runs(layout):
@@ -224,16 +130,6 @@ def _route_runs(document: Document, layout: _DockerfileLayout, prefix: str, flag
         keyword = re.match(r"\s*RUN", document.lines[run.instruction.line], flags=re.IGNORECASE)
         if flag and keyword and flag not in (word.text for word in run.instruction.words):
             document.replace(run.instruction.line, keyword.end(), keyword.end(), f" {flag}")
-
-
-def parse_dockerfile(text: str) -> list[Instruction]:
-    """The instructions of a Dockerfile, each joined over its continuation lines (heredoc bodies skipped)."""
-    return _dockerfile_layout(Document(text)).instructions
-
-
-def dockerfile_instructions(text: str) -> list[tuple[str, int, list[str]]]:
-    """(keyword, first line, words) of each instruction, lines numbered from 0 as rewrite_file splits them."""
-    return [(i.keyword, i.line, [word.text for word in i.words]) for i in _dockerfile_layout(Document(text)).instructions]
 
 
 def rewrite_dockerfile_document(
@@ -252,7 +148,7 @@ def rewrite_dockerfile_document(
     BuildKit secret (`secret_runs`), else in its text. Comments stay as they are."""
     rules = url_rules(profile)
     route = from_image or (lambda image: rewrite_image_ref(image, profile.registry))
-    layout = _dockerfile_layout(document)
+    layout = dockerfile_layout(document)
     stages: set[str] = set()
     global_args: dict[str, Word] = {}
     seen_from = False
@@ -287,7 +183,7 @@ def rewrite_dockerfile_document(
     return document.text()
 
 
-def _keep_in_image(document: Document, layout: _DockerfileLayout, lines: list[str]) -> None:
+def _keep_in_image(document: Document, layout: DockerfileLayout, lines: list[str]) -> None:
     """`lines` right after each FROM but scratch, unless an earlier rewrite put them there."""
     for instruction in layout.instructions:
         arguments = instruction.arguments
@@ -313,20 +209,12 @@ def _rewrite_from(
             instruction.line + 1, "FROM without an image", source, "write FROM [--platform=...] IMAGE[:TAG] [AS NAME]"
         )
     image = arguments[0]
-    reference = _ARG_REFERENCE.fullmatch(image.text)
+    reference = ARG_REFERENCE.fullmatch(image.text)
     if reference is not None:
         image = global_args.get(reference.group(1) or reference.group(2), image)
     if image.line is not None and image.text.lower() not in stages:
         document.replace(image.line, image.start, image.end, route(image.text))
 
 
-def arg_defaults(instruction: Instruction) -> dict[str, Word]:
-    """NAME -> its default value (quotes excluded) in an ARG instruction; the value's `line` is
-    None when it spans a continuation."""
-    found = {}
-    for word in instruction.words:
-        declared = _ARG_VALUE.fullmatch(word.text)
-        if declared is not None:
-            start = word.start + len(declared.group(1)) + 1 + len(declared.group(2))
-            found[declared.group(1)] = Word(declared.group(3), word.line, start, start + len(declared.group(3)))
-    return found
+__all__ = ["Instruction", "arg_defaults", "dockerfile_instructions", "parse_dockerfile", "rewrite_dockerfile", "unrouted_runs"]
+"""What other modules take from here (the parser's names among them, from instructions.py)."""
