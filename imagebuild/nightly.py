@@ -25,6 +25,7 @@ from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine
 from imagebuild.config import RunConfig
 from imagebuild.errors import ImagebuildError, PublishError, RecipeError
+from imagebuild.handoff import Handoff, pull_published
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.lock import lock_image
 from imagebuild.inputs.lockstate import lock_state
@@ -35,7 +36,6 @@ from imagebuild.publish.manifest import diff, published_facts
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry, RemoteImage
 from imagebuild.publish.retention import Deletion, RetentionPolicy, apply
-from imagebuild.reuse import content_ref, latest_ref
 
 REPORT_FILES = ("report.json", "report.md")
 
@@ -192,7 +192,7 @@ class _Night:
                 night.digest, night.pushed = published.digest, self._follow(repository, published)
                 return
             previous = self.registry.image(repository, "edge")
-            self._pull_ancestors(item)
+            pull_published(self.config, self.engine, contexts[:-1], Handoff(self.registry), self.reporter.say)
         publishing = pipeline.Publishing(self.config.registry if self.registry is not None else None, "edge", {item.name})
         outcome = pipeline.build_prepared(self.config, contexts, reporter=self.reporter, publishing=publishing)[-1]
         night.smoke = outcome.smoke.summary() if outcome.smoke else "passed before"
@@ -229,25 +229,6 @@ class _Night:
                 self.reporter.say(f"{self.registry.host}/{repository}:{tag} -> {image.digest[:19]}")
                 moved.append(tag)
         return moved
-
-    def _pull_ancestors(self, item: BuildPlan) -> None:
-        """Parents that are published but not in the engine (a fresh CI runner) are pulled, not
-        built again; they passed their smoke notebooks before they were pushed."""
-        assert self.registry is not None
-        for parent in reversed(item.ancestors):
-            content_hash = self.nights[parent.name].content_hash
-            local = content_ref(self.project, parent.name, content_hash)
-            if self.engine.image(local) is not None:
-                continue
-            remote = f"{self.registry.host}/{registry_repository(self.project, parent.name)}:sha-{content_hash[:12]}"
-            self.reporter.say(f"pulling {remote} to build {item.name} on it")
-            if not self.engine.try_pull(remote, self.config.registry_login):
-                continue  # the build builds it
-            pulled = self.engine.image(remote)
-            assert pulled is not None
-            self.engine.tag(pulled, local)
-            self.engine.tag(pulled, latest_ref(self.project, parent.name))
-            self.engine.untag(remote)
 
     def _diff(self, night: ImageNight, repository: str, previous: RemoteImage, current: RemoteImage) -> None:
         assert self.registry is not None

@@ -27,13 +27,14 @@ from imagebuild.build.smoke import SmokeResult
 from imagebuild.build.stack import read_stack
 from imagebuild.config import RunConfig
 from imagebuild.errors import BuildError, PublishError
+from imagebuild.handoff import Handoff, pull_published
 from imagebuild.inputs.fetch import DownloadProgress, Fetcher, no_progress
 from imagebuild.inputs.gather import gather
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.check import preflight
 from imagebuild.mirrors.serve import serve_mirror
 from imagebuild.plan import BuildPlan, plan
-from imagebuild.provenance import labels, write_image_manifest
+from imagebuild.provenance import ROOT_ID_LABEL, labels, write_image_manifest
 from imagebuild.publish.push import PublishResult, publish
 from imagebuild.reuse import content_ref, decide, latest_ref
 from imagebuild.schedule import lock_file, side_by_side
@@ -133,15 +134,19 @@ def build(
     rebuild: bool = False,
     push_to: str | None = None,
     moving_tag: str = "latest",
+    handoff: Handoff | None = None,
 ) -> list[ImageOutcome]:
     """Build `names` and their parents; `rebuild` builds even present images, without the layer cache.
 
     With `push_to` (a registry host), the named images (not their parents) are published there
-    once smoke-tested.
+    once smoke-tested. With `handoff`, images of the chain published under their content tag are
+    pulled instead of built (handoff.py).
     """
     plans = plan(config.project, names, everything=everything)
     publishing = Publishing(push_to, moving_tag, set(names) if not everything else {p.name for p in plans})
     contexts = prepare(reporter.fetcher(config), plans)
+    if handoff is not None:
+        pull_published(config, Engine(), contexts, handoff, reporter.say)
     return build_prepared(config, contexts, smoke=smoke, rebuild=rebuild, reporter=reporter, publishing=publishing)
 
 
@@ -177,11 +182,7 @@ def build_prepared(
         server = services.enter_context(
             BuildEnvServer(environment, config.project.config.build.env_port, on_start=start_mirror_services)
         )
-        root_ids = {}
-        for root in sorted({root for context in contexts for root in context.rendered.roots}):
-            with exclusive(lock_file(config.cache_dir, f"root {root}"), reporter.say):
-                root_ids[root] = ensure_root_image(engine, root, config, reporter.say)
-        run = _Build(config, engine, builder, root_ids, server, smoke=smoke, rebuild=rebuild, publishing=publishing)
+        run = _Build(config, engine, builder, {}, server, smoke=smoke, rebuild=rebuild, publishing=publishing)
         several = config.jobs > 1 and len(contexts) > 1
         return side_by_side(
             contexts,
@@ -227,6 +228,7 @@ class _Build:
     engine: Engine
     builder: Builder
     root_ids: dict[str, str]
+    """The root images made present so far (only when something is built on them), by reference."""
     server: BuildEnvServer
     smoke: bool
     rebuild: bool
@@ -287,6 +289,20 @@ class _Build:
             say=reporter.say,
         )
 
+    def _root_id(self, context: BuildContext, reporter: Reporter) -> str:
+        """The ID of the root image the context's labels name: its parent's (a child builds on its
+        parent alone, so a parent pulled from a registry needs no root here), else every root image
+        it builds on made present (pulled or bootstrapped, once per host at a time)."""
+        if context.rendered.plan.recipe.spec.parent is not None:
+            parent = self.engine.image(context.rendered.base_ref)
+            if parent is not None and ROOT_ID_LABEL in (parent.labels or {}):
+                return parent.labels[ROOT_ID_LABEL]
+        for root in context.rendered.roots:
+            with exclusive(lock_file(self.config.cache_dir, f"root {root}"), reporter.say):
+                if root not in self.root_ids:
+                    self.root_ids[root] = ensure_root_image(self.engine, root, self.config, reporter.say)
+        return self.root_ids[root_image(context)]
+
     def _build(self, context: BuildContext, ref: str, reporter: Reporter) -> Image:
         item = context.rendered.plan
         mirror = self.config.mirror
@@ -302,7 +318,7 @@ class _Build:
                 context,
                 builder=self.builder,
                 tag=ref,
-                labels=labels(self.config.project, context, self.root_ids[root_image(context)]),
+                labels=labels(self.config.project, context, self._root_id(context, reporter)),
                 buildargs={**dict(context.rendered.build_args), BUILD_ARG: build_env},
                 secret=secret,
                 nocache=self.rebuild,

@@ -33,13 +33,17 @@ def revision(root: Path) -> str:
     return completed.stdout.strip() if completed.returncode == 0 else "unknown"
 
 
+ROOT_ID_LABEL = "io.imagebuild.root-id"
+"""The image ID of the root image at the bottom of the chain (a child inherits its parent's)."""
+
+
 def labels(project: Project, context: BuildContext, root_id: str) -> dict[str, str]:
     recipe = context.rendered.plan.recipe
     return {
         HASH_LABEL: context.content_hash,
         IMAGE_LABEL: recipe.name,
         "io.imagebuild.base": context.rendered.base_ref,
-        "io.imagebuild.root-id": root_id,
+        ROOT_ID_LABEL: root_id,
         "io.imagebuild.builder-version": __version__,
         "org.opencontainers.image.title": recipe.name,
         "org.opencontainers.image.description": recipe.spec.description,

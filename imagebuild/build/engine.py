@@ -233,7 +233,7 @@ class Engine:
         """Build on host networking (loopback mirrors and build environment) with `builder`;
         `secret` is the build environment BuildKit mounts (the classic builder gets it through
         `buildargs` instead). A failure names the image, the step and its last lines."""
-        with log_path.open("w", encoding="utf-8") as log:
+        with log_path.open("w", encoding="utf-8", buffering=1) as log:  # line by line: `tail -f` follows a build
             if builder.uses_buildkit:
                 image_id = build_with_cli(context, builder, tag, labels, buildargs, secret, nocache, log, on_step, environ)
             else:

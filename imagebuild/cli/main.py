@@ -4,7 +4,6 @@ Only `main` turns errors into messages and exit codes (see errors.py for the cod
 """
 
 import json
-import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,10 +14,11 @@ from rich.table import Table
 
 from imagebuild import pipeline
 from imagebuild.build import engine as engine_module
-from imagebuild.build import host
-from imagebuild.build.builders import AUTO, find_builder
 from imagebuild.build.context import HASH_LABEL, IMAGE_LABEL
 from imagebuild.build.records import Image
+from imagebuild.ci import matrix
+from imagebuild.cli.ci import ci_app
+from imagebuild.cli.engine import engine_app
 from imagebuild.cli.hub import hub_app
 from imagebuild.cli.inputs import assets_app, lock
 from imagebuild.cli.mirror import mirror_app
@@ -34,18 +34,17 @@ from imagebuild.cli.terminal import (
     StatusLine,
     err,
     fetcher,
-    host_cache,
     out,
     run_options,
-    say,
 )
 from imagebuild.config import RunConfig, RunOptions, resolve
 from imagebuild.errors import EngineError, ImagebuildError
+from imagebuild.handoff import Handoff, parse_digests
 from imagebuild.inputs.fetch import Fetcher
 from imagebuild.model.notebook import load_notebook
-from imagebuild.model.project import find_project, load_project
 from imagebuild.plan import plan
 from imagebuild.publish.manifest import input_provenance
+from imagebuild.publish.registry import Registry
 from imagebuild.reuse import content_ref, decide, latest_ref
 from imagebuild.smoketest import smoke_image
 
@@ -54,7 +53,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-engine_app = typer.Typer(help="Report on or start the Docker engine.", no_args_is_help=True)
 app.add_typer(engine_app, name="engine")
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(assets_app, name="assets")
@@ -74,10 +72,26 @@ def build(
     nightly: NightlyOption = False,
     builder: BuilderOption = None,
     jobs: JobsOption = None,
+    from_registry: Annotated[
+        bool,
+        typer.Option(
+            "--from-registry",
+            help="pull images of the chain that --registry has under their content tag instead of building them (a CI matrix job)",
+        ),
+    ] = False,
+    parent_digest: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parent-digest",
+            help="NAME=sha256:... the manifest digest NAME's job pushed; a different one is refused (implies --from-registry)",
+        ),
+    ] = None,
 ) -> None:
     """Build images and their parents (parents first, images side by side when their parents are
     done), then run their smoke notebooks (and push them, with --push)."""
     config = resolve(replace(options, builder=builder, jobs=jobs))
+    digests = parse_digests(parent_digest or [])
+    handoff = Handoff(Registry(config.registry, config.registry_login), digests) if from_registry or digests else None
     line = StatusLine(err)
     with line.status:
         outcomes = pipeline.build(
@@ -89,6 +103,7 @@ def build(
             reporter=line.reporter(),
             push_to=config.registry if push else None,
             moving_tag="edge" if nightly else "latest",
+            handoff=handoff,
         )
     if as_json:
         print(json.dumps([asdict(outcome) for outcome in outcomes], indent=2))
@@ -114,10 +129,15 @@ def render(options: RunOptions, name: Annotated[str, typer.Argument(help="image 
 @app.command("plan")
 @run_options
 def plan_command(options: RunOptions, names: Names = None, everything: AllOption = False, as_json: JsonOption = False) -> None:
-    """Show what would be built or reused, and why (content hash per image, from cached inputs)."""
+    """Show what would be built or reused, and why (content hash per image, from cached inputs).
+
+    With --json, each image also has its place in the build graph for a CI matrix: `level` (jobs of
+    a level can run at the same time), `needs` (the jobs before it) and the `command` its job runs."""
     config = resolve(replace(options, offline=True))
     project = config.project
-    contexts = pipeline.prepare(fetcher(config), plan(project, names or [], everything=everything))
+    plans = plan(project, names or [], everything=everything)
+    contexts = pipeline.prepare(fetcher(config), plans)
+    jobs = {job.image: job for job in matrix(plans)}
     try:
         engine = engine_module.Engine()
     except EngineError:
@@ -131,7 +151,13 @@ def plan_command(options: RunOptions, names: Names = None, everything: AllOption
         else:
             decision = decide(project, engine, context)
             ref, action, why = decision.ref, decision.action, decision.why
-        rows.append({"image": name, "content_hash": context.content_hash, "ref": ref, "action": action, "why": why})
+        job = jobs[name]
+        rows.append(
+            {
+                "image": name, "content_hash": context.content_hash, "ref": ref, "action": action, "why": why,
+                "level": job.level, "needs": list(job.needs), "command": job.command(),
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -242,28 +268,6 @@ def _current_hashes(config: RunConfig) -> dict[str, str]:
     return found
 
 
-def _in_project() -> bool:
-    try:
-        find_project()
-    except ImagebuildError:
-        return False
-    return True
-
-
-@engine_app.command("status")
-def engine_status(as_json: JsonOption = False, builder: BuilderOption = None) -> None:
-    """Say whether a Docker engine answers (exit code 3 when none does) and which builder builds."""
-    current = engine_module.status()
-    chosen = find_builder(builder or load_project().config.build.builder if builder or _in_project() else AUTO, os.environ)
-    if as_json:
-        print(json.dumps({**asdict(current), "builder": asdict(chosen) | {"description": chosen.describe()}}))
-    else:
-        out.print(f"{'[green]up[/]' if current.reachable else '[red]down[/]'}: {current.detail} {current.version or ''}")
-        out.print(f"builder: {chosen.describe()}" + (f" ({chosen.note})" if chosen.note else ""), markup=False)
-    if not current.reachable:
-        raise typer.Exit(EngineError.exit_code)
-
-
 app.command("lock")(lock)
 app.command("push")(push)
 app.command("tags")(tags)
@@ -271,12 +275,7 @@ app.command("diff")(diff)
 app.command("nightly")(nightly_command)
 app.add_typer(registry_app, name="registry")
 app.add_typer(hub_app, name="hub")
-
-
-@engine_app.command("up")
-def engine_up() -> None:
-    """Use the running engine, or install (Debian/Ubuntu, root) and start one."""
-    host.up(say, host_cache(), os.environ)
+app.add_typer(ci_app, name="ci")
 
 
 def main() -> None:
