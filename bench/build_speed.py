@@ -209,7 +209,7 @@ def plain_build_all(client: docker.DockerClient, rendered: Rendered) -> float:
         for context in rendered.contexts:
             ref = content_ref(project, context.rendered.plan.name, context.content_hash)
             progress(f"docker build {ref}")
-            plain_build(client, ref, buildargs=buildargs, fileobj=io.BytesIO(context.tar), custom_context=True)
+            plain_build(client, ref, buildargs=buildargs, fileobj=io.BytesIO(context.classic_tar()), custom_context=True)
         return time.monotonic() - started
 
 

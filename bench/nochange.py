@@ -2,9 +2,10 @@
 
     python bench/nochange.py [--rounds N] [--small | --stack]
 
-Docker's side is `docker build` (classic builder, DOCKER_BUILDKIT=0, host network, as imagebuild
-builds) of the very Dockerfiles and contexts imagebuild renders (pipeline.prepare), with the same
-build argument, every step taken from the layer cache; it tags nothing. imagebuild's side is the
+Docker's side is `docker build` with the builder imagebuild builds with (BuildKit through the same
+docker CLI and the same build-environment secret, or the classic builder with the same build
+argument; host network) of the very Dockerfiles and contexts imagebuild renders
+(pipeline.prepare), every step taken from the layer cache; it tags nothing. imagebuild's side is the
 command a user types: `imagebuild plan` and `imagebuild build` of the same images, which render
 every image, hash every input, and ask the engine for each content tag. The two sides alternate,
 N rounds; the table gives the medians and their ratio. Asserts nothing.
@@ -22,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -41,6 +43,7 @@ sys.path.insert(0, str(REPO))
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
+from imagebuild.build.builders import Builder, find_builder
 from imagebuild.build.context import BuildContext
 from imagebuild.config import RunOptions, resolve
 from imagebuild.inputs.fetch import Fetcher
@@ -85,18 +88,25 @@ def timed(action: Callable[[], None]) -> float:
     return time.perf_counter() - started
 
 
-def docker_build(context: BuildContext, build_env: str, *, cached: bool) -> None:
+def docker_build(context: BuildContext, builder: Builder, build_env: str, secret: Path | None, *, cached: bool) -> None:
     """One `docker build` of a rendered context; with `cached`, a step not taken from the cache is an error.
 
-    The warm-up round may build: Docker's cache keys hold the build argument, and imagebuild's
-    build may have served its environment on another port (its reuse goes by content hash)."""
-    arguments = [f"{name}={value}" for name, value in (*context.rendered.build_args, (BUILD_ARG, build_env))]
-    command = ["docker", "build", "--network", "host", *(f"--build-arg={argument}" for argument in arguments), "-"]
-    completed = subprocess.run(
-        command, input=context.tar, capture_output=True, check=False, env={**os.environ, "DOCKER_BUILDKIT": "0"}
-    )
-    output = completed.stdout.decode(errors="replace")
-    if completed.returncode != 0 or (cached and "Running in " in output):
+    The warm-up round may build: the classic builder's cache keys hold the build argument, and
+    imagebuild's build may have served its environment on another port (its reuse goes by content hash)."""
+    if builder.uses_buildkit:
+        arguments = [f"{name}={value}" for name, value in context.rendered.build_args]
+        command = [builder.cli, "build", "--progress=plain", "--network", "host", *(f"--build-arg={a}" for a in arguments)]
+        command += [f"--secret=id=imagebuild,src={secret}"] if secret else []
+        sent, env = context.tar, {**os.environ, "DOCKER_BUILDKIT": "1"}
+    else:
+        arguments = [f"{name}={value}" for name, value in (*context.rendered.build_args, (BUILD_ARG, build_env))]
+        command = ["docker", "build", "--network", "host", *(f"--build-arg={argument}" for argument in arguments)]
+        sent, env = context.classic_tar(), {**os.environ, "DOCKER_BUILDKIT": "0"}
+    completed = subprocess.run([*command, "-"], input=sent, capture_output=True, check=False, env=env)
+    output = completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")
+    steps = set(re.findall(r"^#(\d+) \[(?!internal)", output, re.MULTILINE))
+    uncached = steps - set(re.findall(r"^#(\d+) CACHED", output, re.MULTILINE)) if builder.uses_buildkit else set()
+    if completed.returncode != 0 or (cached and ("Running in " in output or uncached)):
         name = context.rendered.plan.name
         raise SystemExit(f"docker build of {name} was not a cache hit (exit {completed.returncode}):\n{output[-2000:]}")
 
@@ -140,12 +150,15 @@ def measure(project: Project, names: list[str], everything: bool, rounds: int, *
     environment = build_environment(None, {}, config.ca_pem, config.debian_archive)
     selection = ["--all"] if everything else names
     shown = shlex.join(selection)
+    builder = find_builder(config.builder, os.environ)
+    print(f"both sides build with {builder.describe()}", file=sys.stderr)
     with BuildEnvServer(environment, project.config.build.env_port) as server:
-        build_env = server.url()  # the value imagebuild passes at its usual port: the same cache keys
+        build_env = "" if builder.uses_buildkit else server.url()  # the classic builder: imagebuild's usual port, the same cache keys
+        secret = server.secret_file() if builder.uses_buildkit else None
 
         def docker_side(cached: bool) -> None:
             for context in contexts:
-                docker_build(context, build_env, cached=cached)
+                docker_build(context, builder, build_env, secret, cached=cached)
 
         def plan_side() -> None:
             imagebuild(project.root, "plan", *selection)

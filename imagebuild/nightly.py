@@ -36,6 +36,7 @@ from imagebuild.publish.manifest import diff, published_facts
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry, RemoteImage
 from imagebuild.publish.retention import Deletion, RetentionPolicy, apply
+from imagebuild.schedule import side_by_side
 
 REPORT_FILES = ("report.json", "report.md")
 
@@ -265,7 +266,8 @@ def nightly(config: RunConfig, options: NightlyOptions, *, reporter: pipeline.Re
     if registry is not None:
         registry.ping()
     night = _Night(config, Engine(), registry, options, reporter.fetcher(config), reporter)
-    images = [night.run(item) for item in plan(project, [], everything=True)]
+    plans = plan(project, [], everything=True)  # images whose parents are done run side by side (never raises)
+    images = side_by_side(plans, name=lambda item: item.name, after=lambda item: item.recipe.spec.parent, jobs=config.jobs, work=night.run)
     report = NightlyReport(started=stamp, seconds=0.0, registry=config.registry, pushed=options.push, images=images)
     if registry is not None and options.prune:
         night.retention(report)

@@ -4,8 +4,9 @@ and the content hash that decides whether an image must be built at all."""
 import hashlib
 import io
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from imagebuild.build.buildenv import without_mounts
 from imagebuild.build.render import ContextFile, RenderedImage
 
 HASH_LABEL = "io.imagebuild.content-hash"
@@ -21,6 +22,12 @@ class BuildContext:
     @property
     def short_hash(self) -> str:
         return self.content_hash[:12]
+
+    def classic_tar(self) -> bytes:
+        """The context the classic builder gets: the Dockerfile without imagebuild's BuildKit
+        mounts (buildenv.without_mounts); the content hash stays the rendered one's."""
+        classic = without_mounts(self.rendered.dockerfile)
+        return self.tar if classic == self.rendered.dockerfile else assemble(replace(self.rendered, dockerfile=classic)).tar
 
 
 def content_hash(rendered: RenderedImage) -> str:

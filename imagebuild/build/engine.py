@@ -13,7 +13,6 @@ import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -24,9 +23,8 @@ from docker.api.build import process_dockerfile
 from docker.models.containers import Container
 from docker.utils.build import tar
 
-from imagebuild.build.buildenv import without_mounts
 from imagebuild.build.builders import Builder, build_failed, build_with_cli
-from imagebuild.build.context import BuildContext, assemble
+from imagebuild.build.context import BuildContext
 from imagebuild.build.records import ContainerInfo, ContainerRun, EngineStatus, Image, PushFailure, pushed_digest
 from imagebuild.errors import BuildError, EngineError
 
@@ -256,9 +254,7 @@ class Engine:
         tail: deque[str] = deque(maxlen=25)
         step = "(before the first step)"
         image_id = None
-        dockerfile = context.rendered.dockerfile
-        classic = without_mounts(dockerfile)
-        sent = context.tar if classic == dockerfile else assemble(replace(context.rendered, dockerfile=classic)).tar
+        sent = context.classic_tar()
         with engine_errors(f"building {tag}"):
             stream = self.client.api.build(
                 fileobj=io.BytesIO(sent), custom_context=True, tag=tag, labels=labels, buildargs=buildargs,

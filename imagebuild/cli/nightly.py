@@ -1,13 +1,14 @@
 """`imagebuild nightly`: the scheduled rebuild (see nightly.py), its table and its report."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from imagebuild.cli.terminal import JsonOption, StatusLine, err, out, run_options
+from imagebuild.cli.terminal import BuilderOption, JobsOption, JsonOption, StatusLine, err, out, run_options
 from imagebuild.config import RunOptions, resolve
 from imagebuild.errors import RecipeError
 from imagebuild.model.project import PROJECT_FILE
@@ -31,12 +32,14 @@ def nightly_command(
         list[Path] | None, typer.Option("--hub", help="a hub folder whose offered images are never deleted (repeatable; adds to \\[nightly] hubs)")
     ] = None,
     as_json: JsonOption = False,
+    builder: BuilderOption = None,
+    jobs: JobsOption = None,
 ) -> None:
     """Refresh every lock, rebuild and smoke-test exactly what changed, push it, prune old tags, write a report.
 
     Exit code 0 when every image passed or was unchanged, else that of the first failure; a failed image does not stop the others (its children are skipped).
     """
-    config = resolve(options)
+    config = resolve(replace(options, builder=builder, jobs=jobs))
     project = config.project
     settings = project.config.nightly
     for index, folder in enumerate(settings.hubs):

@@ -77,6 +77,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             route = "/not-served"
         return super().translate_path(quote(route))
 
+    def end_headers(self) -> None:
+        """Index pages change with every sync: caches (uv's, kept across builds in a cache mount)
+        revalidate them on each use (a 304 when unchanged); package files never change."""
+        if urlsplit(self.path).path.startswith(self.server.index.index_path):
+            self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
     def list_directory(self, path: "str | os.PathLike[str]") -> None:
         """A folder without an index.html is not part of the index."""
         self.send_error(404)

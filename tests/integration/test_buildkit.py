@@ -5,11 +5,8 @@ Every build here is a real `imagebuild` run on the real engine; base is the sess
 layer cache makes another project's copy of it cheap)."""
 
 import json
-import os
 import secrets
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imagebuild.build.builders import find_builder
+from tests.integration.engines import side_engine
 from tests.integration.mirrored import MirroredSite
 
 pytestmark = pytest.mark.engine
@@ -105,12 +103,13 @@ def test_a_one_package_lock_change_downloads_that_package_only(site: MirroredSit
     mirror's access log shows one new package file, the others come from the cache."""
     folder = site.root / "images" / "cached"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "image.toml").write_text(f'parent = "base"\n[python]\nrequirements = "requirements.txt"\n[env]\nNONCE = "{secrets.token_hex(6)}"\n')
+    (folder / "image.toml").write_text('parent = "base"\n[python]\nrequirements = "requirements.txt"\n')
     requirements = folder / "requirements.txt"
+    nonce = f"# {secrets.token_hex(8)}: a file of its own, so no layer cache has its install step\n"
     log = site.wheelhouse / "access.log"
 
     def build(pins: str) -> list[str]:
-        requirements.write_text(pins)
+        requirements.write_text(nonce + pins)
         synced = _cli(site.root, "mirror", "sync", "cached", "--to", "wheelhouse", env=site.env)
         assert synced.returncode == 0, synced.stderr[-2000:]
         before = len(log.read_text().splitlines()) if log.is_file() else 0
@@ -127,33 +126,8 @@ def test_a_one_package_lock_change_downloads_that_package_only(site: MirroredSit
 
 @pytest.fixture
 def second_engine() -> Iterator[dict[str, str]]:
-    """Another dockerd on this machine, as a second CI runner has: its own data-root, exec-root,
-    socket and bridge (with --bridge=none a dockerd deletes docker0, the first engine's); the
-    environment that reaches it. Builds and pushes use loopback."""
-    folder = Path(tempfile.mkdtemp(prefix="imagebuild-engine2-", dir="/tmp"))  # a short socket path
-    socket, bridge = folder / "docker.sock", f"ib2-{secrets.token_hex(3)}"
-    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", "10.231.0.1/24", "dev", bridge], check=True)
-    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
-    log = (folder / "dockerd.log").open("w")
-    daemon = subprocess.Popen(
-        ["dockerd", "--data-root", str(folder / "data"), "--exec-root", str(folder / "exec"), "--pidfile", str(folder / "pid"),
-         "-H", f"unix://{socket}", "--bridge", bridge, "--iptables=false", "--ip-masq=false"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    env = {**os.environ, "DOCKER_HOST": f"unix://{socket}"}
-    try:
-        deadline = time.monotonic() + 120
-        while subprocess.run(["/usr/bin/docker", "version"], env=env, capture_output=True).returncode != 0:
-            assert daemon.poll() is None and time.monotonic() < deadline, (folder / "dockerd.log").read_text()[-2000:]
-            time.sleep(0.5)
+    with side_engine() as env:
         yield env
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=120)
-        log.close()
-        subprocess.run(["ip", "link", "delete", bridge], check=False)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_matrix_runs_on_two_engines_and_hands_parents_over_by_digest(engine, base_build, make_project, registry, second_engine):
