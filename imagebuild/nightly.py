@@ -36,6 +36,7 @@ from imagebuild.publish.manifest import diff, published_facts
 from imagebuild.publish.push import registry_repository
 from imagebuild.publish.registry import Registry, RemoteImage
 from imagebuild.publish.retention import Deletion, RetentionPolicy, apply
+from imagebuild.runs import Publishing, Reporter
 from imagebuild.schedule import side_by_side
 
 REPORT_FILES = ("report.json", "report.md")
@@ -154,7 +155,7 @@ class _Night:
     registry: Registry | None
     options: NightlyOptions
     fetcher: Fetcher
-    reporter: pipeline.Reporter
+    reporter: Reporter
     nights: dict[str, ImageNight] = field(default_factory=dict)
 
     @property
@@ -194,7 +195,7 @@ class _Night:
                 return
             previous = self.registry.image(repository, "edge")
             pull_published(self.config, self.engine, contexts[:-1], Handoff(self.registry), self.reporter.say)
-        publishing = pipeline.Publishing(self.config.registry if self.registry is not None else None, "edge", {item.name})
+        publishing = Publishing(self.config.registry if self.registry is not None else None, "edge", {item.name})
         outcome = pipeline.build_prepared(self.config, contexts, reporter=self.reporter, publishing=publishing)[-1]
         night.smoke = outcome.smoke.summary() if outcome.smoke else "passed before"
         if outcome.published is None:
@@ -255,7 +256,7 @@ class _Night:
             report.retention_error = error.render()
 
 
-def nightly(config: RunConfig, options: NightlyOptions, *, reporter: pipeline.Reporter) -> NightlyReport:
+def nightly(config: RunConfig, options: NightlyOptions, *, reporter: Reporter) -> NightlyReport:
     """Run the night over every image of the project, as `config` sets it up (mirror, CA,
     registry, credentials); never raises for one image's failure."""
     project = config.project

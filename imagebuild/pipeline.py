@@ -13,7 +13,6 @@ leaves the content hash alone: the same recipe gives the same image, whichever m
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
@@ -23,12 +22,11 @@ from imagebuild.build.engine import Engine
 from imagebuild.build.records import Image
 from imagebuild.build.render import render
 from imagebuild.build.rootfs import ensure_root_image
-from imagebuild.build.smoke import SmokeResult
 from imagebuild.build.stack import read_stack
 from imagebuild.config import RunConfig
 from imagebuild.errors import BuildError, PublishError
 from imagebuild.handoff import Handoff, pull_published
-from imagebuild.inputs.fetch import DownloadProgress, Fetcher, no_progress
+from imagebuild.inputs.fetch import Fetcher
 from imagebuild.inputs.gather import gather
 from imagebuild.mirrors.build import build_environment, rewrite_for_build
 from imagebuild.mirrors.check import preflight
@@ -37,38 +35,10 @@ from imagebuild.plan import BuildPlan, plan
 from imagebuild.provenance import ROOT_ID_LABEL, labels, write_image_manifest
 from imagebuild.publish.push import PublishResult, publish
 from imagebuild.reuse import content_ref, decide, latest_ref
+from imagebuild.runs import ImageOutcome, Publishing, Reporter
 from imagebuild.schedule import lock_file, side_by_side
 from imagebuild.smoketest import smoke_image
 from imagebuild.system import exclusive
-
-
-@dataclass(frozen=True)
-class Reporter:
-    """How the pipeline talks: `say` for events, `step` for the current build step, and
-    `progress` for a download (a bar on a terminal)."""
-
-    say: Callable[[str], None]
-    step: Callable[[str], None]
-    progress: DownloadProgress = no_progress
-
-    def fetcher(self, config: RunConfig) -> Fetcher:
-        return Fetcher(config, self.say, self.progress)
-
-    def prefixed(self, name: str) -> "Reporter":
-        """This reporter with every line of image `name` prefixed, for builds that run side by side."""
-        return replace(self, say=lambda message: self.say(f"[{name}] {message}"), step=lambda message: self.step(f"[{name}] {message}"))
-
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    name: str
-    content_hash: str
-    ref: str
-    image_id: str
-    action: str  # "built" or "reused"
-    seconds: float
-    smoke: SmokeResult | None
-    published: PublishResult | None = None
 
 
 def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
@@ -110,18 +80,6 @@ def prepare(fetcher: Fetcher, plans: list[BuildPlan]) -> list[BuildContext]:
 def root_image(context: BuildContext) -> str:
     """The image at the bottom of a context's chain, the one its labels name."""
     return context.rendered.roots[-1]
-
-
-@dataclass(frozen=True)
-class Publishing:
-    """Where and which smoke-tested images of a run are pushed (none without a registry)."""
-
-    registry: str | None
-    moving_tag: str
-    names: set[str]
-
-    def wants(self, name: str) -> bool:
-        return self.registry is not None and name in self.names
 
 
 def build(

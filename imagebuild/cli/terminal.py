@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from imagebuild import pipeline
 from imagebuild.config import MIRROR_VARIABLE, REGISTRY_VARIABLE, RunConfig, RunOptions
 from imagebuild.inputs.fetch import Fetcher, ProgressUpdate
+from imagebuild.runs import Reporter
 from imagebuild.system import cache_dir
 
 
@@ -134,5 +134,5 @@ class StatusLine:
     def step(self, message: str) -> None:
         self.status.update(escape(message[:120]))
 
-    def reporter(self) -> pipeline.Reporter:
-        return pipeline.Reporter(say=self.say, step=self.step, progress=download_bar)
+    def reporter(self) -> Reporter:
+        return Reporter(say=self.say, step=self.step, progress=download_bar)

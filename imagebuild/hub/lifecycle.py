@@ -24,6 +24,7 @@ from imagebuild.hub.folder import HUB_RECIPES
 from imagebuild.model.hub import COMPOSE_FILE, SETTINGS_FILE, HubFolder, HubSettings
 from imagebuild.model.project import Project
 from imagebuild.publish import registry as registry_module
+from imagebuild.runs import Reporter
 from imagebuild.system import port_is_free
 
 DATABASE_KEY_LABEL = "io.imagebuild.hub-database-key"
@@ -43,7 +44,7 @@ class UpRequest:
     compose: Compose
     project: Project | None  # the project whose bundled recipes build missing images
     config: RunConfig | None  # the run's configuration; None outside a project
-    reporter: pipeline.Reporter
+    reporter: Reporter
     ready_timeout: int = READY_TIMEOUT
 
 

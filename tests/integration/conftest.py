@@ -31,6 +31,7 @@ from imagebuild.build.smoke import SmokeResult
 from imagebuild.model.project import Project, load_project
 from imagebuild.plan import plan
 from imagebuild.publish import registry as registry_module
+from imagebuild.runs import ImageOutcome, Reporter
 from imagebuild.smoketest import smoke_image
 from imagebuild.system import apt_install, cache_dir
 from tests.conftest import REPO, free_port, host_trust, run_config
@@ -45,7 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if Path(__file__).parent in item.path.parents:
             item.add_marker(pytest.mark.engine)
 
-QUIET = pipeline.Reporter(say=print, step=lambda _line: None)
+QUIET = Reporter(say=print, step=lambda _line: None)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def repo_project() -> Project:
 
 
 @pytest.fixture(scope="session")
-def base_build(engine, repo_project) -> pipeline.ImageOutcome:
+def base_build(engine, repo_project) -> ImageOutcome:
     (outcome,) = pipeline.build(run_config(repo_project, host_trust(), offline=False), ["base"], reporter=QUIET)
     return outcome
 
@@ -147,7 +148,7 @@ SCIENCE = ["aiidalab", "pyiron"]
 
 
 @pytest.fixture(scope="session")
-def built(engine, repo_project) -> dict[str, pipeline.ImageOutcome]:
+def built(engine, repo_project) -> dict[str, ImageOutcome]:
     """aiidalab, pyiron, the hub and its database, built and smoke-tested once per session."""
     outcomes = pipeline.build(
         run_config(repo_project, host_trust(), offline=False), [*SCIENCE, "hub", "postgres"], reporter=QUIET
@@ -183,7 +184,7 @@ def imagebuild_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["imagebuild", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=1800)
 
 
-def smoke_of(project: Project, engine: engine_module.Engine, outcome: pipeline.ImageOutcome) -> SmokeResult:
+def smoke_of(project: Project, engine: engine_module.Engine, outcome: ImageOutcome) -> SmokeResult:
     """The smoke result of this run's build, or a fresh smoke run when the engine already held a
     smoke-tested image (a warm engine), so every session really executes the notebooks."""
     if outcome.smoke is not None:

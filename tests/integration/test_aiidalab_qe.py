@@ -31,6 +31,7 @@ from imagebuild.inputs.lockfile import read_lock
 from imagebuild.model.mirror import Mirror, MirrorProfile
 from imagebuild.model.project import load_project
 from imagebuild.model.recipe import load_recipe
+from imagebuild.runs import ImageOutcome
 from tests.conftest import REPO, free_port, git, host_trust, run_config
 from tests.hub_browser import HubPerson
 from tests.integration.conftest import QUIET, imagebuild_cli, remove_hub_data, smoke_of
@@ -85,7 +86,7 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def qe_build(engine, repo_project, base_build, github, tmp_path_factory) -> pipeline.ImageOutcome:
+def qe_build(engine, repo_project, base_build, github, tmp_path_factory) -> ImageOutcome:
     mirror = github_mirror(github, tmp_path_factory.mktemp("github"))
     return pipeline.build(run_config(repo_project, host_trust(), mirror, offline=False), [QE], reporter=QUIET)[-1]
 

@@ -19,7 +19,7 @@ NOT_PYTHON_OF_THE_PACKAGE = ("templates/*", "support/*")  # files copied into im
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # (layer, module patterns), top first: a module imports its own layer and the layers below it only.
     ("command line", ("cli", "cli.*", "__main__")),
-    ("orchestrators", ("pipeline", "reuse", "smoketest", "provenance", "nightly", "schedule", "handoff", "ci", "hub.lifecycle")),
+    ("orchestrators", ("pipeline", "reuse", "smoketest", "provenance", "nightly", "schedule", "handoff", "ci", "runs", "hub.lifecycle")),
     ("steps", ("inputs", "inputs.*", "build", "build.*", "mirrors", "mirrors.*", "publish", "publish.*", "hub", "hub.*")),
     ("run settings", ("plan", "config", "config.*", "ca")),
     ("model of the files users write", ("model", "model.*")),
