@@ -190,8 +190,8 @@ def build_with_cli(
         for line in output:
             log.write(line + "\n")
             started, said = _STEP.match(line), _OUTPUT.match(line) or _ERROR.match(line)
-            if started:
-                steps[started.group(1)] = last = started.group(2)
+            if started:  # shown without the mount flags: the step as the recipe reads
+                steps[started.group(1)] = last = _MOUNT_FLAG.sub("", started.group(2))
                 on_step(last)
             elif said:  # a step's output or its error: that step is the one that failed, if any
                 last = steps.get(said.group(1), last)
@@ -205,6 +205,7 @@ def build_with_cli(
 
 
 _STEP = re.compile(r"^#(\d+) (\[(?!internal).*?\] .*)$")
+_MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
 _OUTPUT = re.compile(r"^#(\d+) \d+\.\d+ ")
 _ERROR = re.compile(r"^#(\d+) ERROR")
 
