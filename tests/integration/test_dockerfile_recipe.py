@@ -7,6 +7,7 @@ an asset on top of it. The servers' access logs show where every package came fr
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import tomllib
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from imagebuild.build.builders import find_builder
 from tests.conftest import free_port, git
 from tests.integration.mirrored import TOKEN_VARIABLE, USER_VARIABLE, GitServer, MirroredSite
 
@@ -271,12 +273,22 @@ def test_the_same_dockerfile_rewritten_builds_through_the_mirrors_without_imageb
         text = (context / "Dockerfile").read_text()
         assert text.count(f"FROM {registry}/dockerhub/library/debian:${{SUITE}}") == 2, text
         apt_before, index_before, git_before = len(site.proxy.log), len(_served(site)), len(stack.git.log)
-        image, _ = engine.client.images.build(
-            path=str(context), tag="test-stack-rewritten:latest", buildargs={"SUITE": "bookworm"}, target="runtime",
-            network_mode="host", rm=True, forcerm=True, nocache=True,
+        secret = context / "Dockerfile.mirror.sh"
+        assert f"--secret id=imagebuild-mirror,src={secret}" in rewritten.stderr  # the command to build it, printed
+        builder = find_builder("buildkit", os.environ)
+        build = [builder.cli, *(["buildx", "build", "--load"] if builder.kind == "buildx" else ["build"])]
+        built = subprocess.run(
+            [*build, "--progress=plain", "--network=host", f"--secret=id=imagebuild-mirror,src={secret}", "--build-arg=SUITE=bookworm",
+             "--target=runtime", "--no-cache", "--tag=test-stack-rewritten:latest", str(context)],
+            env={**os.environ, "DOCKER_BUILDKIT": "1"}, capture_output=True, text=True, check=False,
         )  # fmt: skip
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+        image = engine.client.images.get("test-stack-rewritten:latest")
     try:
-        assert engine.client.images.get(mirrored_root)  # pulled through the registry mirror
+        assert f"{registry}/dockerhub/library/debian:bookworm" in built.stdout + built.stderr  # FROM through the registry mirror
+        addresses = [index.url.split("/simple")[0].removeprefix("http://"), site.proxy.url.removeprefix("http://"), stack.git.url]
+        history = json.dumps(image.history())
+        assert not any(address.removeprefix("http://") in history for address in addresses), history  # the secret form
         fetched = {request.path.rsplit("/", 1)[-1].split("_")[0] for request in site.proxy.log[apt_before:]}
         assert {"git", "python3"} <= fetched, sorted(fetched)
         served = _served(site)[index_before:]
@@ -293,4 +305,3 @@ def test_the_same_dockerfile_rewritten_builds_through_the_mirrors_without_imageb
         assert engine.client.containers.run(image.id, ["python", "-c", "import greeting; print(greeting.hello())"], remove=True)
     finally:
         engine.client.images.remove(image.id, force=True)
-        engine.client.images.remove(mirrored_root, force=True)
