@@ -104,7 +104,7 @@ def docker_build(context: BuildContext, builder: Builder, build_env: str, secret
         sent, env = context.classic_tar(), {**os.environ, "DOCKER_BUILDKIT": "0"}
     completed = subprocess.run([*command, "-"], input=sent, capture_output=True, check=False, env=env)
     output = completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")
-    steps = set(re.findall(r"^#(\d+) \[(?!internal)", output, re.MULTILINE))
+    steps = set(re.findall(r"^#(\d+) \[(?!internal)[^\]]*\] (?!FROM )", output, re.MULTILINE))  # FROM resolves, never "CACHED"
     uncached = steps - set(re.findall(r"^#(\d+) CACHED", output, re.MULTILINE)) if builder.uses_buildkit else set()
     if completed.returncode != 0 or (cached and ("Running in " in output or uncached)):
         name = context.rendered.plan.name
