@@ -111,12 +111,12 @@ def _certificates(path: Path, named_by: str) -> list[bytes]:
     if not path.is_file():
         raise RecipeError(f"{named_by}: CA bundle '{path}' not found", hint="name an existing PEM file")
     data = path.read_bytes()
-    found = _CERTIFICATE.findall(data)
-    if not found:
+    blocks = list(_CERTIFICATE.finditer(data))
+    if not blocks:
         raise RecipeError(
             f"{named_by}: '{path}' holds no PEM certificate", path=path, hint="give a file with '-----BEGIN CERTIFICATE-----' blocks"
         )
-    whole = {match.start(): _complete_der(match.group(0)) for match in _CERTIFICATE.finditer(data)}
+    whole = {match.start(): _complete_der(match.group(0)) for match in blocks}
     broken = next((match.start() for match in _BEGIN.finditer(data) if not whole.get(match.start())), None)
     if broken is not None:
         line = data.count(b"\n", 0, broken) + 1
@@ -125,7 +125,7 @@ def _certificates(path: Path, named_by: str) -> list[bytes]:
             path=path,
             hint="copy the bundle again, or remove that block",
         )
-    return found
+    return [match.group(0) for match in blocks]
 
 
 def host_bundle(environ: Mapping[str, str]) -> tuple[Path, str] | None:

@@ -47,11 +47,10 @@ class Handoff:
 
 def pull_published(
     config: RunConfig, engine: Engine, contexts: list[BuildContext], handoff: Handoff, say: Callable[[str], None]
-) -> list[str]:
-    """Pull each of `contexts` the engine lacks and the registry has under its content tag; the
-    names pulled. One the registry lacks is left to the build, unless a digest was expected for it."""
+) -> None:
+    """Pull each of `contexts` the engine lacks and the registry has under its content tag. One
+    the registry lacks is left to the build, unless a digest was expected for it."""
     project, registry = config.project, handoff.registry
-    pulled = []
     for context in contexts:
         name = context.rendered.plan.name
         expected = handoff.digests.get(name)
@@ -84,5 +83,3 @@ def pull_published(
             raise PublishError(f"{name}: pulling {remote} failed", hint="check the registry and its credentials")
         engine.tag(image, local)
         engine.tag(image, latest_ref(project, name))
-        pulled.append(name)
-    return pulled

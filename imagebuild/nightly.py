@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imagebuild import pipeline
+from imagebuild.build.builders import BuilderOnce
 from imagebuild.build.context import HASH_LABEL
 from imagebuild.build.engine import Engine
 from imagebuild.config import RunConfig
@@ -156,6 +157,8 @@ class _Night:
     options: NightlyOptions
     fetcher: Fetcher
     reporter: Reporter
+    builder: BuilderOnce
+    """One for the night: the CLIs are asked once, and only when something is built."""
     nights: dict[str, ImageNight] = field(default_factory=dict)
 
     @property
@@ -196,7 +199,7 @@ class _Night:
             previous = self.registry.image(repository, "edge")
             pull_published(self.config, self.engine, contexts[:-1], Handoff(self.registry), self.reporter.say)
         publishing = Publishing(self.config.registry if self.registry is not None else None, "edge", {item.name})
-        outcome = pipeline.build_prepared(self.config, contexts, reporter=self.reporter, publishing=publishing)[-1]
+        outcome = pipeline.build_prepared(self.config, contexts, builder=self.builder, reporter=self.reporter, publishing=publishing)[-1]
         night.smoke = outcome.smoke.summary() if outcome.smoke else "passed before"
         if outcome.published is None:
             night.action = "built" if outcome.action == "built" else "unchanged"
@@ -266,7 +269,8 @@ def nightly(config: RunConfig, options: NightlyOptions, *, reporter: Reporter) -
     registry = Registry(config.registry, config.registry_login) if options.push else None
     if registry is not None:
         registry.ping()
-    night = _Night(config, Engine(), registry, options, reporter.fetcher(config), reporter)
+    builder = BuilderOnce(config.builder, config.environ, reporter.say)
+    night = _Night(config, Engine(), registry, options, reporter.fetcher(config), reporter, builder)
     plans = plan(project, [], everything=True)  # images whose parents are done run side by side (never raises)
     images = side_by_side(plans, name=lambda item: item.name, after=lambda item: item.recipe.spec.parent, jobs=config.jobs, work=night.run)
     report = NightlyReport(started=stamp, seconds=0.0, registry=config.registry, pushed=options.push, images=images)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 
 from imagebuild.build.buildenv import BUILD_ARG, BuildEnvServer
-from imagebuild.build.builders import Builder, find_builder
+from imagebuild.build.builders import BuilderOnce
 from imagebuild.build.context import BuildContext, assemble
 from imagebuild.build.engine import Engine
 from imagebuild.build.records import Image
@@ -105,26 +105,27 @@ def build(
     contexts = prepare(reporter.fetcher(config), plans)
     if handoff is not None:
         pull_published(config, Engine(), contexts, handoff, reporter.say)
-    return build_prepared(config, contexts, smoke=smoke, rebuild=rebuild, reporter=reporter, publishing=publishing)
+    builder = BuilderOnce(config.builder, config.environ, reporter.say)
+    return build_prepared(config, contexts, builder=builder, smoke=smoke, rebuild=rebuild, reporter=reporter, publishing=publishing)
 
 
 def build_prepared(
     config: RunConfig,
     contexts: list[BuildContext],
     *,
+    builder: BuilderOnce,
     smoke: bool = True,
     rebuild: bool = False,
     reporter: Reporter,
     publishing: Publishing,
 ) -> list[ImageOutcome]:
     """Build, smoke-test and publish contexts `prepare` made, parents first (the nightly prepares
-    each image once to look for its content hash in the registry, then builds those contexts)."""
-    builder = find_builder(config.builder, config.environ)
+    each image once to look for its content hash in the registry, then builds those contexts),
+    with the run's `builder` (chosen once, when the first image is built)."""
     engine = Engine()
     mirror = config.mirror
     logins = config.logins()
     environment = build_environment(mirror, logins, config.ca_pem, config.debian_archive)
-    reporter.say(f"building with {builder.describe()}" + (f" ({builder.note})" if builder.note else ""))
     with contextlib.ExitStack() as services:
 
         def start_mirror_services() -> None:
@@ -184,7 +185,7 @@ class _Build:
 
     config: RunConfig
     engine: Engine
-    builder: Builder
+    builder: BuilderOnce
     root_ids: dict[str, str]
     """The root images made present so far (only when something is built on them), by reference."""
     server: BuildEnvServer
@@ -267,14 +268,15 @@ class _Build:
         output = self.config.output_dir / item.name
         output.mkdir(parents=True, exist_ok=True)
         (output / "Dockerfile").write_text(context.rendered.dockerfile)
-        buildkit = self.builder.uses_buildkit
+        builder = self.builder()
+        buildkit = builder.uses_buildkit
         secret = self.server.secret_file() if buildkit else None
         build_env = "" if buildkit else self.server.url()
         reporter.say(f"building {item.name} ({ref})" + (f" through mirror '{mirror.name}'" if mirror else ""))
         try:
             return self.engine.build(
                 context,
-                builder=self.builder,
+                builder=builder,
                 tag=ref,
                 labels=labels(self.config.project, context, self._root_id(context, reporter)),
                 buildargs={**dict(context.rendered.build_args), BUILD_ARG: build_env},

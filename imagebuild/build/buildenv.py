@@ -79,10 +79,10 @@ class BuildEnvironment:
     def secret_script(self) -> bytes:
         """The documents as one shell script for with-build-env to source: the variables, then each
         file written into its scratch folder (base64, so no byte of a bundle needs quoting)."""
-        script = self.documents()["/env"].decode()
-        for path, body in sorted(self.documents().items()):
-            if path != "/env":
-                script += f"printf %s {base64.b64encode(body).decode()} | base64 -d > \"$scratch{path}\"\n"
+        documents = self.documents()
+        script = documents.pop("/env").decode()
+        for path, body in sorted(documents.items()):
+            script += f"printf %s {base64.b64encode(body).decode()} | base64 -d > \"$scratch{path}\"\n"
         return script.encode()
 
     def __bool__(self) -> bool:

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -156,6 +157,23 @@ def find_builder(request: str, environ: Mapping[str, str]) -> Builder:
     named = request not in (AUTO, BUILDKIT)
     builders = {cli.path: buildx_builders(cli.path, environ) for cli in clis if cli.buildx} if named else {}
     return choose_builder(request, clis, builders)
+
+
+class BuilderOnce:
+    """The builder of one run, chosen on first use only: asking the CLIs takes a quarter of a
+    second, which a run that reuses every image never spends; parallel builds ask at once."""
+
+    def __init__(self, request: str, environ: Mapping[str, str], say: Callable[[str], None]) -> None:
+        self.request, self.environ, self.say = request, environ, say
+        self.chosen: Builder | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self) -> Builder:
+        with self.lock:
+            if self.chosen is None:
+                self.chosen = find_builder(self.request, self.environ)
+                self.say(f"building with {self.chosen.describe()}" + (f" ({self.chosen.note})" if self.chosen.note else ""))
+            return self.chosen
 
 
 def build_with_cli(

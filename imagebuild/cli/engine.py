@@ -16,19 +16,22 @@ from imagebuild.model.project import find_project, load_project
 engine_app = typer.Typer(help="Report on or start the Docker engine.", no_args_is_help=True)
 
 
-def _in_project() -> bool:
+def _requested_builder(flag: str | None) -> str:
+    """--builder, else [build].builder of the project here, else auto (no project: a host-level question)."""
+    if flag is not None:
+        return flag
     try:
-        find_project()
+        root = find_project()
     except ImagebuildError:
-        return False
-    return True
+        return AUTO
+    return load_project(root).config.build.builder
 
 
 @engine_app.command("status")
 def engine_status(as_json: JsonOption = False, builder: BuilderOption = None) -> None:
     """Say whether a Docker engine answers (exit code 3 when none does) and which builder builds."""
     current = engine_module.status()
-    chosen = find_builder(builder or load_project().config.build.builder if builder or _in_project() else AUTO, os.environ)
+    chosen = find_builder(_requested_builder(builder), os.environ)
     if as_json:
         print(json.dumps({**asdict(current), "builder": asdict(chosen) | {"description": chosen.describe()}}))
     else:
